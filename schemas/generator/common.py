@@ -1,0 +1,91 @@
+"""What the product generators share: type mapping, column building, output."""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Iterable
+from pathlib import Path
+from typing import Any
+
+SCHEMAS_DIR = Path(__file__).resolve().parent.parent
+REPO_ROOT = SCHEMAS_DIR.parent
+DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+
+PRODUCTS = ("sage_accounting", "sage_200", "sage_crm")
+
+COMPARISON = ["=", "!=", "<", "<=", ">", ">="]
+
+
+def sql_type(prop: dict[str, Any]) -> str:
+    """The SQL type of a JSON Schema property of a published definition."""
+    kind = prop.get("type")
+    fmt = str(prop.get("format", ""))
+    if kind == "string":
+        if fmt == "date-time":
+            return "DATETIME"
+        if fmt == "date":
+            return "DATE"
+        return "TEXT"
+    if kind == "integer":
+        return "INTEGER"
+    if kind == "number":
+        return "DECIMAL"
+    if kind == "boolean":
+        return "BOOLEAN"
+    return "JSON"
+
+
+def snake(name: str) -> str:
+    """A SQL identifier for an API field or resource name ($path -> path)."""
+    name = re.sub(r"(?<=[a-z0-9])(?=[A-Z])", "_", name.lstrip("$"))
+    name = re.sub(r"[^A-Za-z0-9]+", "_", name).strip("_").lower()
+    if not name or not name[0].isalpha():
+        name = "f_" + name
+    return name
+
+
+def clean_description(text: str | None) -> str:
+    """One line of plain text from a definition's description (HTML and newlines out)."""
+    if not text:
+        return ""
+    text = re.sub(r"<[^>]+>", " ", text)
+    text = text.replace("&quot;", '"').replace("&amp;", "&").replace("&lt;", "<").replace("&gt;", ">")
+    return re.sub(r"\s+", " ", text).strip()
+
+
+def column(
+    name: str,
+    type_: str,
+    path: list[str],
+    *,
+    description: str = "",
+    nullable: bool = True,
+    read_only: bool = False,
+    required_on_create: bool = False,
+    write_path: list[str] | None = None,
+    max_length: int | None = None,
+    enum: Iterable[str] | None = None,
+) -> dict[str, Any]:
+    """A column definition in the key order of table.schema.json."""
+    col: dict[str, Any] = {
+        "name": name,
+        "type": type_,
+        "path": path,
+        "nullable": nullable,
+        "read_only": read_only,
+        "required_on_create": required_on_create,
+    }
+    if write_path is not None and write_path != path:
+        col["write_path"] = write_path
+    if max_length:
+        col["max_length"] = max_length
+    if enum:
+        col["enum"] = list(enum)
+    col["description"] = clean_description(description)
+    return col
+
+
+def dump(data: Any) -> str:
+    """The committed text of a definition: stable, readable, diff-friendly."""
+    return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
