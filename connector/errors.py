@@ -31,7 +31,7 @@ EXIT_BAD_INPUT = 2
 EXIT_API_FAILURE = 1
 
 
-class Warning(builtins.Warning):  # noqa: A001 - the PEP 249 name
+class Warning(builtins.Warning):  # the PEP 249 name
     """Important warnings, such as a query that needs a full table scan."""
 
 

@@ -89,3 +89,66 @@ def column(
 def dump(data: Any) -> str:
     """The committed text of a definition: stable, readable, diff-friendly."""
     return json.dumps(data, indent=1, ensure_ascii=False) + "\n"
+
+
+def _parameter(name: str, type_: str, description: str, **extra: Any) -> dict[str, Any]:
+    return {"name": name, "type": type_, "required": False, **extra, "description": description}
+
+
+def oauth_procedures() -> list[dict[str, Any]]:
+    """The three OAuth 2.0 helper procedures of an OAuth product (run by the connector)."""
+    token_columns = [
+        {"name": "OAuthAccessToken", "type": "TEXT", "description": "The access token."},
+        {"name": "OAuthRefreshToken", "type": "TEXT", "description": "The refresh token."},
+        {"name": "ExpiresIn", "type": "INTEGER", "description": "Access token lifetime, seconds."},
+    ]
+    callback = _parameter(
+        "CallbackUrl", "TEXT", "Redirect URI registered for the application (default: CallbackURL)."
+    )
+    scope = _parameter("Scope", "TEXT", "Space-separated scopes (default: the product's scope).")
+    state = _parameter("State", "TEXT", "Opaque value returned unchanged to the redirect URI.")
+    return [
+        {
+            "name": "GetOAuthAuthorizationURL",
+            "description": "Returns the URL where the user signs in and grants access (web flow).",
+            "parameters": [callback, scope, state],
+            "result_columns": [
+                {"name": "URL", "type": "TEXT", "description": "The authorization URL to open."}
+            ],
+            "request": {"builtin": "oauth_authorization_url"},
+        },
+        {
+            "name": "GetOAuthAccessToken",
+            "description": "Exchanges an authorization code for tokens (APP: runs the browser).",
+            "parameters": [
+                _parameter(
+                    "AuthMode",
+                    "TEXT",
+                    "APP: the connector opens the browser and listens on CallbackUrl; WEB: the "
+                    "caller passes the Verifier it received on its own redirect URI.",
+                    default="APP",
+                    enum=["APP", "WEB"],
+                ),
+                scope,
+                callback,
+                state,
+                _parameter("Verifier", "TEXT", "The authorization code (WEB mode)."),
+            ],
+            "result_columns": token_columns,
+            "request": {"builtin": "oauth_access_token"},
+        },
+        {
+            "name": "RefreshOAuthAccessToken",
+            "description": "Exchanges a refresh token for a new access token (and refresh token).",
+            "parameters": [
+                {
+                    "name": "OAuthRefreshToken",
+                    "type": "TEXT",
+                    "required": True,
+                    "description": "The refresh token from the last token response.",
+                }
+            ],
+            "result_columns": token_columns,
+            "request": {"builtin": "oauth_refresh_token"},
+        },
+    ]

@@ -1,0 +1,99 @@
+"""The catalog: lazy, immutable tables; names resolved with helpful errors."""
+
+from __future__ import annotations
+
+import dataclasses
+from importlib import resources
+from typing import Any
+
+import pytest
+
+from sagesql import ConfigurationError, UnknownColumnError, UnknownTableError
+from sagesql.connector.catalog import Catalog, default_catalog
+
+
+class CountingCatalog(Catalog):
+    """A catalog that records which files it parsed."""
+
+    def __init__(self) -> None:
+        super().__init__(resources.files("sagesql.schemas"))
+        self.reads: list[str] = []
+
+    def _read(self, rel: str) -> Any:
+        self.reads.append(rel)
+        return super()._read(rel)
+
+
+def test_listing_tables_parses_only_the_index() -> None:
+    catalog = CountingCatalog()
+    assert len(catalog.tables()) > 350
+    assert len(catalog.tables("Sage200")) > 250
+    assert catalog.reads == ["index.json"]
+
+
+def test_a_table_file_is_parsed_once() -> None:
+    catalog = CountingCatalog()
+    first = catalog.table("contacts", "SageAccounting")
+    again = catalog.table("CONTACTS", "sage_accounting")
+    assert first is again
+    assert catalog.reads == ["index.json", "sage_accounting/contacts.json"]
+
+
+def test_tables_are_immutable() -> None:
+    table = default_catalog().table("contacts", "SageAccounting")
+    with pytest.raises(dataclasses.FrozenInstanceError):
+        table.name = "x"  # type: ignore[misc]
+    with pytest.raises(TypeError):
+        table.operations["list"] = None  # type: ignore[index]
+    assert isinstance(table.columns, tuple)
+
+
+def test_aliases_resolve() -> None:
+    assert default_catalog().table("accounts", "SageCRM").name == "company"
+    assert default_catalog().table("Opportunities", "SageCRM").name == "opportunity"
+
+
+def test_unknown_table_names_close_matches() -> None:
+    with pytest.raises(UnknownTableError) as err:
+        default_catalog().table("custmers", "SageAccounting")
+    assert "unknown table 'custmers' in SageAccounting" in str(err.value)
+    assert "customers" in str(err.value)
+    assert "\n" not in str(err.value)
+
+
+def test_name_in_several_products_needs_the_product() -> None:
+    with pytest.raises(UnknownTableError, match="several products"):
+        default_catalog().table("customers")
+
+
+def test_unknown_product() -> None:
+    with pytest.raises(ConfigurationError) as err:
+        default_catalog().tables("SageAcounting")
+    assert "SageAccounting" in str(err.value)
+
+
+def test_unknown_column_names_close_matches() -> None:
+    table = default_catalog().table("contacts", "SageAccounting")
+    with pytest.raises(UnknownColumnError, match="updated_at"):
+        table.column("updated_att")
+    assert table.column("UPDATED_AT").type == "DATETIME"
+
+
+def test_statements_follow_operations() -> None:
+    catalog = default_catalog()
+    assert catalog.table("contacts", "SageAccounting").statements == (
+        "SELECT", "INSERT", "UPDATE", "DELETE")
+    assert "UPDATE" not in catalog.table("journals", "SageAccounting").statements
+    assert "DELETE" not in catalog.table("ledger_accounts", "SageAccounting").statements
+    assert catalog.table("sales_invoices", "Sage200").statements == ("INSERT",)
+    assert catalog.table("sales_invoice_lines", "SageAccounting").statements == ("SELECT",)
+
+
+def test_product_definitions() -> None:
+    catalog = default_catalog()
+    accounting = catalog.product("SageAccounting")
+    assert accounting.auth["token_url"].endswith("/token")
+    assert {p.name for p in accounting.procedures} >= {
+        "GetOAuthAuthorizationURL", "GetOAuthAccessToken", "RefreshOAuthAccessToken"}
+    assert catalog.product("Sage200").base_urls["ProfessionalUK"].endswith("sage200extra/accounts/v1")
+    assert catalog.product("SageCRM").auth["type"] == "basic"
