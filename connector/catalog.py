@@ -99,8 +99,9 @@ class Operation:
 
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Operation:
-        return cls(d["method"], d["path"], d.get("envelope"), d.get("body_schema"),
-                   d.get("record_schema"))
+        return cls(
+            d["method"], d["path"], d.get("envelope"), d.get("body_schema"), d.get("record_schema")
+        )
 
 
 @dataclass(frozen=True)
@@ -162,11 +163,20 @@ class Pushdown:
                 parameter=expr["parameter"],
                 logical=frozenset(expr["logical"]),
                 columns=_frozen({k: frozenset(v) for k, v in expr["columns"].items()}),
-            ) if expr else None,
-            sort=Sort(sort["parameter"], sort["syntax"], tuple(sort["columns"]),
-                      sort.get("multiple", False)) if sort else None,
-            projection=Projection(proj["parameter"], tuple(proj["always"]),
-                                  proj.get("all")) if proj else None,
+            )
+            if expr
+            else None,
+            sort=Sort(
+                sort["parameter"],
+                sort["syntax"],
+                tuple(sort["columns"]),
+                sort.get("multiple", False),
+            )
+            if sort
+            else None,
+            projection=Projection(proj["parameter"], tuple(proj["always"]), proj.get("all"))
+            if proj
+            else None,
         )
 
 
@@ -216,12 +226,19 @@ class Procedure:
             name=d["name"],
             description=d["description"],
             parameters=tuple(
-                ProcedureParameter(p["name"], p["type"], p["required"], p.get("description", ""),
-                                   p.get("default"), tuple(p["enum"]) if p.get("enum") else None)
+                ProcedureParameter(
+                    p["name"],
+                    p["type"],
+                    p["required"],
+                    p.get("description", ""),
+                    p.get("default"),
+                    tuple(p["enum"]) if p.get("enum") else None,
+                )
                 for p in d["parameters"]
             ),
-            result_columns=tuple((c["name"], c["type"], c.get("description", ""))
-                                 for c in d["result_columns"]),
+            result_columns=tuple(
+                (c["name"], c["type"], c.get("description", "")) for c in d["result_columns"]
+            ),
             request=_frozen(d["request"]),
         )
 
@@ -272,7 +289,8 @@ class Table:
             pushdown=Pushdown.from_dict(d["pushdown"]),
             children=tuple(d.get("children", ())),
             parent=Parent(parent["table"], tuple(parent["path"]), parent["key_column"])
-            if parent else None,
+            if parent
+            else None,
             procedures=tuple(Procedure.from_dict(p) for p in d.get("procedures", ())),
             module=d.get("module", ""),
             _by_name=_frozen({c.name.lower(): c for c in columns}),
@@ -419,7 +437,8 @@ class Catalog:
         """Index entries whose name or alias is ``name`` (any case)."""
         wanted = name.strip().lower()
         return [
-            t for t in self.tables(product)
+            t
+            for t in self.tables(product)
             if wanted == t.name or wanted in (a.lower() for a in t.aliases)
         ]
 

@@ -82,7 +82,11 @@ def test_unknown_column_names_close_matches() -> None:
 def test_statements_follow_operations() -> None:
     catalog = default_catalog()
     assert catalog.table("contacts", "SageAccounting").statements == (
-        "SELECT", "INSERT", "UPDATE", "DELETE")
+        "SELECT",
+        "INSERT",
+        "UPDATE",
+        "DELETE",
+    )
     assert "UPDATE" not in catalog.table("journals", "SageAccounting").statements
     assert "DELETE" not in catalog.table("ledger_accounts", "SageAccounting").statements
     assert catalog.table("sales_invoices", "Sage200").statements == ("INSERT",)
@@ -94,6 +98,11 @@ def test_product_definitions() -> None:
     accounting = catalog.product("SageAccounting")
     assert accounting.auth["token_url"].endswith("/token")
     assert {p.name for p in accounting.procedures} >= {
-        "GetOAuthAuthorizationURL", "GetOAuthAccessToken", "RefreshOAuthAccessToken"}
-    assert catalog.product("Sage200").base_urls["ProfessionalUK"].endswith("sage200extra/accounts/v1")
+        "GetOAuthAuthorizationURL",
+        "GetOAuthAccessToken",
+        "RefreshOAuthAccessToken",
+    }
+    assert (
+        catalog.product("Sage200").base_urls["ProfessionalUK"].endswith("sage200extra/accounts/v1")
+    )
     assert catalog.product("SageCRM").auth["type"] == "basic"

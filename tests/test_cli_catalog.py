@@ -58,7 +58,9 @@ def test_describe_sage200_table() -> None:
 def _sagesql(*args: str) -> subprocess.CompletedProcess[str]:
     return subprocess.run(
         [sys.executable, "-m", "sagesql.cli.main", *args],
-        capture_output=True, text=True, timeout=60,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
 
 

@@ -9,6 +9,11 @@ from conftest import REPO
 
 
 def test_ruff_check() -> None:
-    result = subprocess.run([sys.executable, "-m", "ruff", "check", "."], cwd=REPO,
-                            capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [sys.executable, "-m", "ruff", "check", "."],
+        cwd=REPO,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr

@@ -9,7 +9,6 @@ import zipfile
 from pathlib import Path
 
 import pytest
-
 from conftest import REPO
 from test_readme import readme_commands
 
@@ -17,8 +16,14 @@ pytestmark = pytest.mark.slow
 
 
 def _run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str]:
-    result = subprocess.run([str(a) for a in args], capture_output=True, text=True,
-                            timeout=600, **kwargs)  # type: ignore[call-overload]
+    result = subprocess.run(
+        [str(a) for a in args],
+        capture_output=True,
+        text=True,
+        timeout=600,
+        cwd=kwargs.pop("cwd", "/"),
+        **kwargs,
+    )  # type: ignore[call-overload]
     assert result.returncode == 0, result.stdout + result.stderr
     return result
 
@@ -26,8 +31,18 @@ def _run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
     out = tmp_path_factory.mktemp("dist")
-    _run(sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation",
-         "--quiet", "-w", out, REPO)
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "wheel",
+        "--no-deps",
+        "--no-build-isolation",
+        "--quiet",
+        "-w",
+        out,
+        REPO,
+    )
     (found,) = out.glob("sagesql-*.whl")
     return found
 
@@ -38,10 +53,23 @@ def venv(wheel: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
     root = tmp_path_factory.mktemp("venv")
     _run(sys.executable, "-m", "venv", "--without-pip", root)
     python = root / "bin" / "python"
-    _run(sys.executable, "-m", "pip", "--python", python, "install", "--quiet", "--no-deps",
-         "--no-index", wheel)
-    site = Path(_run(python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])")
-                .stdout.strip())
+    _run(
+        sys.executable,
+        "-m",
+        "pip",
+        "--python",
+        python,
+        "install",
+        "--quiet",
+        "--no-deps",
+        "--no-index",
+        wheel,
+    )
+    site = Path(
+        _run(
+            python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"
+        ).stdout.strip()
+    )
     # Only a path entry: the test environment's .pth files (its editable sagesql) stay inert.
     (site / "zz_test_dependencies.pth").write_text(sysconfig.get_paths()["purelib"] + "\n")
     return root
@@ -63,9 +91,13 @@ def test_installed_package_runs_from_a_fresh_venv(venv: Path) -> None:
     python = venv / "bin" / "python"
     where = _run(python, "-c", "import sagesql; print(sagesql.__file__)").stdout
     assert str(venv) in where
-    _run(python, "-c", "import importlib.util as u; "
-         "assert all(u.find_spec(n) is None for n in ('connector', 'activities', 'schemas', "
-         "'sandbox', 'cli'))")
+    _run(
+        python,
+        "-c",
+        "import importlib.util as u; "
+        "assert all(u.find_spec(n) is None for n in ('connector', 'activities', 'schemas', "
+        "'sandbox', 'cli'))",
+    )
     help_text = _run(venv / "bin" / "sagesql", "--help").stdout
     assert "tables" in help_text and "describe" in help_text
     tables = _run(venv / "bin" / "sagesql", "tables", "--format", "json").stdout
@@ -76,7 +108,14 @@ def test_readme_main_command_runs_from_the_installed_package(venv: Path) -> None
     main_command = readme_commands()[0]
     sagesql_part = main_command.split("&&")[-1].strip()
     assert sagesql_part.startswith("sagesql ")
-    result = subprocess.run(sagesql_part, shell=True, capture_output=True, text=True, timeout=300,
-                            env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "COLUMNS": "200"})
+    result = subprocess.run(
+        sagesql_part,
+        shell=True,
+        capture_output=True,
+        text=True,
+        timeout=300,
+        env={"PATH": f"{venv / 'bin'}:/usr/bin:/bin", "COLUMNS": "200"},
+        cwd="/",
+    )
     assert result.returncode == 0, result.stderr
     assert result.stdout.strip()

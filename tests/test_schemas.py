@@ -10,10 +10,9 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from conftest import REPO
 from jsonschema import Draft202012Validator
 from referencing import Registry, Resource
-
-from conftest import REPO
 
 SCHEMAS = REPO / "schemas"
 INDEX = json.loads((SCHEMAS / "index.json").read_text(encoding="utf-8"))
@@ -73,8 +72,9 @@ def test_table_file_is_valid_and_consistent(rel: str) -> None:
         assert (SCHEMAS / table["product"] / f"{child}.json").exists()
     for kind in ("get", "update", "delete"):
         if kind in table["operations"]:
-            assert "{key}" in table["operations"][kind]["path"]
-            assert table["key"] is not None
+            # A singleton (no key) is read and updated at its collection path.
+            has_key = "{key}" in table["operations"][kind]["path"]
+            assert has_key == (table["key"] is not None)
     for proc in table["procedures"]:
         params = {p["name"] for p in proc["parameters"]}
         request = proc["request"]
@@ -118,7 +118,9 @@ def test_every_accounting_list_endpoint_is_a_table(reference: Path) -> None:
     lists = [p for p, v in spec["paths"].items() if "get" in v and "{" not in p]
     assert len(lists) == 85
     tables = _tables("sage_accounting")
-    by_path = {t["operations"]["list"]["path"] for t in tables.values() if "list" in t["operations"]}
+    by_path = {
+        t["operations"]["list"]["path"] for t in tables.values() if "list" in t["operations"]
+    }
     assert set(lists) <= by_path
     assert "businesses" in tables
 
@@ -129,7 +131,9 @@ def test_every_sage200_list_resource_is_a_table(reference: Path) -> None:
         spec = json.loads(module.read_text())
         paths |= {p for p, v in spec["paths"].items() if "get" in v and "{" not in p}
     tables = _tables("sage_200")
-    by_path = {t["operations"]["list"]["path"] for t in tables.values() if "list" in t["operations"]}
+    by_path = {
+        t["operations"]["list"]["path"] for t in tables.values() if "list" in t["operations"]
+    }
     assert paths <= by_path
     assert len(paths) == 266
 
@@ -142,21 +146,37 @@ def test_sage200_posting_resources_are_insert_only() -> None:
 
 def test_crm_entities_with_platform_aliases() -> None:
     tables = _tables("sage_crm")
-    assert set(tables) >= {"company", "person", "lead", "opportunity", "users", "cases",
-                           "communication"}
+    assert set(tables) >= {
+        "company",
+        "person",
+        "lead",
+        "opportunity",
+        "users",
+        "cases",
+        "communication",
+    }
     aliases = {a: t for t in tables.values() for a in t["aliases"]}
-    assert {k: v["name"] for k, v in aliases.items() if k in
-            {"accounts", "contacts", "leads", "opportunities"}} == {
-        "accounts": "company", "contacts": "person", "leads": "lead",
-        "opportunities": "opportunity"}
+    assert {
+        k: v["name"]
+        for k, v in aliases.items()
+        if k in {"accounts", "contacts", "leads", "opportunities"}
+    } == {
+        "accounts": "company",
+        "contacts": "person",
+        "leads": "lead",
+        "opportunities": "opportunity",
+    }
 
 
 def test_customers_view_pushes_down_updated_at() -> None:
     customers = _load("sage_accounting/customers.json")
     assert customers["fixed_parameters"] == {"contact_type_id": "CUSTOMER"}
     assert customers["updated_column"] == "updated_at"
-    pushed = {(p["operator"], p["parameter"], p["exact"])
-              for p in customers["pushdown"]["parameters"] if p["column"] == "updated_at"}
+    pushed = {
+        (p["operator"], p["parameter"], p["exact"])
+        for p in customers["pushdown"]["parameters"]
+        if p["column"] == "updated_at"
+    }
     assert (">=", "updated_or_created_since", True) in pushed
     assert (">", "updated_or_created_since", False) in pushed
 
@@ -170,5 +190,8 @@ def test_links_become_id_and_displayed_as_columns() -> None:
 
 def test_invoice_lines_child_table() -> None:
     lines = _load("sage_accounting/sales_invoice_lines.json")
-    assert lines["parent"] == {"table": "sales_invoices", "path": ["invoice_lines"],
-                               "key_column": "sales_invoice_id"}
+    assert lines["parent"] == {
+        "table": "sales_invoices",
+        "path": ["invoice_lines"],
+        "key_column": "sales_invoice_id",
+    }

@@ -64,12 +64,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--check", action="store_true", help="compare instead of writing")
     args = parser.parse_args(argv)
     if not args.reference.is_dir():
-        print(f"error: reference folder {args.reference} not found: pass --reference", file=sys.stderr)
+        print(
+            f"error: reference folder {args.reference} not found: pass --reference", file=sys.stderr
+        )
         return 2
     files = render(args.reference)
     stale = owned_files() - set(files)
     if args.check:
-        differ = [p for p, text in files.items() if not (SCHEMAS_DIR / p).exists() or (SCHEMAS_DIR / p).read_text(encoding="utf-8") != text]
+        differ = [
+            p
+            for p, text in files.items()
+            if not (SCHEMAS_DIR / p).exists()
+            or (SCHEMAS_DIR / p).read_text(encoding="utf-8") != text
+        ]
         for p in sorted(differ) + sorted(stale):
             print(f"out of date: schemas/{p}")
         return 1 if differ or stale else 0

@@ -137,16 +137,29 @@ AUDIT_FIELDS: list[tuple[str, str, str]] = [
 ]
 
 
-def _table(entity: str, name: str, alias: str | None, prefix: str, description: str,
-           fields: list[tuple[str, str, str, bool]]) -> dict[str, Any]:
+def _table(
+    entity: str,
+    name: str,
+    alias: str | None,
+    prefix: str,
+    description: str,
+    fields: list[tuple[str, str, str, bool]],
+) -> dict[str, Any]:
     key_field = fields[0][0]
     columns: list[dict[str, Any]] = []
     for field, type_, text, required in fields:
         api_name = f"{prefix}_{field}".lower()
         is_key = field == key_field
         columns.append(
-            column(api_name, type_, [api_name], description=text, nullable=not is_key,
-                   read_only=is_key, required_on_create=required)
+            column(
+                api_name,
+                type_,
+                [api_name],
+                description=text,
+                nullable=not is_key,
+                read_only=is_key,
+                required_on_create=required,
+            )
         )
     for field, type_, text in AUDIT_FIELDS:
         api_name = f"{prefix}_{field}".lower()

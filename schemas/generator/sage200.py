@@ -32,8 +32,12 @@ FILE_PREFIX = "sage200-extra-v1-"
 FILE_SUFFIX = ".openapi3.json"
 
 # $top: default 500, at most 5000; $skip needs $orderby; $count=true gives the total.
-PAGING = {"style": "top_skip", "max_page_size": 5000, "default_page_size": 500,
-          "total": "count_request"}
+PAGING = {
+    "style": "top_skip",
+    "max_page_size": 5000,
+    "default_page_size": 500,
+    "total": "count_request",
+}
 # One object per request (GET /licence, GET /current_user) or no read at all.
 NO_PAGING = {"style": "none", "max_page_size": 1, "default_page_size": 1, "total": "none"}
 
@@ -169,8 +173,12 @@ def is_flattenable(prop: dict[str, Any]) -> bool:
 class Writable:
     """Which record paths the POST and PUT bodies accept, and which POST requires."""
 
-    def __init__(self, module: Module, bodies: list[dict[str, Any] | None],
-                 create_body: dict[str, Any] | None) -> None:
+    def __init__(
+        self,
+        module: Module,
+        bodies: list[dict[str, Any] | None],
+        create_body: dict[str, Any] | None,
+    ) -> None:
         self.module = module
         self.bodies = [b for b in bodies if b]
         self.create_body = create_body
@@ -202,14 +210,19 @@ class Writable:
         return True
 
 
-def build_columns(module: Module, record: dict[str, Any], writable: Writable,
-                  first: str | None = None) -> list[dict[str, Any]]:
+def build_columns(
+    module: Module, record: dict[str, Any], writable: Writable, first: str | None = None
+) -> list[dict[str, Any]]:
     """The columns of a record: scalars, objects flattened one level, the rest as JSON."""
     columns: list[dict[str, Any]] = []
 
     def add(path: list[str], prop: dict[str, Any], parent_read_only: bool = False) -> None:
         type_ = column_type(prop)
-        read_only = parent_read_only or bool(prop.get("readOnly")) or not writable.accepts(path)
+        required = writable.required(path)
+        # A few fields are readOnly yet required by POST (cost_centres.code): write-once.
+        read_only = not required and (
+            parent_read_only or bool(prop.get("readOnly")) or not writable.accepts(path)
+        )
         columns.append(
             column(
                 "_".join(snake(step) for step in path),
@@ -218,7 +231,7 @@ def build_columns(module: Module, record: dict[str, Any], writable: Writable,
                 description=prop.get("description", ""),
                 nullable=path != ["id"],
                 read_only=read_only,
-                required_on_create=writable.required(path),
+                required_on_create=required,
                 max_length=max_length(prop) if type_ == "TEXT" else None,
                 enum=[str(v) for v in prop["enum"]] if prop.get("enum") else None,
             )
@@ -263,8 +276,15 @@ def pushdown(columns: list[dict[str, Any]], readable: bool) -> dict[str, Any]:
     }
 
 
-def table(name: str, module: Module, description: str, operations: dict[str, Any],
-          columns: list[dict[str, Any]], paging: dict[str, Any], readable: bool) -> dict[str, Any]:
+def table(
+    name: str,
+    module: Module,
+    description: str,
+    operations: dict[str, Any],
+    columns: list[dict[str, Any]],
+    paging: dict[str, Any],
+    readable: bool,
+) -> dict[str, Any]:
     """A table definition in the key order of table.schema.json."""
     names = {c["name"] for c in columns}
     return {
@@ -289,8 +309,9 @@ def table(name: str, module: Module, description: str, operations: dict[str, Any
     }
 
 
-def operation(method: str, path: str, *, body: str | None = None,
-              record: str | None = None) -> dict[str, Any]:
+def operation(
+    method: str, path: str, *, body: str | None = None, record: str | None = None
+) -> dict[str, Any]:
     """An operation; body_schema only on writes."""
     op: dict[str, Any] = {"method": method, "path": path, "envelope": None}
     if method in {"POST", "PUT"}:
@@ -299,8 +320,9 @@ def operation(method: str, path: str, *, body: str | None = None,
     return op
 
 
-def list_table(module: Module, path: str,
-               resources: set[str]) -> tuple[dict[str, Any], list[dict[str, Any]]]:
+def list_table(
+    module: Module, path: str, resources: set[str]
+) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     """The table of a top-level GET resource, and its child tables (unless a resource has
     the child's name)."""
     name = path.strip("/")
@@ -320,22 +342,41 @@ def list_table(module: Module, path: str,
     create = update = None
     if "post" in item:
         create = body_schema(item["post"])
-        operations["create"] = operation("POST", path, body=schema_name(create),
-                                         record=schema_name(response_schema(item["post"])))
+        operations["create"] = operation(
+            "POST",
+            path,
+            body=schema_name(create),
+            record=schema_name(response_schema(item["post"])),
+        )
     if "put" in one:
         update = body_schema(one["put"])
-        operations["update"] = operation("PUT", key_path, body=schema_name(update),
-                                         record=schema_name(response_schema(one["put"])))
+        operations["update"] = operation(
+            "PUT",
+            key_path,
+            body=schema_name(update),
+            record=schema_name(response_schema(one["put"])),
+        )
     if "delete" in one:
         operations["delete"] = operation("DELETE", key_path)
 
     writable = Writable(module, [create, update], create)
     columns = build_columns(module, record, writable)
     get = item["get"]
-    description = (first_sentence(get.get("description")) or first_sentence(get.get("summary"))
-                   or clean_description(item.get("x-sage-pathtitle")) or name)
-    parent = table(name, module, description, operations, columns,
-                   NO_PAGING if singleton else PAGING, readable=not singleton)
+    description = (
+        first_sentence(get.get("description"))
+        or first_sentence(get.get("summary"))
+        or clean_description(item.get("x-sage-pathtitle"))
+        or name
+    )
+    parent = table(
+        name,
+        module,
+        description,
+        operations,
+        columns,
+        NO_PAGING if singleton else PAGING,
+        readable=not singleton,
+    )
     if singleton:
         parent["key"] = None
 
@@ -358,23 +399,41 @@ def singular(name: str) -> str:
     return name[:-1] if name.endswith("s") else name
 
 
-def child_table(module: Module, parent: dict[str, Any], array: str, line_schema: dict[str, Any],
-                parent_bodies: list[dict[str, Any] | None]) -> dict[str, Any]:
+def child_table(
+    module: Module,
+    parent: dict[str, Any],
+    array: str,
+    line_schema: dict[str, Any],
+    parent_bodies: list[dict[str, Any] | None],
+) -> dict[str, Any]:
     """A child table over the line array of a parent's records (written through the parent)."""
     stem = singular(parent["name"])
     name = f"{stem}_{array}"
     key_column = f"{stem}_id"
     line_bodies = [module.properties(b).get(array, {}).get("items") for b in parent_bodies if b]
-    create_lines = (module.properties(parent_bodies[0]).get(array, {}).get("items")
-                    if parent_bodies[0] else None)
+    create_lines = (
+        module.properties(parent_bodies[0]).get(array, {}).get("items")
+        if parent_bodies[0]
+        else None
+    )
     writable = Writable(module, line_bodies, create_lines)
     columns = build_columns(module, module.resolve(line_schema), writable, first=key_column)
     if columns[0]["name"] != key_column:
-        columns.insert(0, column(key_column, "INTEGER", [key_column], read_only=True,
-                                 description=f"Id of the {parent['name']} record."))
+        columns.insert(
+            0,
+            column(
+                key_column,
+                "INTEGER",
+                [key_column],
+                read_only=True,
+                description=f"Id of the {parent['name']} record.",
+            ),
+        )
     what = first_sentence(module.resolve(line_schema).get("description")) or f"Lines of {stem}."
-    description = (f"{what} Rows of the {array} array embedded in {parent['name']} records; "
-                   f"written through {parent['name']}.")
+    description = (
+        f"{what} Rows of the {array} array embedded in {parent['name']} records; "
+        f"written through {parent['name']}."
+    )
     child = table(name, module, description, {}, columns, parent["paging"], readable=False)
     child["resource"] = parent["resource"]
     child["parent"] = {"table": parent["name"], "path": [array], "key_column": key_column}
@@ -396,12 +455,12 @@ def insert_only_table(module: Module, path: str) -> dict[str, Any]:
     post = item["post"]
     body = body_schema(post)
     operations = {
-        "create": operation("POST", path, body=schema_name(body),
-                            record=schema_name(response_schema(post)))
+        "create": operation(
+            "POST", path, body=schema_name(body), record=schema_name(response_schema(post))
+        )
     }
     columns = build_columns(module, module.resolve(body), Writable(module, [body], body))
-    summary = (first_sentence(post.get("description")) or first_sentence(post.get("summary"))
-               or name)
+    summary = first_sentence(post.get("description")) or first_sentence(post.get("summary")) or name
     description = (
         f"{summary} Insert-only: invoices, receipts and payments are POST-only; "
         f"read them back as posted transactions ({read_back(name)})."
@@ -462,9 +521,7 @@ def build(reference: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     if len(files) != 11:
         raise ValueError(f"expected 11 Sage 200 modules, found {len(files)}")
     modules = [Module(file) for file in files]
-    resources = {
-        path.strip("/") for module in modules for path in module.paths if "{" not in path
-    }
+    resources = {path.strip("/") for module in modules for path in module.paths if "{" not in path}
     tables: dict[str, dict[str, Any]] = {}
     done: set[str] = set()
     made: list[dict[str, Any]] = []
