@@ -1,0 +1,81 @@
+"""Sandbox settings: data size and seed, token lifetimes, rate limit, faults, lag."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from sagesql.connector.errors import ConfigurationError
+
+
+@dataclass
+class Faults:
+    """Faults injected into a share of requests (0.0 to 1.0 each); all off by default."""
+
+    latency_ms: float = 0.0
+    errors: float = 0.0
+    error_statuses: tuple[int, ...] = (500, 502, 503)
+    throttle: float = 0.0
+    drop: float = 0.0
+    truncate: float = 0.0
+    seed: int = 0
+
+    @classmethod
+    def parse(cls, text: str) -> Faults:
+        """``latency=50,errors=0.1,throttle=0.05,drop=0.01,truncate=0.01,seed=3``."""
+        faults = cls()
+        problems: list[str] = []
+        for part in filter(None, (p.strip() for p in text.split(","))):
+            name, _, value = part.partition("=")
+            name = name.strip().lower().replace("-", "_")
+            attr = {"latency": "latency_ms", "statuses": "error_statuses"}.get(name, name)
+            try:
+                if attr == "error_statuses":
+                    faults.error_statuses = tuple(int(s) for s in value.split("/"))
+                elif attr == "seed":
+                    faults.seed = int(value)
+                elif attr in {"latency_ms", "errors", "throttle", "drop", "truncate"}:
+                    number = float(value)
+                    if attr != "latency_ms" and not 0.0 <= number <= 1.0:
+                        raise ValueError
+                    setattr(faults, attr, number)
+                else:
+                    problems.append(f"unknown fault {name!r}")
+            except ValueError:
+                problems.append(f"bad value {value!r} for {name}")
+        if problems:
+            raise ConfigurationError(
+                "bad --faults: " + "; ".join(problems),
+                hint="use latency=MS,errors=SHARE,statuses=500/503,throttle=SHARE,drop=SHARE,"
+                "truncate=SHARE,seed=N with shares from 0 to 1",
+            )
+        return faults
+
+    @property
+    def active(self) -> bool:
+        return any((self.latency_ms, self.errors, self.throttle, self.drop, self.truncate))
+
+
+@dataclass
+class SandboxConfig:
+    """How one product's emulator behaves."""
+
+    product: str = "sage_accounting"
+    seed: int = 1
+    # Rows of the main tables (contacts, customers, companies...): small by default so
+    # that the sandbox starts at once; raised for benchmarks.
+    rows: int = 50
+    db: Path | None = None
+    access_token_lifetime: int = 300
+    refresh_token_lifetime: int = 31 * 24 * 3600
+    rate_limit_per_minute: int = 200
+    faults: Faults = field(default_factory=Faults)
+    # Records updated less than this many seconds ago are not yet visible to lists
+    # (index lag, as seen on real APIs); exercises pollers' lookback.
+    visibility_lag: float = 0.0
+    # OAuth clients the sandbox accepts: client id -> secret.
+    clients: dict[str, str] = field(default_factory=lambda: {"sandbox-client": "sandbox-secret"})
+    # CRM basic-auth users: user -> password.
+    crm_users: dict[str, str] = field(default_factory=lambda: {"admin": "sandbox"})
+    # CRM writes its dates in the server's local time; minutes east of UTC.
+    crm_utc_offset_minutes: int = 0
