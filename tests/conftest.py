@@ -20,3 +20,24 @@ def reference() -> Path:
     if not REFERENCE.is_dir():
         pytest.fail(f"Sage's published definitions are expected at {REFERENCE}")
     return REFERENCE
+
+
+@pytest.fixture
+def start_sandbox():
+    """Start a product's sandbox on a free loopback port: ``start_sandbox("sage_200", rows=10)``.
+
+    Keyword arguments are SandboxConfig fields. Every sandbox started is stopped after the test.
+    """
+    from sagesql.sandbox.config import SandboxConfig
+    from sagesql.sandbox.runner import Sandbox
+
+    started: list[Sandbox] = []
+
+    def start(product: str = "sage_accounting", **config: object) -> Sandbox:
+        sandbox = Sandbox(product, SandboxConfig(product=product, **config)).start()  # type: ignore[arg-type]
+        started.append(sandbox)
+        return sandbox
+
+    yield start
+    for sandbox in started:
+        sandbox.stop()
