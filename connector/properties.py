@@ -1,0 +1,360 @@
+"""Connection properties: their names, types, defaults and meaning, validated into Settings.
+
+The names are those commercial drivers use (``InitiateOAuth``, ``OAuthSettingsLocation``,
+``Pagesize``...), matched case-insensitively. :func:`validate` turns raw name/value
+pairs into one frozen :class:`Settings`, reporting every problem at once; nothing
+else in sagesql reads raw properties.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping
+from dataclasses import dataclass
+from typing import Any
+from urllib.parse import urlsplit
+
+from sagesql.connector.errors import ConfigurationError
+
+PRODUCTS = {"sageaccounting": "SageAccounting", "sage200": "Sage200", "sagecrm": "SageCRM"}
+PRODUCT_IDS = {"SageAccounting": "sage_accounting", "Sage200": "sage_200", "SageCRM": "sage_crm"}
+OAUTH_MODES = ("OFF", "GETANDREFRESH", "REFRESH")
+SCHEMAS = ("StandardUK", "ProfessionalUK")
+
+
+@dataclass(frozen=True)
+class Property:
+    """One connection property as users write it."""
+
+    name: str
+    kind: str  # text, secret, int, url, choice, path
+    default: Any
+    help: str
+    choices: tuple[str, ...] = ()
+    minimum: int | None = None
+    maximum: int | None = None
+
+    @property
+    def attribute(self) -> str:
+        return ATTRIBUTES[self.name]
+
+    @property
+    def secret(self) -> bool:
+        return self.kind == "secret"
+
+
+PROPERTIES: tuple[Property, ...] = (
+    Property(
+        "Product",
+        "choice",
+        "SageAccounting",
+        "Which Sage product to connect to.",
+        choices=tuple(PRODUCTS.values()),
+    ),
+    Property(
+        "URL",
+        "url",
+        None,
+        "Base URL of the API: a sandbox, a region, or the Sage CRM "
+        "server (https://crm.example.com or its full /sdata/crmj/sagecrm2/- URL). "
+        "Default: Sage's public API for the product.",
+    ),
+    Property(
+        "InitiateOAuth",
+        "choice",
+        "OFF",
+        "OFF: use OAuthAccessToken as given. "
+        "GETANDREFRESH: use stored tokens, else log in with the browser, then refresh. "
+        "REFRESH: start from the given tokens and refresh them.",
+        choices=OAUTH_MODES,
+    ),
+    Property("OAuthClientId", "text", None, "Client id of your Sage developer application."),
+    Property("OAuthClientSecret", "secret", None, "Client secret of your application."),
+    Property("OAuthAccessToken", "secret", None, "An access token (InitiateOAuth OFF/REFRESH)."),
+    Property("OAuthRefreshToken", "secret", None, "A refresh token (InitiateOAuth REFRESH)."),
+    Property(
+        "OAuthSettingsLocation",
+        "path",
+        None,
+        "Where tokens are kept: a file path, or "
+        "memory://<id> to keep them in this process. Default: one file per profile and "
+        "product in the user's data directory.",
+    ),
+    Property(
+        "CallbackURL",
+        "url",
+        "http://localhost:33333",
+        "Redirect URI registered for your application; the login listener runs there.",
+    ),
+    Property("Scope", "text", None, "OAuth scope. Default: the product's full-access scope."),
+    Property(
+        "OAuthAuthorizationURL",
+        "url",
+        None,
+        "Authorization endpoint. Default: Sage's for the product.",
+    ),
+    Property("OAuthTokenURL", "url", None, "Token endpoint. Default: Sage's for the product."),
+    Property(
+        "BusinessId",
+        "text",
+        None,
+        "Sage Accounting business (X-Business). Default: the lead business.",
+    ),
+    Property(
+        "Schema",
+        "choice",
+        "StandardUK",
+        "Sage 200 edition: StandardUK or ProfessionalUK.",
+        choices=SCHEMAS,
+    ),
+    Property("Site", "text", None, "Sage 200 site id (X-Site). Default: from /sites."),
+    Property("Company", "text", None, "Sage 200 company id (X-Company). Default: from /sites."),
+    Property("User", "text", None, "Sage CRM user name (basic auth)."),
+    Property("Password", "secret", None, "Sage CRM password."),
+    Property(
+        "Timeout",
+        "int",
+        60,
+        "Seconds to wait for an answer to one request.",
+        minimum=1,
+        maximum=3600,
+    ),
+    Property(
+        "Pagesize",
+        "int",
+        None,
+        "Records per page request. Default: the API's maximum.",
+        minimum=1,
+        maximum=5000,
+    ),
+    Property(
+        "MaxRows", "int", -1, "Stop after this many rows per query (-1: no limit).", minimum=-1
+    ),
+    Property(
+        "MaxConcurrency",
+        "int",
+        4,
+        "Page requests made in parallel when the total is known.",
+        minimum=1,
+        maximum=64,
+    ),
+    Property(
+        "RateLimit",
+        "int",
+        150,
+        "Requests per minute this connection makes at most "
+        "(0: no client-side limit). Sage allows about 200 per business.",
+        minimum=0,
+    ),
+    Property("ProxyServer", "text", None, "HTTP proxy host name or address."),
+    Property("ProxyPort", "int", None, "HTTP proxy port.", minimum=1, maximum=65535),
+    Property("ProxyUser", "text", None, "User for the proxy."),
+    Property("ProxyPassword", "secret", None, "Password for the proxy."),
+    Property(
+        "Verbosity",
+        "int",
+        1,
+        "Log detail: 1 statements and timings, 2 requests, 3 "
+        "headers and bodies, 4-5 everything (secrets are always redacted).",
+        minimum=1,
+        maximum=5,
+    ),
+    Property(
+        "Logfile",
+        "path",
+        None,
+        "Write the log to this file (default: no log unless --verbose is given, then stderr).",
+    ),
+)
+
+ATTRIBUTES = {
+    "Product": "product",
+    "URL": "url",
+    "InitiateOAuth": "initiate_oauth",
+    "OAuthClientId": "oauth_client_id",
+    "OAuthClientSecret": "oauth_client_secret",
+    "OAuthAccessToken": "oauth_access_token",
+    "OAuthRefreshToken": "oauth_refresh_token",
+    "OAuthSettingsLocation": "oauth_settings_location",
+    "CallbackURL": "callback_url",
+    "Scope": "scope",
+    "OAuthAuthorizationURL": "oauth_authorization_url",
+    "OAuthTokenURL": "oauth_token_url",
+    "BusinessId": "business_id",
+    "Schema": "schema",
+    "Site": "site",
+    "Company": "company",
+    "User": "user",
+    "Password": "password",
+    "Timeout": "timeout",
+    "Pagesize": "pagesize",
+    "MaxRows": "max_rows",
+    "MaxConcurrency": "max_concurrency",
+    "RateLimit": "rate_limit",
+    "ProxyServer": "proxy_server",
+    "ProxyPort": "proxy_port",
+    "ProxyUser": "proxy_user",
+    "ProxyPassword": "proxy_password",
+    "Verbosity": "verbosity",
+    "Logfile": "logfile",
+}
+
+BY_KEY: dict[str, Property] = {p.name.lower(): p for p in PROPERTIES}
+SECRET_NAMES = frozenset(p.name for p in PROPERTIES if p.secret)
+
+
+def lookup(name: str) -> Property | None:
+    """The property of that name: any case, and spaces, '_' or '-' ignored (oauth_client_id)."""
+    key = name.strip().lower()
+    if key in BY_KEY:
+        return BY_KEY[key]
+    squashed = key.replace("_", "").replace("-", "").replace(" ", "")
+    for prop in PROPERTIES:
+        if prop.name.lower() == squashed or prop.attribute.replace("_", "") == squashed:
+            return prop
+    return None
+
+
+@dataclass(frozen=True)
+class Settings:
+    """Validated connection properties. ``repr`` never shows a secret."""
+
+    product: str = "SageAccounting"
+    url: str | None = None
+    initiate_oauth: str = "OFF"
+    oauth_client_id: str | None = None
+    oauth_client_secret: str | None = None
+    oauth_access_token: str | None = None
+    oauth_refresh_token: str | None = None
+    oauth_settings_location: str | None = None
+    callback_url: str = "http://localhost:33333"
+    scope: str | None = None
+    oauth_authorization_url: str | None = None
+    oauth_token_url: str | None = None
+    business_id: str | None = None
+    schema: str = "StandardUK"
+    site: str | None = None
+    company: str | None = None
+    user: str | None = None
+    password: str | None = None
+    timeout: int = 60
+    pagesize: int | None = None
+    max_rows: int = -1
+    max_concurrency: int = 4
+    rate_limit: int = 150
+    proxy_server: str | None = None
+    proxy_port: int | None = None
+    proxy_user: str | None = None
+    proxy_password: str | None = None
+    verbosity: int = 1
+    logfile: str | None = None
+    # Where the settings came from, for messages and the default token file.
+    profile: str | None = None
+
+    @property
+    def product_id(self) -> str:
+        """The catalog's product name (sage_accounting, sage_200, sage_crm)."""
+        return PRODUCT_IDS[self.product]
+
+    def secrets(self) -> list[str]:
+        """Every secret value set, for redaction."""
+        return [v for p in PROPERTIES if p.secret and (v := getattr(self, p.attribute))]
+
+    def public(self) -> dict[str, Any]:
+        """Property name -> value with secrets masked (for `auth status` and logs)."""
+        out: dict[str, Any] = {}
+        for p in PROPERTIES:
+            value = getattr(self, p.attribute)
+            out[p.name] = "********" if (p.secret and value) else value
+        return out
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.public().items() if v is not None)
+        return f"Settings({shown})"
+
+    __str__ = __repr__
+
+
+def _convert(prop: Property, raw: Any) -> Any:
+    """The typed value of one property, or ValueError with the reason."""
+    if raw is None:
+        return None
+    if prop.kind == "int":
+        if isinstance(raw, bool):
+            raise ValueError("expected a whole number")
+        try:
+            value = int(str(raw).strip())
+        except ValueError:
+            raise ValueError("expected a whole number") from None
+        if prop.minimum is not None and value < prop.minimum:
+            raise ValueError(f"must be at least {prop.minimum}")
+        if prop.maximum is not None and value > prop.maximum:
+            raise ValueError(f"must be at most {prop.maximum}")
+        return value
+    text = str(raw).strip()
+    if prop.kind == "choice":
+        for choice in prop.choices:
+            if text.lower() == choice.lower():
+                return choice
+        raise ValueError(f"expected one of {', '.join(prop.choices)}")
+    if prop.kind == "url":
+        parts = urlsplit(text)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ValueError("expected an http:// or https:// URL")
+        return text.rstrip("/") if prop.name != "CallbackURL" else text
+    if text == "":
+        return None
+    return text
+
+
+def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
+    """Settings from property name -> value pairs; every problem reported in one error."""
+    problems: list[str] = []
+    values: dict[str, Any] = {}
+    for name, value in raw.items():
+        prop = lookup(name)
+        if prop is None:
+            from sagesql.connector.catalog import did_you_mean
+
+            hint = did_you_mean(name, [p.name for p in PROPERTIES])
+            problems.append(f"unknown property {name!r}" + (f" ({hint})" if hint else ""))
+            continue
+        try:
+            values[prop.attribute] = _convert(prop, value)
+        except ValueError as exc:
+            shown = "********" if prop.secret else repr(str(value))
+            problems.append(f"{prop.name}={shown}: {exc}")
+    values = {k: v for k, v in values.items() if v is not None}
+    settings = Settings(**values, profile=profile)
+    if not problems:  # checks across properties mean little while a value is wrong
+        problems.extend(_consistency(settings))
+    if problems:
+        raise ConfigurationError(
+            "bad connection properties: " + "; ".join(problems),
+            hint="run 'sagesql properties' to see every property and its allowed values",
+        )
+    return settings
+
+
+def _consistency(s: Settings) -> list[str]:
+    """Problems that involve several properties."""
+    problems: list[str] = []
+    if s.product == "SageCRM":
+        if not s.url:
+            problems.append("SageCRM needs URL (the CRM server, e.g. https://crm.example.com)")
+        if not s.user:
+            problems.append("SageCRM needs User (and Password)")
+        return problems
+    if s.initiate_oauth == "OFF" and not s.oauth_access_token and not s.oauth_settings_location:
+        problems.append(
+            "InitiateOAuth=OFF needs OAuthAccessToken (or use InitiateOAuth="
+            "GETANDREFRESH to log in, or REFRESH with OAuthRefreshToken)"
+        )
+    if s.initiate_oauth == "REFRESH" and not s.oauth_refresh_token and not s.oauth_access_token:
+        problems.append("InitiateOAuth=REFRESH needs OAuthRefreshToken")
+    if s.initiate_oauth in ("REFRESH", "GETANDREFRESH") and not s.oauth_client_id:
+        problems.append(
+            f"InitiateOAuth={s.initiate_oauth} needs OAuthClientId (and OAuthClientSecret)"
+        )
+    if s.proxy_port and not s.proxy_server:
+        problems.append("ProxyPort needs ProxyServer")
+    return problems
