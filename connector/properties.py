@@ -255,6 +255,24 @@ class Settings:
         """The catalog's product name (sage_accounting, sage_200, sage_crm)."""
         return PRODUCT_IDS[self.product]
 
+    def proxies(self) -> dict[str, str] | None:
+        """The proxies mapping requests takes, or None when no proxy is set."""
+        if not self.proxy_server:
+            return None
+        from urllib.parse import quote
+
+        auth = ""
+        if self.proxy_user:
+            auth = quote(self.proxy_user, safe="")
+            if self.proxy_password:
+                auth += ":" + quote(self.proxy_password, safe="")
+            auth += "@"
+        host = self.proxy_server
+        if "://" in host:
+            host = host.split("://", 1)[1]
+        url = f"http://{auth}{host}" + (f":{self.proxy_port}" if self.proxy_port else "")
+        return {"http": url, "https": url}
+
     def secrets(self) -> list[str]:
         """Every secret value set, for redaction."""
         return [v for p in PROPERTIES if p.secret and (v := getattr(self, p.attribute))]
