@@ -27,6 +27,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
+from sagesql.connector import oauth_http
 from sagesql.connector.errors import AuthError, RetriableAPIError
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenSet, TokenStore
@@ -108,23 +109,25 @@ class OAuthAuth(AuthBase):
                     hint="set OAuthAccessToken, or use InitiateOAuth=GETANDREFRESH",
                 )
             return TokenSet(access_token=s.oauth_access_token)
-        stored = self.store.load()
         if s.initiate_oauth == "REFRESH":
             origin = fingerprint(s.oauth_refresh_token)
-            if stored is not None and (origin is None or stored.origin == origin):
-                return stored
-            # New tokens given: start a new chain from them (expiry unknown unless only a
-            # refresh token was given, in which case refresh at once).
-            seeded = TokenSet(
-                access_token=s.oauth_access_token or "",
-                refresh_token=s.oauth_refresh_token,
-                expires_at=None if s.oauth_access_token else 0.0,
-                obtained_at=self._clock(),
-                origin=origin,
-            )
+            # Under the lock: another process may be seeding or refreshing this very chain.
             with self.store.locked():
+                stored = self.store.load()
+                if stored is not None and (origin is None or stored.origin == origin):
+                    return stored
+                # New tokens given: start a new chain from them (expiry unknown unless only
+                # a refresh token was given, in which case refresh at once).
+                seeded = TokenSet(
+                    access_token=s.oauth_access_token or "",
+                    refresh_token=s.oauth_refresh_token,
+                    expires_at=None if s.oauth_access_token else 0.0,
+                    obtained_at=self._clock(),
+                    origin=origin,
+                )
                 self.store.save(seeded)
-            return seeded
+                return seeded
+        stored = self.store.load()
         if stored is not None:
             return stored
         if self.login is None:
@@ -164,28 +167,29 @@ class OAuthAuth(AuthBase):
         s = self.settings
         session = OAuth2Session(s.oauth_client_id, token=base.as_oauthlib())
         session.proxies = s.proxies() or {}
-        try:
-            data = session.refresh_token(
-                self.token_url,
-                refresh_token=base.refresh_token,
-                client_id=s.oauth_client_id,
-                client_secret=s.oauth_client_secret,
-                timeout=s.timeout,
-            )
-        except OAuth2Error as exc:
-            reason = exc.error or "refused"
-            raise AuthError(
-                f"refreshing the access token failed ({reason}): the refresh token was already "
-                "used, revoked or has expired",
-                hint=_relogin_hint(s),
-            ) from None
-        except requests.RequestException as exc:
-            raise RetriableAPIError(
-                f"could not reach the token endpoint {self.token_url}: {type(exc).__name__}",
-                hint="check the network, proxy and OAuthTokenURL, then try again",
-            ) from None
-        finally:
-            session.close()
+        with oauth_http.permitted(self.token_url):
+            try:
+                data = session.refresh_token(
+                    self.token_url,
+                    refresh_token=base.refresh_token,
+                    client_id=s.oauth_client_id,
+                    client_secret=s.oauth_client_secret,
+                    timeout=s.timeout,
+                )
+            except OAuth2Error as exc:
+                reason = exc.error or "refused"
+                raise AuthError(
+                    f"refreshing the access token failed ({reason}): the refresh token was already "
+                    "used, revoked or has expired",
+                    hint=_relogin_hint(s),
+                ) from None
+            except requests.RequestException as exc:
+                raise RetriableAPIError(
+                    f"could not reach the token endpoint {self.token_url}: {type(exc).__name__}",
+                    hint="check the network, proxy and OAuthTokenURL, then try again",
+                ) from None
+            finally:
+                session.close()
         self.refreshes += 1
         fresh = TokenSet.from_response(dict(data), self._clock())
         if not fresh.refresh_token:  # some servers keep the old one when they don't rotate

@@ -24,6 +24,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
+from sagesql.connector import oauth_http
 from sagesql.connector.catalog import Product
 from sagesql.connector.errors import AuthError, ConfigurationError, RetriableAPIError
 from sagesql.connector.properties import Settings
@@ -196,27 +197,28 @@ def exchange_code(
     )
     session.proxies = settings.proxies() or {}
     kwargs: dict[str, Any] = {"code_verifier": verifier} if verifier else {}
-    try:
-        token = session.fetch_token(
-            endpoints.token_url,
-            code=code,
-            client_secret=settings.oauth_client_secret,
-            include_client_id=True,
-            timeout=settings.timeout,
-            **kwargs,
-        )
-    except OAuth2Error as exc:
-        raise AuthError(
-            f"the token endpoint refused the code ({exc.error or 'error'})",
-            hint="codes are single-use and expire after a minute: log in again",
-        ) from None
-    except requests.RequestException as exc:
-        raise RetriableAPIError(
-            f"could not reach {endpoints.token_url}: {type(exc).__name__}",
-            hint="check the network, proxy and OAuthTokenURL",
-        ) from None
-    finally:
-        session.close()
+    with oauth_http.permitted(endpoints.token_url):
+        try:
+            token = session.fetch_token(
+                endpoints.token_url,
+                code=code,
+                client_secret=settings.oauth_client_secret,
+                include_client_id=True,
+                timeout=settings.timeout,
+                **kwargs,
+            )
+        except OAuth2Error as exc:
+            raise AuthError(
+                f"the token endpoint refused the code ({exc.error or 'error'})",
+                hint="codes are single-use and expire after a minute: log in again",
+            ) from None
+        except requests.RequestException as exc:
+            raise RetriableAPIError(
+                f"could not reach {endpoints.token_url}: {type(exc).__name__}",
+                hint="check the network, proxy and OAuthTokenURL",
+            ) from None
+        finally:
+            session.close()
     return dict(token)
 
 

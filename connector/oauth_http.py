@@ -1,0 +1,54 @@
+"""OAuth over plain http: allowed for loopback addresses (the sandbox) and nowhere else.
+
+oauthlib refuses http unless ``OAUTHLIB_INSECURE_TRANSPORT`` is set in the process
+environment; setting it for good would let a mistyped http URL send secrets in clear.
+:func:`permitted` sets it only around a call to a loopback URL.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import ipaddress
+import os
+import threading
+from collections.abc import Iterator
+from urllib.parse import urlsplit
+
+from sagesql.connector.errors import ConfigurationError
+
+_VARIABLE = "OAUTHLIB_INSECURE_TRANSPORT"
+_lock = threading.Lock()
+_users = 0
+
+
+def is_loopback(url: str) -> bool:
+    host = urlsplit(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False
+
+
+@contextlib.contextmanager
+def permitted(url: str, what: str = "OAuthTokenURL") -> Iterator[None]:
+    """Around an OAuth call to ``url``: https always; http only to a loopback address."""
+    global _users
+    if url.lower().startswith("https://"):
+        yield
+        return
+    if not is_loopback(url):
+        raise ConfigurationError(
+            f"{what} {url} is not https", hint="use the https URL: tokens must not travel in clear"
+        )
+    with _lock:
+        _users += 1
+        os.environ[_VARIABLE] = "1"
+    try:
+        yield
+    finally:
+        with _lock:
+            _users -= 1
+            if _users == 0:
+                os.environ.pop(_VARIABLE, None)
