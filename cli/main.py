@@ -12,7 +12,7 @@ import sys
 
 import typer
 
-from sagesql.cli import catalog_commands
+from sagesql.cli import auth_commands, catalog_commands, sandbox_commands
 
 app = typer.Typer(
     name="sagesql",
@@ -24,6 +24,8 @@ app = typer.Typer(
     context_settings={"help_option_names": ["-h", "--help"]},
 )
 catalog_commands.register(app)
+auth_commands.register(app)
+app.add_typer(sandbox_commands.app, name="sandbox")
 
 
 def run() -> None:

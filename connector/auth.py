@@ -89,12 +89,21 @@ class OAuthAuth(AuthBase):
         """A token to use now, refreshed first when it is about to expire."""
         with self._lock:
             if self._tokens is None:
-                self._tokens = self._initial()
+                self._tokens = self._remember(self._initial())
             if self.settings.initiate_oauth != "OFF" and self._tokens.expired(
                 self._margin(self._tokens), self._clock()
             ):
-                self._tokens = self._refresh(stale=self._tokens)
+                self._tokens = self._remember(self._refresh(stale=self._tokens))
             return self._tokens
+
+    @staticmethod
+    def _remember(tokens: TokenSet) -> TokenSet:
+        """Tokens obtained at run time join the secrets every log line is scrubbed of."""
+        from sagesql.connector import logs
+
+        logs.register_secret(tokens.access_token)
+        logs.register_secret(tokens.refresh_token)
+        return tokens
 
     def _margin(self, tokens: TokenSet) -> float:
         lifetime = tokens.lifetime
@@ -205,7 +214,7 @@ class OAuthAuth(AuthBase):
             current = self._tokens
             if current is not None and sent and sent != f"Bearer {current.access_token}":
                 return True  # another thread already refreshed
-            self._tokens = self._refresh(stale=current or TokenSet(access_token=""))
+            self._tokens = self._remember(self._refresh(stale=current or TokenSet(access_token="")))
         return True
 
     def expired_message(self) -> str:

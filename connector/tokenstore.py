@@ -44,8 +44,10 @@ class TokenSet:
     def from_response(cls, data: dict[str, Any], now: float | None = None) -> TokenSet:
         """From an OAuth token response (``expires_in`` or requests-oauthlib's ``expires_at``)."""
         now = time.time() if now is None else now
+        # expires_in first: oauthlib's expires_at is computed from a rounded time.time(),
+        # which is up to half a second late (a quarter of a 2-second token's life).
         expires_at = data.get("expires_at")
-        if expires_at is None and data.get("expires_in") is not None:
+        if data.get("expires_in") is not None:
             expires_at = now + float(data["expires_in"])
         scope = data.get("scope")
         if isinstance(scope, list):

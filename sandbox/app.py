@@ -21,10 +21,12 @@ from collections import deque
 from collections.abc import Iterable
 from typing import Any
 
+from werkzeug.http import http_date
 from werkzeug.wrappers import Request, Response
 
+from sagesql.connector.errors import ConfigurationError
 from sagesql.sandbox import faults as fault_kinds
-from sagesql.sandbox.clock import Clock, parse_time
+from sagesql.sandbox.clock import Clock, iso, parse_time
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.faults import FaultInjector, drop_connection, truncated
 from sagesql.sandbox.oauth import OAuthServer, TokenProblem
@@ -142,9 +144,12 @@ class ProductApp:
     def __call__(self, environ: dict[str, Any], start_response: Any) -> Iterable[bytes]:
         request = Request(environ)
         if request.path.startswith(ADMIN_PREFIX):
-            return self.admin(request)(environ, start_response)
+            response = self.admin(request)
+            self._stamp(response)
+            return response(environ, start_response)
         kind, status = self.faults.draw()
         if kind == fault_kinds.DROP:
+            self._log(request, None, kind)
             drop_connection(environ)
             start_response("500 Dropped", [("Content-Length", "0")])
             return []
@@ -164,7 +169,9 @@ class ProductApp:
             )
         else:
             response = self.dispatch(request)
-        self._log(request, response.status_code)
+        # Every answer (OAuth, faults, errors) carries the sandbox's Date, never the real one.
+        self._stamp(response)
+        self._log(request, response.status_code, kind)
         if kind == fault_kinds.TRUNCATE:
             response.headers["Content-Length"] = str(len(response.get_data()))
             iterable = response(environ, start_response)
@@ -189,19 +196,25 @@ class ProductApp:
             response = self.route(request, principal)
         except ApiError as err:
             response = self.error(err)
-        response.headers["Date"] = self.clock.now().strftime("%a, %d %b %Y %H:%M:%S GMT")
+        self._stamp(response)
         return response
 
-    def _log(self, request: Request, status: int) -> None:
+    def _stamp(self, response: Response) -> None:
+        """Set the one Date header from the sandbox clock (expiry and polling tests read it)."""
+        response.headers["Date"] = http_date(self.clock.now())
+
+    def _log(self, request: Request, status: int | None, fault: str = fault_kinds.PASS) -> None:
+        """Remember the request; ``status`` is None for a dropped connection."""
+        entry = {
+            "method": request.method,
+            "path": request.path,
+            "query": request.query_string.decode("latin-1"),
+            "status": status,
+            "fault": None if fault == fault_kinds.PASS else fault,
+            "time": iso(self.clock.now(), "milliseconds"),
+        }
         with self._log_lock:
-            self.requests.append(
-                {
-                    "method": request.method,
-                    "path": request.path,
-                    "query": request.query_string.decode("latin-1"),
-                    "status": status,
-                }
-            )
+            self.requests.append(entry)
 
     # -- admin ---------------------------------------------------------------------------
 
@@ -209,20 +222,31 @@ class ProductApp:
         """Control endpoints for tests and demos: clock, faults, lag, request log, tokens."""
         what = request.path[len(ADMIN_PREFIX) :].strip("/")
         body = request.get_json(silent=True) or {}
+        try:
+            return self._admin(request, what, body)
+        except (ValueError, TypeError, ConfigurationError) as exc:
+            # A bad control request is the caller's mistake: say so, do not answer 500.
+            return json_response({"error": str(exc)}, 400)
+
+    def _admin(self, request: Request, what: str, body: dict[str, Any]) -> Response:
         if what == "clock":
             if request.method == "POST":
-                if "advance" in body:
-                    self.clock.advance(float(body["advance"]))
                 if "set" in body:
                     instant = parse_time(body["set"]) if body["set"] else None
                     self.clock.set(instant, frozen=bool(body.get("frozen")))
+                elif "frozen" in body:
+                    # Freeze (or release) time where it is now.
+                    self.clock.set(self.clock.now(), frozen=bool(body["frozen"]))
+                if "advance" in body:
+                    self.clock.advance(float(body["advance"]))
             return json_response(self.clock.state())
         if what == "faults":
             if request.method == "POST":
-                self.faults.reconfigure(Faults.parse(body.get("spec", "")))
+                self.faults.reconfigure(Faults.parse(_fault_spec(body)))
             return json_response(vars(self.faults.faults))
-        if what == "lag" and request.method == "POST":
-            self.config.visibility_lag = float(body.get("seconds", 0))
+        if what == "lag":
+            if request.method == "POST":
+                self.config.visibility_lag = float(body.get("seconds", 0))
             return json_response({"seconds": self.config.visibility_lag})
         if what == "requests":
             with self._log_lock:
@@ -234,3 +258,15 @@ class ProductApp:
                 self.oauth.issue(body.get("client_id", "sandbox-client"), body.get("scope"))
             )
         return json_response({"error": f"unknown admin endpoint {what!r}"}, 404)
+
+
+def _fault_spec(body: dict[str, Any]) -> str:
+    """The --faults text of an admin request: ``{"spec": "..."}`` or the fields themselves."""
+    if "spec" in body:
+        return str(body["spec"] or "")
+    parts = []
+    for name, value in body.items():
+        if isinstance(value, list | tuple):
+            value = "/".join(str(v) for v in value)
+        parts.append(f"{name}={value}")
+    return ",".join(parts)

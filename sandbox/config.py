@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -31,23 +32,33 @@ class Faults:
             attr = {"latency": "latency_ms", "statuses": "error_statuses"}.get(name, name)
             try:
                 if attr == "error_statuses":
-                    faults.error_statuses = tuple(int(s) for s in value.split("/"))
+                    statuses = tuple(int(s) for s in value.split("/"))
+                    if not all(400 <= s <= 599 for s in statuses):
+                        raise ValueError
+                    faults.error_statuses = statuses
                 elif attr == "seed":
                     faults.seed = int(value)
                 elif attr in {"latency_ms", "errors", "throttle", "drop", "truncate"}:
                     number = float(value)
-                    if attr != "latency_ms" and not 0.0 <= number <= 1.0:
+                    if not math.isfinite(number) or number < 0:
+                        raise ValueError
+                    if attr != "latency_ms" and number > 1.0:
                         raise ValueError
                     setattr(faults, attr, number)
                 else:
                     problems.append(f"unknown fault {name!r}")
             except ValueError:
                 problems.append(f"bad value {value!r} for {name}")
+        # One draw picks at most one fault, so the shares cannot add up to more than all.
+        if faults.errors + faults.throttle + faults.drop + faults.truncate > 1.0 + 1e-9:
+            problems.append(
+                "the shares of errors, throttle, drop and truncate add up to more than 1"
+            )
         if problems:
             raise ConfigurationError(
                 "bad --faults: " + "; ".join(problems),
                 hint="use latency=MS,errors=SHARE,statuses=500/503,throttle=SHARE,drop=SHARE,"
-                "truncate=SHARE,seed=N with shares from 0 to 1",
+                "truncate=SHARE,seed=N with shares from 0 to 1 and statuses from 400 to 599",
             )
         return faults
 

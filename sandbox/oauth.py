@@ -15,7 +15,7 @@ import secrets
 import threading
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import parse_qsl, urlencode, urlsplit, urlunsplit
+from urllib.parse import urlencode, urlsplit, urlunsplit
 
 from werkzeug.wrappers import Request, Response
 
@@ -150,9 +150,13 @@ class OAuthServer:
             return Response("unknown client_id", status=400)
         if not redirect_uri.startswith(("http://", "https://")):
             return Response("redirect_uri must be an absolute http(s) URL", status=400)
-        query = dict(parse_qsl(urlsplit(redirect_uri).query))
+        added: dict[str, str] = {}
+        method = args.get("code_challenge_method", "plain")
         if args.get("response_type") != "code":
-            query.update(error="unsupported_response_type")
+            added["error"] = "unsupported_response_type"
+        elif args.get("code_challenge") and method not in ("S256", "plain"):
+            added["error"] = "invalid_request"
+            added["error_description"] = f"unsupported code_challenge_method {method!r}"
         else:
             code = secrets.token_urlsafe(16)
             with self._lock:
@@ -160,15 +164,17 @@ class OAuthServer:
                     client_id,
                     redirect_uri,
                     args.get("scope") or self.default_scope,
-                    args.get("code_challenge"),
-                    args.get("code_challenge_method", "plain"),
+                    args.get("code_challenge") or None,
+                    method,
                     self._clock.timestamp() + CODE_LIFETIME,
                 )
-            query["code"] = code
+            added["code"] = code
         if "state" in args:
-            query["state"] = args["state"]
+            added["state"] = args["state"]
+        # The redirect URI's own query is kept byte for byte (blank values, repeated names).
         parts = urlsplit(redirect_uri)
-        location = urlunsplit(parts._replace(query=urlencode(query)))
+        query = "&".join(filter(None, (parts.query, urlencode(added))))
+        location = urlunsplit(parts._replace(query=query))
         return Response(status=302, headers={"Location": location})
 
     def _client(self, request: Request) -> str | None:

@@ -134,7 +134,7 @@ class Store:
         updated: str = "updated",
         batch: int = 5000,
     ) -> int:
-        """Add records (each with the meta fields ``_created``/``_updated`` set or not)."""
+        """Add records (each with the meta fields ``_key``/``_created``/``_updated`` set or not)."""
         name = self._create(resource)
         sql = (
             f'INSERT INTO "{name}" (scope, key, created, updated, deleted, data) '
@@ -158,10 +158,13 @@ class Store:
     def _row(
         scope: str, record: dict[str, Any], key: str, created: str, updated: str
     ) -> tuple[Any, ...]:
-        meta = {k: record.pop(k) for k in ("_created", "_updated", "_deleted") if k in record}
+        # "_key" lets a seeder name the key of records whose id field is not ``key``.
+        meta = {
+            k: record.pop(k) for k in ("_key", "_created", "_updated", "_deleted") if k in record
+        }
         return (
             scope,
-            str(record[key]),
+            str(meta["_key"] if "_key" in meta else record[key]),
             meta.get("_created"),
             meta.get("_updated"),
             meta.get("_deleted"),

@@ -1,0 +1,147 @@
+"""Commands about connections: ``sagesql properties`` and ``sagesql auth login|status|logout``."""
+
+from __future__ import annotations
+
+import time
+from typing import Annotated
+
+import typer
+
+from sagesql.cli.connection_options import ConnectionOption, ProfileOption, settings_from
+from sagesql.cli.output import ListFormat, print_json, print_table
+
+auth_app = typer.Typer(
+    help="Log in to Sage, see which token is used, log out.", no_args_is_help=True
+)
+
+FormatOption = Annotated[
+    ListFormat, typer.Option("--format", "-f", help="table for people, json for tools.")
+]
+
+
+def properties(format: FormatOption = ListFormat.table) -> None:
+    """List the connection properties with their defaults and meaning."""
+    from sagesql.connector.sources import property_table
+
+    rows = property_table()
+    if format is ListFormat.json:
+        print_json(rows)
+        return
+    print_table(
+        ["property", "default", "values", "description"],
+        (
+            (
+                r["name"],
+                r["default"],
+                ", ".join(r["values"])
+                if isinstance(r["values"], list)
+                else r["values"] + (" (secret)" if r["secret"] else ""),
+                r["description"],
+            )
+            for r in rows
+        ),
+    )
+
+
+def _oauth_connection(connection: str | None, profile: str | None, **overrides: object):
+    from sagesql.connector.connection import Connection
+    from sagesql.connector.errors import ConfigurationError
+
+    conn = Connection(settings_from(connection, profile, **overrides))
+    if not conn.oauth:
+        raise ConfigurationError(
+            f"{conn.product.connection_name} uses User and Password, not OAuth",
+            hint="nothing to log in to: set User and Password",
+        )
+    return conn
+
+
+@auth_app.command()
+def login(connection: ConnectionOption = None, profile: ProfileOption = None) -> None:
+    """Log in with the browser (or a pasted redirect URL) and store the tokens."""
+    from sagesql.connector.login import run_login
+    from sagesql.connector.tokenstore import TokenSet
+
+    conn = _oauth_connection(connection, profile, InitiateOAuth="GETANDREFRESH")
+    tokens = TokenSet.from_response(run_login(conn.settings, conn.endpoints))
+    with conn.store.locked():
+        conn.store.save(tokens)
+    typer.echo(f"logged in; tokens stored in {conn.store.location}", err=True)
+
+
+@auth_app.command()
+def status(
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
+    format: FormatOption = ListFormat.table,
+) -> None:
+    """Which token this connection uses and when it expires (never the token itself)."""
+    conn = _oauth_connection(connection, profile)
+    tokens = conn.store.load()
+    info: dict[str, object] = {
+        "product": conn.product.connection_name,
+        "api": conn.base_url,
+        "initiate_oauth": conn.settings.initiate_oauth,
+        "token_store": conn.store.location,
+        "logged_in": tokens is not None and bool(tokens.access_token),
+    }
+    if tokens is not None:
+        left = tokens.expires_in()
+        info.update(
+            has_refresh_token=bool(tokens.refresh_token),
+            scope=tokens.scope,
+            expires_at=(
+                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at))
+                if tokens.expires_at
+                else None
+            ),
+            expires_in_seconds=int(left) if left is not None else None,
+        )
+    if format is ListFormat.json:
+        print_json(info)
+    else:
+        print_table(["", ""], [(k, v) for k, v in info.items()])
+
+
+@auth_app.command()
+def logout(connection: ConnectionOption = None, profile: ProfileOption = None) -> None:
+    """Revoke the stored tokens at Sage and forget them."""
+    import requests
+
+    from sagesql.connector import oauth_http
+
+    conn = _oauth_connection(connection, profile)
+    tokens = conn.store.load()
+    revoked = False
+    if tokens is not None and conn.endpoints.revoke_url:
+        token = tokens.refresh_token or tokens.access_token
+        with oauth_http.permitted(conn.endpoints.revoke_url, "the revoke URL"):
+            try:
+                answer = requests.post(
+                    conn.endpoints.revoke_url,
+                    timeout=conn.settings.timeout,
+                    proxies=conn.settings.proxies(),
+                    data={
+                        "token": token,
+                        "client_id": conn.settings.oauth_client_id,
+                        "client_secret": conn.settings.oauth_client_secret,
+                    },
+                )
+                revoked = answer.ok
+            except requests.RequestException:
+                revoked = False
+    with conn.store.locked():
+        conn.store.clear()
+    message = "logged out" + (
+        "; tokens revoked at Sage"
+        if revoked
+        else "; could not revoke them at Sage (they expire on their own)"
+        if tokens is not None
+        else "; no tokens were stored"
+    )
+    typer.echo(message, err=True)
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(properties)
+    app.add_typer(auth_app, name="auth")
