@@ -1,0 +1,181 @@
+"""Column values: from API records into SQLite, from SQL literals into typed values, and out.
+
+How each SQL type is kept in the local SQLite database, so that SQL behaves as a
+SQLite user expects:
+
+========  ==================================  ========================================
+type      stored as                           why
+========  ==================================  ========================================
+TEXT      text
+INTEGER   integer                             (Accounting sometimes sends "12")
+DECIMAL   real (NUMERIC column)               compares as a number; Sage sends money as
+                                              strings; returned as Decimal of the digits
+BOOLEAN   0 / 1                               SQLite's booleans; returned as bool
+DATE      'YYYY-MM-DD'                        sorts and compares chronologically
+DATETIME  UTC 'YYYY-MM-DDTHH:MM:SSZ'          one fixed width per product (Sage 200 keeps
+          ('...SS.fffZ' for Sage 200)          milliseconds), so text order is time order
+JSON      JSON text                           json_extract() works on it
+========  ==================================  ========================================
+
+A literal compared with a DATE or DATETIME column is rewritten into the stored form:
+'2025-01-01' against a DATETIME means midnight UTC; '2025-01-01T10:00:00+02:00' means
+08:00 UTC.
+"""
+
+from __future__ import annotations
+
+import json
+from datetime import date, datetime, timezone
+from decimal import Decimal, InvalidOperation
+from typing import Any
+
+from sagesql.connector.errors import DataError
+
+# Products whose timestamps carry milliseconds.
+MILLISECOND_PRODUCTS = frozenset({"sage_200"})
+
+SQLITE_TYPES = {
+    "TEXT": "TEXT",
+    "INTEGER": "INTEGER",
+    "DECIMAL": "NUMERIC",
+    "BOOLEAN": "INTEGER",
+    "DATE": "TEXT",
+    "DATETIME": "TEXT",
+    "JSON": "TEXT",
+}
+
+
+def parse_datetime(text: str) -> datetime:
+    """An ISO-8601 date or date-time as aware UTC (no zone: UTC; a bare date: midnight)."""
+    value = text.strip()
+    if not value:
+        raise ValueError("empty")
+    if value[-1] in "Zz":
+        value = value[:-1] + "+00:00"
+    if " " in value and "T" not in value:
+        value = value.replace(" ", "T", 1)
+    parsed = datetime.fromisoformat(value)
+    if parsed.tzinfo is None:
+        parsed = parsed.replace(tzinfo=timezone.utc)
+    return parsed.astimezone(timezone.utc)
+
+
+def datetime_text(value: datetime, product: str) -> str:
+    value = value.astimezone(timezone.utc) if value.tzinfo else value
+    if product in MILLISECOND_PRODUCTS:
+        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
+    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def to_storage(sql_type: str, raw: Any, product: str) -> Any:
+    """The SQLite value of an API value for a column of that type (None stays None).
+
+    A value the API sent in a shape the type does not allow is kept as text rather than
+    dropped, so that no data is silently lost.
+    """
+    if raw is None:
+        return None
+    try:
+        if sql_type == "TEXT":
+            return (
+                raw
+                if isinstance(raw, str)
+                else (
+                    json.dumps(raw, ensure_ascii=False)
+                    if isinstance(raw, (dict, list))
+                    else str(raw)
+                )
+            )
+        if sql_type == "INTEGER":
+            return int(raw)
+        if sql_type == "DECIMAL":
+            return float(Decimal(str(raw)))
+        if sql_type == "BOOLEAN":
+            if isinstance(raw, str):
+                return 1 if raw.strip().lower() in ("true", "1", "yes") else 0
+            return 1 if raw else 0
+        if sql_type == "DATE":
+            return str(raw)[:10]
+        if sql_type == "DATETIME":
+            return datetime_text(parse_datetime(str(raw)), product)
+        if sql_type == "JSON":
+            return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+    except (ValueError, InvalidOperation, TypeError):
+        return str(raw)
+    return raw
+
+
+def from_storage(sql_type: str | None, value: Any) -> Any:
+    """The Python value a cursor returns for a result column of that type."""
+    if value is None or sql_type is None:
+        return value
+    if sql_type == "DECIMAL" and isinstance(value, (int, float)):
+        return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
+    if sql_type == "BOOLEAN" and isinstance(value, int):
+        return bool(value)
+    return value
+
+
+def coerce(sql_type: str, value: Any, product: str, *, column: str = "") -> Any:
+    """A literal compared with a column, as a Python value of the column's type.
+
+    Raises DataError naming the column when the literal cannot be one (a date column
+    compared with 'yesterday').
+    """
+    if value is None:
+        return None
+    try:
+        if sql_type == "TEXT":
+            return value if isinstance(value, str) else str(value)
+        if sql_type == "INTEGER":
+            if isinstance(value, bool):
+                return int(value)
+            number = Decimal(str(value))
+            return int(number) if number == number.to_integral_value() else number
+        if sql_type == "DECIMAL":
+            return Decimal(str(value))
+        if sql_type == "BOOLEAN":
+            if isinstance(value, str):
+                lowered = value.strip().lower()
+                if lowered in ("true", "1"):
+                    return True
+                if lowered in ("false", "0"):
+                    return False
+                raise ValueError(value)
+            return bool(value)
+        if sql_type == "DATE":
+            if isinstance(value, datetime):
+                return value.date()
+            return date.fromisoformat(str(value).strip()[:10])
+        if sql_type == "DATETIME":
+            if isinstance(value, datetime):
+                return value if value.tzinfo else value.replace(tzinfo=timezone.utc)
+            return parse_datetime(str(value))
+    except (ValueError, InvalidOperation) as exc:
+        kind = {
+            "DATE": "a date (YYYY-MM-DD)",
+            "DATETIME": "a date or date-time (ISO 8601)",
+            "INTEGER": "a whole number",
+            "DECIMAL": "a number",
+            "BOOLEAN": "TRUE or FALSE",
+        }.get(sql_type, sql_type)
+        raise DataError(
+            f"{value!r} is not {kind}" + (f" (compared with {column})" if column else ""),
+            hint="write the value in that form",
+        ) from exc
+    return value
+
+
+def literal_storage(sql_type: str, value: Any, product: str) -> Any:
+    """A coerced literal in the stored form (for rewriting the statement SQLite runs)."""
+    if value is None:
+        return None
+    if sql_type == "DATETIME" and isinstance(value, datetime):
+        return datetime_text(value, product)
+    if sql_type == "DATE" and isinstance(value, date):
+        return value.isoformat()
+    if sql_type == "BOOLEAN" and isinstance(value, bool):
+        return 1 if value else 0
+    if isinstance(value, Decimal):
+        return float(value)
+    return value
