@@ -44,7 +44,7 @@ def close_matches(name: str, candidates: Iterable[str], n: int = 3) -> list[str]
     pool = list(candidates)
     lowered = {c.lower(): c for c in pool}
     found = difflib.get_close_matches(name.lower(), list(lowered), n=n, cutoff=0.6)
-    if not found:
+    if not found and len(name) >= 4:
         # A word of the name inside a candidate (invoice -> sales_invoices) helps too.
         found = [c for c in lowered if name.lower() in c][:n]
     return [lowered[f] for f in found]

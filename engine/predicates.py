@@ -72,7 +72,9 @@ def _show(value: Any) -> str:
         return "'" + value.replace("'", "''") + "'"
     if hasattr(value, "isoformat"):
         return "'" + value.isoformat() + "'"
-    return repr(value) if not isinstance(value, bool) else ("TRUE" if value else "FALSE")
+    if isinstance(value, bool):
+        return "TRUE" if value else "FALSE"
+    return str(value)
 
 
 def _wrap(p: Predicate) -> str:

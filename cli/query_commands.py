@@ -1,0 +1,137 @@
+"""``sagesql query``: run a SELECT and write its rows as a table, JSON, JSON lines or CSV."""
+
+from __future__ import annotations
+
+import sys
+from contextlib import ExitStack
+from enum import Enum
+from typing import Annotated, Any
+
+import typer
+
+from sagesql.cli.connection_options import ConnectionOption, ProfileOption, settings_from
+
+
+class RowFormat(str, Enum):
+    table = "table"
+    json = "json"
+    jsonl = "jsonl"
+    csv = "csv"
+
+
+def _params(values: list[str]) -> dict[str, Any] | list[Any] | None:
+    """--param name=value (named) or --param 1=value (positional, for ? placeholders)."""
+    from sagesql.connector.errors import ProgrammingError
+
+    if not values:
+        return None
+    pairs = []
+    for item in values:
+        name, sep, value = item.partition("=")
+        if not sep or not name:
+            raise ProgrammingError(f"bad --param {item!r}", hint="write --param NAME=VALUE")
+        pairs.append((name.strip().lstrip(":"), value))
+    if all(name.isdigit() for name, _ in pairs):
+        return [value for _, value in sorted(pairs, key=lambda p: int(p[0]))]
+    return dict(pairs)
+
+
+def _read_sql(sql: str | None) -> str:
+    from sagesql.connector.errors import ProgrammingError
+
+    if sql is None or sql == "-":
+        if sys.stdin.isatty() and sql is None:
+            raise ProgrammingError("no SQL given", hint="pass it as an argument or on stdin")
+        return sys.stdin.read()
+    return sql
+
+
+def query(
+    sql: Annotated[str | None, typer.Argument(help="The SELECT statement, or - for stdin.")] = None,
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
+    sandbox: Annotated[
+        bool,
+        typer.Option(
+            "--sandbox",
+            help="Run against a local Sage sandbox with demo data, started for "
+            "this query (no Sage account needed).",
+        ),
+    ] = False,
+    product: Annotated[
+        str | None,
+        typer.Option(
+            "--product",
+            "-p",
+            help="SageAccounting, Sage200 or SageCRM (with --sandbox, or "
+            "overriding the connection's Product).",
+        ),
+    ] = None,
+    format: Annotated[
+        RowFormat | None,
+        typer.Option(
+            "--format",
+            "-f",
+            help="table (default on a terminal), json, jsonl (default when piped) or csv.",
+        ),
+    ] = None,
+    param: Annotated[
+        list[str],
+        typer.Option(
+            "--param",
+            help="A parameter: NAME=VALUE for :NAME, or 1=VALUE for the first ?. Repeat for more.",
+        ),
+    ] = [],  # noqa: B006 - typer needs the literal
+    output: Annotated[
+        str | None,
+        typer.Option("--output", "-o", help="Write the rows to this file instead of stdout."),
+    ] = None,
+    max_rows: Annotated[
+        int | None, typer.Option("--max-rows", help="Stop after this many rows.", min=0)
+    ] = None,
+    explain: Annotated[
+        bool,
+        typer.Option(
+            "--explain", help="Print the plan (requests, pushed and local filters); send nothing."
+        ),
+    ] = False,
+) -> None:
+    """Run a SELECT against Sage and print the rows."""
+    from sagesql.cli import rows_output
+    from sagesql.connector.connection import Connection
+    from sagesql.engine import execute
+
+    text = _read_sql(sql)
+    params = _params(param)
+    with ExitStack() as stack:
+        if sandbox:
+            from sagesql.sandbox.runner import Sandbox, resolve_product
+
+            box = stack.enter_context(Sandbox(resolve_product(product or "SageAccounting")))
+            props = box.connection_properties()
+            # Tokens of a throw-away sandbox stay in memory, not in the user's token files.
+            props["OAuthSettingsLocation"] = f"memory://sandbox-{box.server.port}"
+            settings = settings_from(None, None, **props)
+        else:
+            settings = settings_from(
+                connection, profile, **({"Product": product} if product else {})
+            )
+        conn = stack.enter_context(Connection(settings))
+        if explain:
+            typer.echo(execute.explain(conn, text, params))
+            return
+        result = execute.run(conn, text, params, max_rows=max_rows)
+        stack.callback(result.close)
+        chosen = format or (
+            RowFormat.table if (output is None and sys.stdout.isatty()) else RowFormat.jsonl
+        )
+        target = (
+            stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+            if output
+            else sys.stdout
+        )
+        rows_output.write(result, chosen.value, target, progress=sys.stderr.isatty())
+
+
+def register(app: typer.Typer) -> None:
+    app.command()(query)

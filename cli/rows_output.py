@@ -1,0 +1,92 @@
+"""Writing result rows: a rich table, a JSON array, JSON lines or CSV, streaming where it can."""
+
+from __future__ import annotations
+
+import csv
+import json
+from collections.abc import Iterator
+from datetime import date, datetime
+from decimal import Decimal
+from typing import IO, Any
+
+
+def _value_json(value: Any) -> str:
+    """One value as JSON; a Decimal keeps its exact digits as a JSON number."""
+    if isinstance(value, Decimal) and value.is_finite():
+        return format(value, "f")
+    if isinstance(value, (date, datetime)):
+        return json.dumps(value.isoformat())
+    if isinstance(value, bytes):
+        return json.dumps(value.hex())
+    if isinstance(value, (str, int, float, bool)) or value is None:
+        return json.dumps(value, ensure_ascii=False)
+    return json.dumps(str(value), ensure_ascii=False)
+
+
+def _object(names: list[str], row: tuple[Any, ...]) -> str:
+    return (
+        "{"
+        + ", ".join(
+            f"{json.dumps(n, ensure_ascii=False)}: {_value_json(v)}"
+            for n, v in zip(names, row, strict=True)
+        )
+        + "}"
+    )
+
+
+def _counted(rows: Iterator[tuple[Any, ...]], progress: Any) -> Iterator[tuple[Any, ...]]:
+    for n, row in enumerate(rows, 1):
+        if progress is not None and n % 500 == 0:
+            progress.update(f"{n:,} rows")
+        yield row
+
+
+def write(result: Any, fmt: str, out: IO[str], *, progress: bool = False) -> int:
+    """Write every row; returns how many. Streams for jsonl and csv."""
+    names = [c.name for c in result.columns]
+    status = None
+    if progress:
+        from rich.console import Console
+
+        status = Console(stderr=True).status("fetching rows...")
+        status.start()
+    count = 0
+    try:
+        rows = _counted(iter(result.rows), status)
+        if fmt == "jsonl":
+            for row in rows:
+                out.write(_object(names, row) + "\n")
+                count += 1
+        elif fmt == "csv":
+            writer = csv.writer(out)
+            writer.writerow(names)
+            for row in rows:
+                writer.writerow(["" if v is None else _text(v) for v in row])
+                count += 1
+        elif fmt == "json":
+            out.write("[")
+            for row in rows:
+                out.write(("," if count else "") + "\n  " + _object(names, row))
+                count += 1
+            out.write("\n]\n" if count else "]\n")
+        else:
+            collected = list(rows)
+            count = len(collected)
+            if status is not None:
+                status.stop()
+                status = None
+            from sagesql.cli.output import print_table
+
+            print_table(names, ([_text(v) for v in row] for row in collected))
+    finally:
+        if status is not None:
+            status.stop()
+    return count
+
+
+def _text(value: Any) -> str:
+    if isinstance(value, bool):
+        return "true" if value else "false"
+    if isinstance(value, Decimal):
+        return format(value, "f")
+    return str(value)

@@ -1,0 +1,110 @@
+"""Fetching: a scan's requests made through the transport, records flattened into rows.
+
+Rows are tuples in the order of ``scan.columns``, each value in its stored form
+(values.to_storage). Records are read lazily, page by page: a consumer that stops
+early stops the paging.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator, Mapping, Sequence
+from typing import Any
+from urllib.parse import quote
+
+from sagesql.connector.catalog import Column, Table
+from sagesql.connector.errors import APIError
+from sagesql.connector.paging import for_table as paginator_for
+from sagesql.engine.plan import Scan
+from sagesql.engine.values import to_storage
+
+PARENT = "$parent"
+
+
+def extract(
+    record: Mapping[str, Any], path: Sequence[str], parent: Mapping[str, Any] | None = None
+) -> Any:
+    """The value at a column's JSON path (``$parent`` starts at the parent record)."""
+    node: Any = record
+    if path and path[0] == PARENT:
+        node, path = parent, path[1:]
+    for key in path:
+        if not isinstance(node, Mapping):
+            return None
+        node = node.get(key)
+    return node
+
+
+def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-def]
+    """A function from (record, parent record) to the row of those columns."""
+    columns: list[Column] = [table.column(n) for n in names]
+    product = table.product
+    specs = [(c.path, c.type) for c in columns]
+
+    def flatten(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
+        return tuple(
+            to_storage(kind, extract(record, path, parent), product) for path, kind in specs
+        )
+
+    return flatten
+
+
+def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:
+    path = table.operations["get"].path.replace("{key}", quote(str(key), safe=""))
+    try:
+        record = transport.get_json(path)
+    except APIError as exc:
+        if getattr(exc, "status", None) == 404:
+            return None
+        raise
+    return record if isinstance(record, dict) else None
+
+
+def records(
+    scan: Scan, transport: Any, *, page_size: int | None, parallel: bool
+) -> Iterator[dict[str, Any]]:
+    """The records of the table the scan requests (the parent, for a line table)."""
+    table = scan.source or scan.table
+    if scan.keys is not None:
+        for key in scan.keys:
+            found = _get_one(transport, table, key)
+            if found is not None:
+                yield found
+        return
+    listing = table.operations.get("list")
+    if listing is None:
+        from sagesql.connector.errors import NotSupportedError
+
+        raise NotSupportedError(
+            f"{table.name} cannot be read: the API only accepts new records there",
+            hint=f"read them back from the table its description names "
+            f"('sagesql describe {table.name}')",
+        )
+    if table.paging.style == "none":
+        data = transport.get_json(listing.path, params=scan.pushed.params)
+        yield from (data if isinstance(data, list) else [data] if data else [])
+        return
+    size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
+    yield from transport.records(
+        listing.path,
+        scan.pushed.params,
+        paginator_for(table),
+        page_size=size,
+        limit=scan.limit,
+        parallel=parallel and scan.limit is None,
+    )
+
+
+def rows(
+    scan: Scan, transport: Any, *, page_size: int | None = None, parallel: bool = False
+) -> Iterator[tuple[Any, ...]]:
+    """The scan's rows, lazily."""
+    flatten = flattener(scan.table, scan.columns)
+    parent = scan.table.parent
+    for record in records(scan, transport, page_size=page_size, parallel=parallel):
+        if parent is None:
+            yield flatten(record)
+            continue
+        lines = extract(record, parent.path)
+        for line in lines if isinstance(lines, list) else []:
+            if isinstance(line, Mapping):
+                yield flatten(line, record)

@@ -1,0 +1,138 @@
+"""Statements: SQL text parsed with sqlglot (one statement), and parameters bound.
+
+Parameters are ``?`` (a sequence) or ``:name`` (a mapping). Bound values become
+literals in the syntax tree, never text pasted into SQL, so a value cannot change
+the statement's meaning. Parse errors name the line, column and the text there.
+"""
+
+from __future__ import annotations
+
+import math
+from collections.abc import Mapping, Sequence
+from datetime import date, datetime, time
+from decimal import Decimal
+from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
+
+from sagesql.connector.errors import ProgrammingError
+
+READ_DIALECT = "sqlite"
+
+Params = Sequence[Any] | Mapping[str, Any] | None
+
+
+def position(node: exp.Expression | None) -> str:
+    """'line L, column C' of a node when sqlglot kept it, else ''."""
+    while node is not None:
+        meta = getattr(node, "meta", None) or {}
+        if "line" in meta:
+            return f"line {meta['line']}, column {meta['col']}"
+        inner = node.this if isinstance(node.this, exp.Expression) else None
+        if inner is None:
+            break
+        node = inner
+    return ""
+
+
+def parse(sql: str) -> exp.Expression:
+    """The syntax tree of exactly one statement."""
+    if not sql or not sql.strip().rstrip(";").strip():
+        raise ProgrammingError(
+            "empty statement", hint="give a SQL statement such as SELECT * FROM contacts LIMIT 10"
+        )
+    try:
+        trees = [t for t in sqlglot.parse(sql, read=READ_DIALECT) if t is not None]
+    except ParseError as exc:
+        detail = exc.errors[0] if exc.errors else {}
+        where = f" at line {detail['line']}, column {detail['col']}" if detail.get("line") else ""
+        near = f" near {detail['highlight']!r}" if detail.get("highlight") else ""
+        what = str(detail.get("description", "")).split(". Line")[0]
+        what = what.split(" but got <Token")[0]
+        raise ProgrammingError(
+            f"SQL syntax error{where}{near}: {what}", hint="check the statement's syntax"
+        ) from None
+    except TokenError as exc:
+        raise ProgrammingError(
+            f"SQL syntax error: {exc}", hint="check quotes and brackets are closed"
+        ) from None
+    if len(trees) != 1:
+        raise ProgrammingError(f"{len(trees)} statements given", hint="run one at a time")
+    tree = trees[0]
+    if isinstance(tree, exp.Command):
+        raise ProgrammingError(
+            f"unsupported statement {tree.name.upper()!r}",
+            hint="use SELECT, INSERT, UPDATE, DELETE or EXEC",
+        )
+    return tree
+
+
+def literal(value: Any) -> exp.Expression:
+    """A bound value as a syntax-tree literal."""
+    if value is None:
+        return exp.Null()
+    if isinstance(value, bool):
+        return exp.Boolean(this=value)
+    if isinstance(value, (int, Decimal)):
+        return exp.Literal.number(str(value))
+    if isinstance(value, float):
+        if not math.isfinite(value):
+            raise ProgrammingError(
+                f"parameter value {value} is not a finite number",
+                hint="pass a finite number or NULL",
+            )
+        return exp.Literal.number(repr(value))
+    if isinstance(value, datetime):
+        return exp.Literal.string(value.isoformat())
+    if isinstance(value, (date, time)):
+        return exp.Literal.string(value.isoformat())
+    if isinstance(value, str):
+        return exp.Literal.string(value)
+    raise ProgrammingError(
+        f"unsupported parameter type {type(value).__name__}",
+        hint="pass str, int, float, Decimal, bool, date, datetime or None",
+    )
+
+
+def bind(tree: exp.Expression, params: Params) -> exp.Expression:
+    """The tree with every placeholder replaced by its value."""
+    holders = list(tree.find_all(exp.Placeholder))
+    if not holders:
+        if params:
+            raise ProgrammingError(
+                f"{len(params)} parameters given but the statement has none",
+                hint="use ? or :name placeholders",
+            )
+        return tree
+    named = [h for h in holders if h.this]
+    if named and len(named) != len(holders):
+        raise ProgrammingError("the statement mixes ? and :name parameters", hint="use one style")
+    if named:
+        if not isinstance(params, Mapping):
+            raise ProgrammingError(
+                "the statement has :name parameters", hint="pass a mapping of name to value"
+            )
+        missing = sorted({h.this for h in named} - set(params))
+        if missing:
+            raise ProgrammingError(
+                f"no value for parameter(s) {', '.join(missing)}",
+                hint="pass a value for every :name",
+            )
+        for holder in named:
+            holder.replace(literal(params[holder.this]))
+        return tree
+    if params is None or isinstance(params, (Mapping, str)):
+        raise ProgrammingError(
+            f"the statement has {len(holders)} ? parameters", hint="pass a sequence of values"
+        )
+    values = list(params)
+    if len(values) != len(holders):
+        raise ProgrammingError(
+            f"the statement has {len(holders)} ? parameters but {len(values)} values were given",
+            hint="pass one value per ?",
+        )
+    for holder, value in zip(holders, values, strict=True):
+        holder.replace(literal(value))
+    return tree
