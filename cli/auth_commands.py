@@ -35,7 +35,8 @@ def properties(format: FormatOption = ListFormat.table) -> None:
                 r["default"],
                 ", ".join(r["values"])
                 if isinstance(r["values"], list)
-                else r["values"] + (" (secret)" if r["secret"] else ""),
+                # A secret is text that is masked wherever it is shown.
+                else ("text (secret)" if r["secret"] else r["values"]),
                 r["description"],
             )
             for r in rows
@@ -43,11 +44,16 @@ def properties(format: FormatOption = ListFormat.table) -> None:
     )
 
 
+# The tokens 'auth login' stored are those of GETANDREFRESH: status and logout look at
+# them unless the connection says which mode it uses (OFF would demand an access token).
+STORED_TOKENS = {"InitiateOAuth": "GETANDREFRESH"}
+
+
 def _oauth_connection(connection: str | None, profile: str | None, **overrides: object):
     from sagesql.connector.connection import Connection
     from sagesql.connector.errors import ConfigurationError
 
-    conn = Connection(settings_from(connection, profile, **overrides))
+    conn = Connection(settings_from(connection, profile, defaults=STORED_TOKENS, **overrides))
     if not conn.oauth:
         raise ConfigurationError(
             f"{conn.product.connection_name} uses User and Password, not OAuth",

@@ -21,8 +21,18 @@ ProfileOption = Annotated[
 ]
 
 
-def settings_from(connection: str | None, profile: str | None, **overrides: Any) -> Any:
-    """Validated settings from the command line, the profile and the environment."""
+def settings_from(
+    connection: str | None,
+    profile: str | None,
+    *,
+    defaults: dict[str, Any] | None = None,
+    **overrides: Any,
+) -> Any:
+    """Validated settings from the command line, the profile and the environment.
+
+    ``overrides`` win over every source; ``defaults`` apply only where no source sets
+    the property.
+    """
     from sagesql.connector.sources import load_settings
 
-    return load_settings(connection, profile=profile, **overrides)
+    return load_settings(connection, profile=profile, defaults=defaults, **overrides)

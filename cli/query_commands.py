@@ -89,6 +89,12 @@ def query(
     max_rows: Annotated[
         int | None, typer.Option("--max-rows", help="Stop after this many rows.", min=0)
     ] = None,
+    show_secrets: Annotated[
+        bool,
+        typer.Option(
+            "--show-secrets", help="Print the tokens an auth procedure returns (masked otherwise)."
+        ),
+    ] = False,
     explain: Annotated[
         bool,
         typer.Option(
@@ -130,8 +136,52 @@ def query(
             if output
             else sys.stdout
         )
-        rows_output.write(result, chosen.value, target, progress=sys.stderr.isatty())
+        rows_output.write(
+            result, chosen.value, target, progress=sys.stderr.isatty(), show_secrets=show_secrets
+        )
+
+
+def procedures(
+    product: Annotated[
+        str | None, typer.Option("--product", "-p", help="SageAccounting, Sage200 or SageCRM.")
+    ] = None,
+    format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+) -> None:
+    """List the stored procedures (EXEC Name @Param='value') with their parameters."""
+    from sagesql.cli.output import print_json, print_table
+    from sagesql.connector.catalog import default_catalog
+
+    catalog = default_catalog()
+    found = catalog.procedures(product or "SageAccounting")
+    rows = [
+        {
+            "name": p.name,
+            "table": table,
+            "parameters": [
+                {"name": q.name, "type": q.type, "required": q.required} for q in p.parameters
+            ],
+            "returns": [name for name, _, _ in p.result_columns],
+            "description": p.description,
+        }
+        for table, p in found
+    ]
+    if format == "json":
+        print_json(rows)
+        return
+    print_table(
+        ["procedure", "table", "parameters", "description"],
+        (
+            (
+                r["name"],
+                r["table"] or "",
+                ", ".join(f"@{q['name']}{'' if q['required'] else '?'}" for q in r["parameters"]),
+                r["description"],
+            )
+            for r in rows
+        ),
+    )
 
 
 def register(app: typer.Typer) -> None:
     app.command()(query)
+    app.command()(procedures)

@@ -41,9 +41,21 @@ def _counted(rows: Iterator[tuple[Any, ...]], progress: Any) -> Iterator[tuple[A
         yield row
 
 
-def write(result: Any, fmt: str, out: IO[str], *, progress: bool = False) -> int:
-    """Write every row; returns how many. Streams for jsonl and csv."""
+MASK = "********"
+
+
+def _masked(rows: Iterator[tuple[Any, ...]], secret: list[int]) -> Iterator[tuple[Any, ...]]:
+    for row in rows:
+        yield tuple(MASK if i in secret and v is not None else v for i, v in enumerate(row))
+
+
+def write(
+    result: Any, fmt: str, out: IO[str], *, progress: bool = False, show_secrets: bool = False
+) -> int:
+    """Write every row; returns how many. Streams for jsonl and csv. Secret columns (tokens
+    a procedure returns) are masked unless ``show_secrets``."""
     names = [c.name for c in result.columns]
+    secret = [i for i, c in enumerate(result.columns) if getattr(c, "secret", False)]
     status = None
     if progress:
         from rich.console import Console
@@ -53,6 +65,8 @@ def write(result: Any, fmt: str, out: IO[str], *, progress: bool = False) -> int
     count = 0
     try:
         rows = _counted(iter(result.rows), status)
+        if secret and not show_secrets:
+            rows = _masked(rows, secret)
         if fmt == "jsonl":
             for row in rows:
                 out.write(_object(names, row) + "\n")

@@ -165,11 +165,11 @@ class OAuthAuth(AuthBase):
                     "the access token expired and there is no refresh token",
                     hint=_relogin_hint(self.settings),
                 )
-            fresh = self._refresh_grant(base)
+            fresh = self.refresh_grant(base)
             self.store.save(fresh)
             return fresh
 
-    def _refresh_grant(self, base: TokenSet) -> TokenSet:
+    def refresh_grant(self, base: TokenSet) -> TokenSet:
         from oauthlib.oauth2 import OAuth2Error
         from requests_oauthlib import OAuth2Session
 

@@ -11,12 +11,14 @@ from collections.abc import Mapping
 from typing import Any
 
 from sagesql.connector.errors import ConfigurationError
+from sagesql.connector.properties import SECRET_NAMES, lookup
 
 
 def parse(text: str) -> dict[str, str]:
     """Pairs of a connection string, in order; a later repeat of a name wins."""
     pairs: dict[str, str] = {}
     problems: list[str] = []
+    last: str | None = None  # the name of the pair before, for messages
     i, n = 0, len(text)
     while i < n:
         while i < n and text[i] in " \t\r\n;":
@@ -27,7 +29,7 @@ def parse(text: str) -> dict[str, str]:
         semi = text.find(";", i)
         if eq == -1 or (semi != -1 and semi < eq):
             end = n if semi == -1 else semi
-            problems.append(f"{text[i:end].strip()!r} has no '=' (write Name=Value)")
+            problems.append(_no_equals(text[i:end].strip(), last))
             i = end + 1
             continue
         name = text[i:eq].strip()
@@ -65,12 +67,33 @@ def parse(text: str) -> dict[str, str]:
             problems.append("a value without a property name")
             continue
         pairs[name] = value
+        last = name
     if problems:
         raise ConfigurationError(
             "bad connection string: " + "; ".join(problems),
             hint="write Name=Value pairs separated by ';', quoting values that contain ';'",
         )
     return pairs
+
+
+def _is_secret(name: str | None) -> bool:
+    prop = lookup(name) if name else None
+    return prop is not None and prop.secret
+
+
+def _no_equals(piece: str, after: str | None) -> str:
+    """The problem of a piece without '=', never echoing what may be part of a secret.
+
+    ``Password=a;b`` cuts an unquoted password at the ';' and ``Password hunter2`` lacks
+    the '=': in both the piece is (part of) a secret.
+    """
+    if _is_secret(after):
+        return f"the text after {after} has no '=' (quote a value that contains ';')"
+    squashed = "".join(ch for ch in piece.lower() if ch not in " \t_-")
+    for name in sorted(SECRET_NAMES):
+        if squashed.startswith(name.lower()):
+            return f"the text starting with {name} has no '=' (write {name}=value)"
+    return f"{piece!r} has no '=' (write Name=Value)"
 
 
 def compose(pairs: Mapping[str, Any]) -> str:

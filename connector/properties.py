@@ -367,7 +367,8 @@ def _consistency(s: Settings) -> list[str]:
             "InitiateOAuth=OFF needs OAuthAccessToken (or use InitiateOAuth="
             "GETANDREFRESH to log in, or REFRESH with OAuthRefreshToken)"
         )
-    if s.initiate_oauth == "REFRESH" and not s.oauth_refresh_token and not s.oauth_access_token:
+    # REFRESH only refreshes: without a refresh token it would fail when the token expires.
+    if s.initiate_oauth == "REFRESH" and not s.oauth_refresh_token:
         problems.append("InitiateOAuth=REFRESH needs OAuthRefreshToken")
     if s.initiate_oauth in ("REFRESH", "GETANDREFRESH") and not s.oauth_client_id:
         problems.append(

@@ -35,7 +35,6 @@ ENV_RESERVED = {
     "SAGESQL_DATA_DIR",
     "SAGESQL_DEBUG",
     "SAGESQL_PROFILE",
-    "SAGESQL_PRODUCT",
 }
 
 
@@ -103,8 +102,9 @@ def environment_properties(environ: Mapping[str, str] | None = None) -> dict[str
         if key.startswith(ENV_PREFIX) and key not in ENV_RESERVED:
             name = key[len(ENV_PREFIX) :]
             prop = lookup(name)
-            # An unknown SAGESQL_ variable is reported like any unknown property.
-            out[prop.name if prop else name] = value
+            # An unknown SAGESQL_ variable is reported like any unknown property, by the
+            # name the user must look for: the variable's.
+            out[prop.name if prop else key] = value
     return out
 
 
@@ -128,11 +128,16 @@ def load_settings(
     *,
     profile: str | None = None,
     use_environment: bool = True,
+    defaults: Mapping[str, Any] | None = None,
     **keywords: Any,
 ) -> Settings:
-    """Settings from every source (see the module docstring); every problem at once."""
+    """Settings from every source (see the module docstring); every problem at once.
+
+    ``defaults`` is a layer below the profile: what a command assumes when no source
+    says otherwise (``sagesql auth status`` assumes InitiateOAuth=GETANDREFRESH).
+    """
     profile = profile or (os.environ.get("SAGESQL_PROFILE") if use_environment else None)
-    layers: list[Mapping[str, Any]] = []
+    layers: list[Mapping[str, Any]] = [defaults or {}]
     if profile:
         layers.append(profile_properties(profile))
     if use_environment:

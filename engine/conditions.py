@@ -30,7 +30,7 @@ COMPARISONS: dict[type[exp.Expression], str] = {
     exp.LTE: "<=",
 }
 
-_NOT_A_LITERAL = object()
+NOT_A_LITERAL = object()
 
 
 def split_and(condition: exp.Expression | None) -> list[exp.Expression]:
@@ -45,7 +45,7 @@ def split_and(condition: exp.Expression | None) -> list[exp.Expression]:
 
 
 def literal_value(node: exp.Expression) -> Any:
-    """The Python value of a literal node, or _NOT_A_LITERAL."""
+    """The Python value of a literal node, or NOT_A_LITERAL."""
     if isinstance(node, exp.Paren):
         return literal_value(node.this)
     if isinstance(node, exp.Literal):
@@ -64,7 +64,7 @@ def literal_value(node: exp.Expression) -> Any:
         inner = literal_value(node.this)
         if isinstance(inner, (int, Decimal)) and not isinstance(inner, bool):
             return -inner
-    return _NOT_A_LITERAL
+    return NOT_A_LITERAL
 
 
 def column_map(tree: exp.Expression, refs: list[TableRef]) -> dict[int, tuple[TableRef, Column]]:
@@ -98,8 +98,8 @@ def to_predicate(
 
     def value(column: Column, node: exp.Expression) -> Any:
         raw = literal_value(node)
-        if raw is _NOT_A_LITERAL:
-            return _NOT_A_LITERAL
+        if raw is NOT_A_LITERAL:
+            return NOT_A_LITERAL
         return coerce(column.type, raw, product, column=column.name)
 
     def read(n: exp.Expression) -> Predicate | None:
@@ -132,13 +132,13 @@ def to_predicate(
             if column is None:
                 return None
             v = value(column, right)
-            return None if v is _NOT_A_LITERAL or v is None else Comparison(column.name, op, v)
+            return None if v is NOT_A_LITERAL or v is None else Comparison(column.name, op, v)
         if isinstance(n, exp.Between):
             column = column_of(n.this)
             if column is None:
                 return None
             low, high = value(column, n.args["low"]), value(column, n.args["high"])
-            if _NOT_A_LITERAL in (low, high) or None in (low, high):
+            if NOT_A_LITERAL in (low, high) or None in (low, high):
                 return None
             return And((Comparison(column.name, ">=", low), Comparison(column.name, "<=", high)))
         if isinstance(n, exp.In) and not n.args.get("query") and not n.args.get("unnest"):
@@ -146,7 +146,7 @@ def to_predicate(
             if column is None or not n.expressions:
                 return None
             values = tuple(value(column, e) for e in n.expressions)
-            if any(v is _NOT_A_LITERAL or v is None for v in values):
+            if any(v is NOT_A_LITERAL or v is None for v in values):
                 return None
             return Comparison(column.name, "IN", values)
         if isinstance(n, exp.Like):
@@ -168,7 +168,7 @@ def normalize_literals(tree: exp.Expression, columns: dict[int, tuple[TableRef, 
         if owner is None or owner[1].type not in ("DATE", "DATETIME", "BOOLEAN"):
             return
         raw = literal_value(other)
-        if raw is _NOT_A_LITERAL or raw is None:
+        if raw is NOT_A_LITERAL or raw is None:
             return
         ref, column = owner
         stored = literal_storage(

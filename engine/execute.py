@@ -13,7 +13,7 @@ from typing import Any
 from sqlglot import exp
 
 from sagesql.connector.errors import NotSupportedError
-from sagesql.engine import fetch, local
+from sagesql.engine import fetch, local, procedures
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, plan
 from sagesql.engine.result import Result
@@ -36,11 +36,24 @@ def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
 
 
 def explain(connection: Any, sql: str, params: Params = None) -> str:
+    if procedures.is_exec(sql):
+        name, args = procedures.parse_exec(sql, params)
+        table, procedure = procedures.find(connection, name)
+        procedures.check_arguments(procedure, args, connection.product.product)
+        request = procedure.request
+        call = (
+            f"built-in {request['builtin']}"
+            if "builtin" in request
+            else f"{request['method']} {request['path']}"
+        )
+        return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
     return prepare(connection, sql, params).explain()
 
 
 def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
     """The result of a query; rows are fetched as they are read."""
+    if procedures.is_exec(sql):
+        return procedures.run(connection, sql, params)
     the_plan = prepare(connection, sql, params)
     settings = connection.settings
     transport = connection.transport if the_plan.scans else None

@@ -11,6 +11,7 @@ from typing import Any
 class ResultColumn:
     name: str
     sql_type: str | None  # the catalog type when the column is a plain column reference
+    secret: bool = False  # a token a procedure returns: masked on the command line
 
 
 @dataclass

@@ -24,6 +24,8 @@ of connector/dialects):
 - ``$orderby=f asc, g desc`` when the API orders as SQLite does (base.sort_refusal),
   with the key last so that pages are disjoint; ``$select`` lists the top-level
   fields the statement needs. ``$top``/``$skip`` belong to the paginator.
+- a conjunct that would make the filter longer than ``max_filter_length`` (URL-encoded)
+  is left to SQLite: a long ``IN`` list must not turn into a 414 from the server.
 
 Values can never change a filter's meaning: strings are single-quoted with quotes
 doubled, and nothing else is special inside them; numbers, dates and booleans are
