@@ -54,7 +54,7 @@ import sqlite3
 import threading
 import uuid
 from collections import OrderedDict
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
 from datetime import date, datetime, timedelta
 from decimal import Decimal, InvalidOperation
@@ -82,6 +82,7 @@ from sagesql.sandbox.accounting_data import (
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import Clock, iso, parse_time, sortable
 from sagesql.sandbox.config import SandboxConfig
+from sagesql.sandbox.records import get_path, set_path
 from sagesql.sandbox.store import Store, path_expr
 
 API_PREFIX = "/v3.1"
@@ -625,7 +626,7 @@ class AccountingApp(ProductApp):
             writer.raise_problems()
             now = self._now()
             record = self.finish_new(scope, res, record, now)
-            key = _get(record, res.key_path)
+            key = get_path(record, res.key_path)
             stored = dict(record)
             stored.update(_key=key, _created=sortable(now), _updated=sortable(now))
             try:
@@ -649,7 +650,7 @@ class AccountingApp(ProductApp):
             full[key] = value
         if res.key_path == ("id",):
             full["id"] = uuid.uuid4().hex
-        key = _get(full, res.key_path)
+        key = get_path(full, res.key_path)
         if "$path" in full:
             full["$path"] = f"/{res.name}/{key}"
         for stamp in ("created_at", "updated_at"):
@@ -921,10 +922,10 @@ class Writer:
             target = column.path
             if column.body_path[-1].endswith("_id") and column.path[-1] == "id":
                 target = column.path[:-1]
-            _put(record, target, converted)
+            set_path(record, target, converted)
         if creating:
             for column in table.columns:
-                given = _get(body, column.body_path), _get(record, column.path[:1])
+                given = get_path(body, column.body_path), get_path(record, column.path[:1])
                 if column.required_on_create and not column.read_only and all(map(_missing, given)):
                     name = ".".join(column.body_path)
                     self.problem(where + name, f"{name} is required")
@@ -1193,22 +1194,3 @@ def _display(record: dict[str, Any], res: Resource, key: Any) -> str:
 
 def _missing(value: Any) -> bool:
     return value is None or value == "" or value == [] or value == {}
-
-
-def _get(record: Any, path: Sequence[str]) -> Any:
-    node = record
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _put(record: dict[str, Any], path: Sequence[str], value: Any) -> None:
-    node = record
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[path[-1]] = value

@@ -36,6 +36,7 @@ from typing import Any
 from sagesql.connector.catalog import Column, Table, default_catalog
 from sagesql.sandbox import fake
 from sagesql.sandbox.clock import iso, sortable
+from sagesql.sandbox.records import get_path, set_path
 
 PRODUCT = "sage_accounting"
 USER_SCOPE = "_user"  # businesses and the user belong to the login, not to a business
@@ -1191,7 +1192,7 @@ class Books:
             record = fake.record_from_columns(table, rng, i)
             for column in table.columns:
                 if column.type == "JSON" and not column.path[0].startswith("$"):
-                    _put(record, column.path, [] if _plural_field(column) else None)
+                    set_path(record, column.path, [] if _plural_field(column) else None)
             for prefix in prefixes:
                 target = link_target(prefix[-1])
                 value = self.link_to(target, rng)
@@ -1200,9 +1201,9 @@ class Books:
                 if value is None:
                     value = {
                         "id": self.id(prefix[-1], rng.randrange(GENERIC_ROWS)),
-                        "displayed_as": _get(record, (*prefix, "displayed_as")),
+                        "displayed_as": get_path(record, (*prefix, "displayed_as")),
                     }
-                _put(record, prefix, _merge_link(_get(record, prefix), value))
+                set_path(record, prefix, _merge_link(get_path(record, prefix), value))
             key = SETTINGS_KEY if resource.singleton else self.generic_key(name, i)
             if resource.singleton:
                 record["$path"] = f"/{name}"
@@ -1212,7 +1213,7 @@ class Books:
                     record["$path"] = f"/{name}/{key}"
                 else:  # exchange rates are keyed by their currency
                     key, shown = LOOKUPS["currencies"][1:][i % (len(LOOKUPS["currencies"]) - 1)]
-                    _put(record, key_path[:-1], link("currencies", key, shown))
+                    set_path(record, key_path[:-1], link("currencies", key, shown))
                     record["$path"] = f"/{name}/{key}"
                 if "displayed_as" in record:
                     record["displayed_as"] = self.generic_display(name, i)
@@ -1360,25 +1361,6 @@ def _template_of(table: Table) -> dict[str, Any]:
 
 def _plural_field(column: Column) -> bool:
     return bool(column.path[-1].endswith("s"))
-
-
-def _get(record: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = record
-    for key in path:
-        if not isinstance(node, dict):
-            return None
-        node = node.get(key)
-    return node
-
-
-def _put(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = record
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[path[-1]] = value
 
 
 def _merge_link(current: Any, value: dict[str, Any]) -> dict[str, Any]:

@@ -17,6 +17,7 @@ from decimal import Decimal
 from typing import Any
 
 from sagesql.connector.catalog import Column, Table
+from sagesql.sandbox.records import nest
 
 # Demo data spans a fixed period so that it is the same whatever the day it is made.
 DATA_START = datetime(2024, 1, 1, tzinfo=timezone.utc)
@@ -262,20 +263,6 @@ def value_for(column: Column, rng: random.Random, index: int) -> Any:
     if column.max_length:
         text = text[: column.max_length]
     return text
-
-
-def nest(values: dict[tuple[str, ...], Any]) -> dict[str, Any]:
-    """A nested record from values keyed by JSON path."""
-    record: dict[str, Any] = {}
-    for path, value in values.items():
-        node = record
-        for key in path[:-1]:
-            child = node.get(key)
-            if not isinstance(child, dict):
-                child = node[key] = {}
-            node = child
-        node[path[-1]] = value
-    return record
 
 
 def record_from_columns(

@@ -53,6 +53,7 @@ from sagesql.sandbox.odata import (
     orderby_sql,
     select_paths,
 )
+from sagesql.sandbox.records import get_path, has_path, set_path
 from sagesql.sandbox.sage200_data import (
     CREDIT_NOTE,
     INVOICE,
@@ -145,34 +146,6 @@ def store_time(value: date | datetime) -> str:
     if not isinstance(value, datetime):
         value = datetime(value.year, value.month, value.day, tzinfo=timezone.utc)
     return sortable(value)
-
-
-def get_path(record: dict[str, Any], path: tuple[str, ...]) -> Any:
-    node: Any = record
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return None
-        node = node[key]
-    return node
-
-
-def has_path(record: dict[str, Any], path: tuple[str, ...]) -> bool:
-    node: Any = record
-    for key in path:
-        if not isinstance(node, dict) or key not in node:
-            return False
-        node = node[key]
-    return True
-
-
-def set_path(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = record
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            child = node[key] = {}
-        node = child
-    node[path[-1]] = value
 
 
 def r2(value: float) -> float:

@@ -31,6 +31,7 @@ from sagesql.connector.catalog import Catalog, Column, Table, default_catalog
 from sagesql.sandbox import fake
 from sagesql.sandbox.clock import sortable
 from sagesql.sandbox.odata import datetime_text
+from sagesql.sandbox.records import set_path
 
 PRODUCT = "sage_200"
 SITES_SCOPE = "_sites"  # the store scope of GET /sites, which no company owns
@@ -255,9 +256,9 @@ class CompanyData:
         """Set the record's time stamps and the store's meta fields."""
         for column in table.columns:
             if column.path[-1] == "date_time_created":
-                _put(record, column.path, ms(created))
+                set_path(record, column.path, ms(created))
             elif column.path[-1] == "date_time_updated":
-                _put(record, column.path, ms(updated))
+                set_path(record, column.path, ms(updated))
         record["_created"], record["_updated"] = sortable(created), sortable(updated)
         return record
 
@@ -907,33 +908,6 @@ class CompanyData:
         )
         record[KEY_FIELD] = "1"
         yield self.stamped(table, record, fake.DATA_START, fake.DATA_END)
-
-
-def _put(record: dict[str, Any], path: tuple[str, ...], value: Any) -> None:
-    node = record
-    for key in path[:-1]:
-        child = node.get(key)
-        if not isinstance(child, dict):
-            return
-        node = child
-    node[path[-1]] = value
-
-
-REFERENCE_COUNTS.update(
-    {
-        "customer_id": lambda d: d.rows,
-        "supplier_id": lambda d: d.rows,
-        "product_id": lambda d: d.rows,
-        "warehouse_id": lambda d: len(WAREHOUSES),
-        "bank_id": lambda d: len(BANKS),
-        "currency_id": lambda d: len(CURRENCIES),
-        "tax_code_id": lambda d: len(TAX_CODES),
-        "nominal_code_id": lambda d: len(NOMINAL_CODES),
-        "department_id": lambda d: len(DEPARTMENTS),
-        "cost_centre_id": lambda d: len(COST_CENTRES),
-        "product_group_id": lambda d: len(PRODUCT_GROUPS),
-    }
-)
 
 
 class Demo:
