@@ -66,6 +66,13 @@ def parse(text: str) -> dict[str, str]:
         if not name:
             problems.append("a value without a property name")
             continue
+        if _is_secret(last) and lookup(name) is None:
+            # Most likely the rest of an unquoted secret that holds ';': not echoed.
+            problems.append(
+                f"the text after {last} is not a property (quote a value that contains ';')"
+            )
+            last = None
+            continue
         pairs[name] = value
         last = name
     if problems:
