@@ -61,6 +61,10 @@ class Connection:
         transport: Any = None,
     ) -> None:
         self.settings = settings
+        if settings.logfile:
+            from sagesql.connector import logs
+
+            logs.configure(settings)
         self.catalog = catalog or default_catalog()
         self.product = self.catalog.product(settings.product)
         self.base_url = base_url(settings, self.product)

@@ -111,6 +111,11 @@ def check_arguments(procedure: Procedure, args: dict[str, Any], product: str) ->
 
 def run(connection: Any, sql: str, params: Params = None) -> Result:
     name, raw = parse_exec(sql, params)
+    from sagesql.connector import logs
+
+    for key, value in raw.items():  # a token or code passed to an auth procedure
+        if key.lower() in ("oauthrefreshtoken", "oauthaccesstoken", "verifier"):
+            logs.register_secret(str(value))
     _, procedure = find(connection, name)
     args = check_arguments(procedure, raw, connection.product.product)
     request = procedure.request
