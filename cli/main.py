@@ -12,7 +12,13 @@ import sys
 
 import typer
 
-from sagesql.cli import auth_commands, catalog_commands, query_commands, sandbox_commands
+from sagesql.cli import (
+    activity_commands,
+    auth_commands,
+    catalog_commands,
+    query_commands,
+    sandbox_commands,
+)
 
 app = typer.Typer(
     name="sagesql",
@@ -26,6 +32,7 @@ app = typer.Typer(
 catalog_commands.register(app)
 auth_commands.register(app)
 query_commands.register(app)
+activity_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox")
 
 

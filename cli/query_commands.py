@@ -1,4 +1,9 @@
-"""``sagesql query``: run a SELECT and write its rows as a table, JSON, JSON lines or CSV."""
+"""``sagesql query``: run a statement and write its rows as a table, JSON, JSON lines or CSV.
+
+A write (INSERT, UPDATE, DELETE) prints one row per input row (row, key, status,
+error) and a summary on stderr, and exits 1 if any row failed: a partial write is
+never hidden. UPDATE or DELETE without WHERE is refused unless ``--all`` is given.
+"""
 
 from __future__ import annotations
 
@@ -47,7 +52,9 @@ def _read_sql(sql: str | None) -> str:
 
 
 def query(
-    sql: Annotated[str | None, typer.Argument(help="The SELECT statement, or - for stdin.")] = None,
+    sql: Annotated[
+        str | None, typer.Argument(help="The statement (SELECT, INSERT, ...), or - for stdin.")
+    ] = None,
     connection: ConnectionOption = None,
     profile: ProfileOption = None,
     sandbox: Annotated[
@@ -95,20 +102,36 @@ def query(
             "--show-secrets", help="Print the tokens an auth procedure returns (masked otherwise)."
         ),
     ] = False,
+    verbose: Annotated[
+        int,
+        typer.Option(
+            "--verbose",
+            "-v",
+            count=True,
+            help="Log to stderr: -v statements, -vv requests, -vvv headers and bodies "
+            "(secrets are always masked).",
+        ),
+    ] = 0,
     explain: Annotated[
         bool,
         typer.Option(
             "--explain", help="Print the plan (requests, pushed and local filters); send nothing."
         ),
     ] = False,
+    all_rows: Annotated[
+        bool,
+        typer.Option("--all", help="Allow UPDATE or DELETE without WHERE (every row)."),
+    ] = False,
 ) -> None:
-    """Run a SELECT against Sage and print the rows."""
+    """Run a statement against Sage and print the rows (a write: one result row per row)."""
     from sagesql.cli import rows_output
     from sagesql.connector.connection import Connection
-    from sagesql.engine import execute
+    from sagesql.engine import execute, writes
 
     text = _read_sql(sql)
     params = _params(param)
+    if not explain and not all_rows:
+        _refuse_every_row(text)
     with ExitStack() as stack:
         if sandbox:
             from sagesql.sandbox.runner import Sandbox, resolve_product
@@ -122,6 +145,13 @@ def query(
             settings = settings_from(
                 connection, profile, **({"Product": product} if product else {})
             )
+        if verbose:
+            from dataclasses import replace
+
+            from sagesql.connector import logs
+
+            settings = replace(settings, verbosity=max(settings.verbosity, min(verbose, 5)))
+            logs.configure(settings, to_stderr=True)
         conn = stack.enter_context(Connection(settings))
         if explain:
             typer.echo(execute.explain(conn, text, params))
@@ -138,6 +168,27 @@ def query(
         )
         rows_output.write(
             result, chosen.value, target, progress=sys.stderr.isatty(), show_secrets=show_secrets
+        )
+        if isinstance(result, writes.WriteResult):
+            typer.echo(result.summary(), err=True)
+            if result.failed:
+                raise typer.Exit(1)
+
+
+def _refuse_every_row(text: str) -> None:
+    """UPDATE or DELETE without WHERE needs --all."""
+    from sagesql.connector.errors import ProgrammingError
+    from sagesql.engine import procedures, writes
+    from sagesql.engine.statement import parse
+
+    if procedures.is_exec(text):
+        return
+    tree = parse(text)
+    if writes.affects_every_row(tree):
+        kind = type(tree).__name__.upper()
+        raise ProgrammingError(
+            f"{kind} without WHERE acts on every row of {tree.this.name}",
+            hint="add a WHERE clause, or pass --all if every row is meant",
         )
 
 

@@ -154,7 +154,9 @@ def to_predicate(
             pattern = literal_value(n.expression)
             if column is None or column.type != "TEXT" or not isinstance(pattern, str):
                 return None
-            return Comparison(column.name, "LIKE", pattern)
+            like = Comparison(column.name, "LIKE", pattern)
+            # sqlglot reads ``x NOT LIKE p`` as one Like node with negate set.
+            return Not(like) if n.args.get("negate") else like
         return None
 
     return read(node)

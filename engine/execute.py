@@ -8,18 +8,22 @@ every name, type and parameter is checked while planning, before the first reque
 from __future__ import annotations
 
 import itertools
+import logging
+import time
 from typing import Any
 
 from sqlglot import exp
 
 from sagesql.connector.errors import NotSupportedError
-from sagesql.engine import fetch, local, procedures
+from sagesql.engine import fetch, local, procedures, writes
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, plan
 from sagesql.engine.result import Result
-from sagesql.engine.statement import Params, bind, parse
+from sagesql.engine.statement import Params, bind, parse, too_deep
 
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
+
+log = logging.getLogger("sagesql")
 
 
 def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
@@ -28,14 +32,48 @@ def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
     if not isinstance(tree, QUERIES):
         kind = type(tree).__name__.upper()
         raise NotSupportedError(
-            f"{kind} statements are not supported yet",
-            hint="sagesql runs SELECT queries; writes and EXEC come with the activity API",
+            f"{kind} is not a query",
+            hint="run writes with execute.run; prepare plans SELECT queries",
         )
+    return prepare_tree(connection, tree)
+
+
+def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
+    """The plan of a parsed, bound query; a table the API cannot read fails here."""
     qualified, refs = resolve(tree, connection.catalog, connection.product.product)
-    return plan(qualified, refs, connection.catalog)
+    the_plan = plan(qualified, refs, connection.catalog)
+    for scan in the_plan.scans:
+        source = scan.source or scan.table
+        ops = source.operations
+        if not ("list" in ops or (scan.keys is not None and "get" in ops)):
+            raise NotSupportedError(
+                f"{source.name} cannot be read: the API only accepts new records there",
+                hint=f"read them back from the table its description names "
+                f"('sagesql describe {source.name}')",
+            )
+    return the_plan
+
+
+def _statement(sql: str, params: Params) -> exp.Expression:
+    tree = bind(parse(sql), params)
+    if not isinstance(tree, QUERIES) and not writes.is_write(tree):
+        kind = type(tree).__name__.upper()
+        raise NotSupportedError(
+            f"{kind} statements are not supported",
+            hint="sagesql runs SELECT, INSERT, UPDATE, DELETE and EXEC",
+        )
+    return tree
 
 
 def explain(connection: Any, sql: str, params: Params = None) -> str:
+    """The plan as text; nothing is sent."""
+    try:
+        return _explain(connection, sql, params)
+    except RecursionError:  # parsing and planning recurse once per level of nesting
+        raise too_deep() from None
+
+
+def _explain(connection: Any, sql: str, params: Params) -> str:
     if procedures.is_exec(sql):
         name, args = procedures.parse_exec(sql, params)
         table, procedure = procedures.find(connection, name)
@@ -47,16 +85,44 @@ def explain(connection: Any, sql: str, params: Params = None) -> str:
             else f"{request['method']} {request['path']}"
         )
         return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
-    return prepare(connection, sql, params).explain()
+    tree = _statement(sql, params)
+    if writes.is_write(tree):
+        return writes.explain(connection, tree)
+    return prepare_tree(connection, tree).explain()
 
 
 def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
-    """The result of a query; rows are fetched as they are read."""
+    """The result of a statement: a query's rows are fetched as they are read; a write
+    (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row."""
+    started = time.monotonic()
+    log.info("statement: %s", " ".join(sql.split()))
+    try:
+        result = _run(connection, sql, params, max_rows=max_rows)
+    except RecursionError:  # parsing and planning recurse once per level of nesting
+        raise too_deep() from None
+    result.on_close.append(
+        lambda: log.info("statement done in %.0f ms", (time.monotonic() - started) * 1000)
+    )
+    return result
+
+
+def _run(connection: Any, sql: str, params: Params, *, max_rows: int | None) -> Result:
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
-    the_plan = prepare(connection, sql, params)
+    tree = _statement(sql, params)
+    if writes.is_write(tree):
+        return writes.run(connection, tree)
+    return run_tree(connection, tree, max_rows=max_rows)
+
+
+def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
+    """The result of a parsed, bound query."""
     settings = connection.settings
-    transport = connection.transport if the_plan.scans else None
+    cap = max_rows if max_rows is not None else settings.max_rows
+    the_plan = prepare_tree(connection, _capped(tree, cap))
+    # Opened on the first request (Sage 200 asks for its site then), so that a statement
+    # SQLite refuses sends nothing.
+    transport = _LazyTransport(connection) if the_plan.scans else None
     sources = [
         local.LocalSource(
             scan.ref.local_name,
@@ -68,10 +134,33 @@ def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | Non
         for scan in the_plan.scans
     ]
     result = local.evaluate(the_plan.tree, sources, product=connection.product.product)
-    cap = max_rows if max_rows is not None else settings.max_rows
     if cap is not None and cap >= 0:
         streamed = result.rows
         result.rows = itertools.islice(streamed, cap)
         result.on_close.insert(0, getattr(streamed, "close", lambda: None))
     result.plan = the_plan  # type: ignore[attr-defined]
     return result
+
+
+def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
+    """The query with LIMIT cap when that is tighter than its own (the first cap rows are
+    the same), so that the planner fits the pages to it and paging stops there."""
+    if cap is None or cap < 0 or not isinstance(tree, exp.Select):
+        return tree
+    limit = tree.args.get("limit")
+    if limit is not None:
+        value = limit.expression
+        if not (isinstance(value, exp.Literal) and value.is_int and int(value.this) > cap):
+            return tree
+    tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
+    return tree
+
+
+class _LazyTransport:
+    """The connection's transport, opened when first used."""
+
+    def __init__(self, connection: Any) -> None:
+        self._connection = connection
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self._connection.transport, name)

@@ -224,9 +224,12 @@ def evaluate(
                 batch_rows,
             )
         else:
+            sql = select.sql(dialect="sqlite")
+            # Over the empty tables first: SQLite's errors come before any row is fetched.
+            database.run(sql).close()
             for source in sources:
                 _load(database, source, evaluation, memory_rows, memory_bytes)
-            cursor = database.run(select.sql(dialect="sqlite"))
+            cursor = database.run(sql)
             columns = _result_columns(select, sources, cursor.description)
             rows = _read(cursor, _converter(columns), state)
     except BaseException:

@@ -54,6 +54,13 @@ def resolve(
             table = catalog.table(name, scope.name if scope else product)
         except UnknownTableError as exc:
             raise UnknownTableError(exc.message + _where(node), hint=exc.hint) from None
+        if table.product != product:  # sage_200.customers on an Accounting connection
+            other, own = catalog.product(table.product), catalog.product(product)
+            raise UnknownTableError(
+                f"table {node.sql(READ_DIALECT)}{_where(node)} is in {other.connection_name}, "
+                f"but the connection is to {own.connection_name}",
+                hint=f"connect with Product={other.connection_name} to query it",
+            )
         alias = node.alias_or_name
         local = f"{LOCAL_PREFIX}{len(refs)}"
         node.set("this", exp.to_identifier(local))

@@ -29,7 +29,7 @@ from sagesql.connector.catalog import Catalog, Table
 from sagesql.connector.dialects import Pushed, SortKey, for_table
 from sagesql.engine.conditions import column_map, normalize_literals, split_and, to_predicate
 from sagesql.engine.names import TableRef
-from sagesql.engine.predicates import Comparison, Predicate
+from sagesql.engine.predicates import And, Comparison, Predicate
 from sagesql.engine.statement import READ_DIALECT
 
 # Above this many keys, one list request beats a GET per key.
@@ -166,6 +166,9 @@ def _plan_scan(
         predicate = to_predicate(node, ref, columns)
         if predicate is None:
             scan.local_only.append(node.sql(READ_DIALECT))
+        elif isinstance(predicate, And):
+            # BETWEEN is two conjuncts: each bound may use a parameter of its own.
+            scan.conjuncts.extend(predicate.items)
         else:
             scan.conjuncts.append(predicate)
     order = _order(select, ref, columns) if select is not None else []
@@ -235,9 +238,13 @@ def _order(select: exp.Expression, ref: TableRef, columns: dict[int, Any]) -> li
     order = select.args.get("order") if isinstance(select, exp.Select) else None
     if order is None:
         return []
+    # ORDER BY a selected column's name: the qualifier leaves it naming the output column.
+    outputs = {e.alias.lower(): e.this for e in select.expressions if isinstance(e, exp.Alias)}
     keys: list[SortKey] = []
     for item in order.expressions:
         node = item.this if isinstance(item, exp.Ordered) else item
+        if isinstance(node, exp.Column) and not node.table:
+            node = outputs.get(node.name.lower(), node)
         owner = columns.get(id(node)) if isinstance(node, exp.Column) else None
         if owner is None or owner[0] is not ref:
             return []

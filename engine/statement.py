@@ -7,6 +7,7 @@ the statement's meaning. Parse errors name the line, column and the text there.
 
 from __future__ import annotations
 
+import logging
 import math
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
@@ -20,6 +21,17 @@ from sqlglot.errors import ParseError, TokenError
 from sagesql.connector.errors import ProgrammingError
 
 READ_DIALECT = "sqlite"
+
+
+class _NoCommandWarning(logging.Filter):
+    """sqlglot warns when it reads a statement it does not know as a raw Command; sagesql
+    refuses those in one line of its own, so the warning would only be noise on stderr."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return "Falling back to parsing as a 'Command'" not in record.getMessage()
+
+
+logging.getLogger("sqlglot").addFilter(_NoCommandWarning())
 
 Params = Sequence[Any] | Mapping[str, Any] | None
 
@@ -37,6 +49,18 @@ def position(node: exp.Expression | None) -> str:
     return ""
 
 
+def too_deep() -> ProgrammingError:
+    """The error for a statement nested deeper than Python's recursion allows."""
+    return ProgrammingError(
+        "the statement is nested too deeply", hint="write it with fewer levels of brackets"
+    )
+
+
+def _one_line(text: str) -> str:
+    """sqlglot quotes the statement in its messages: line breaks shown as \\n."""
+    return text.replace("\r", "\\r").replace("\n", "\\n")
+
+
 def parse(sql: str) -> exp.Expression:
     """The syntax tree of exactly one statement."""
     if not sql or not sql.strip().rstrip(";").strip():
@@ -52,12 +76,14 @@ def parse(sql: str) -> exp.Expression:
         what = str(detail.get("description", "")).split(". Line")[0]
         what = what.split(" but got <Token")[0]
         raise ProgrammingError(
-            f"SQL syntax error{where}{near}: {what}", hint="check the statement's syntax"
+            f"SQL syntax error{where}{near}: {_one_line(what)}", hint="check the statement's syntax"
         ) from None
     except TokenError as exc:
         raise ProgrammingError(
-            f"SQL syntax error: {exc}", hint="check quotes and brackets are closed"
+            f"SQL syntax error: {_one_line(str(exc))}", hint="check quotes and brackets are closed"
         ) from None
+    except RecursionError:  # sqlglot recurses once per level of nesting
+        raise too_deep() from None
     if len(trees) != 1:
         raise ProgrammingError(f"{len(trees)} statements given", hint="run one at a time")
     tree = trees[0]

@@ -19,7 +19,10 @@ JSON      JSON text                           json_extract() works on it
 
 A literal compared with a DATE or DATETIME column is rewritten into the stored form:
 '2025-01-01' against a DATETIME means midnight UTC; '2025-01-01T10:00:00+02:00' means
-08:00 UTC.
+08:00 UTC. An instant finer than the product keeps ('...10:00:00.5Z' where Accounting keeps
+seconds) becomes the stored text of the instant below it followed by the digits left over
+('...10:00:00Z5'), which sorts strictly between the two stored instants around it, so
+that =, <, >= and the others stay chronological.
 """
 
 from __future__ import annotations
@@ -171,7 +174,9 @@ def literal_storage(sql_type: str, value: Any, product: str) -> Any:
     if value is None:
         return None
     if sql_type == "DATETIME" and isinstance(value, datetime):
-        return datetime_text(value, product)
+        rest = value.microsecond % 1000 if product in MILLISECOND_PRODUCTS else value.microsecond
+        digits = f"{rest:03d}" if product in MILLISECOND_PRODUCTS else f"{rest:06d}"
+        return datetime_text(value, product) + (digits.rstrip("0") if rest else "")
     if sql_type == "DATE" and isinstance(value, date):
         return value.isoformat()
     if sql_type == "BOOLEAN" and isinstance(value, bool):

@@ -212,6 +212,7 @@ class ProductApp:
             "status": status,
             "fault": None if fault == fault_kinds.PASS else fault,
             "time": iso(self.clock.now(), "milliseconds"),
+            "body": _json_body(request),
         }
         with self._log_lock:
             self.requests.append(entry)
@@ -258,6 +259,18 @@ class ProductApp:
                 self.oauth.issue(body.get("client_id", "sandbox-client"), body.get("scope"))
             )
         return json_response({"error": f"unknown admin endpoint {what!r}"}, 404)
+
+
+def _json_body(request: Request) -> Any:
+    """The JSON body a request carried (kept in the request log, so tests can check what
+    was sent); None when there was none or it was not JSON."""
+    if request.mimetype != "application/json":
+        return None
+    try:
+        data = request.get_data(cache=True)
+        return json.loads(data) if data.strip() else None
+    except (ValueError, OSError):
+        return None
 
 
 def _fault_spec(body: dict[str, Any]) -> str:

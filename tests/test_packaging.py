@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import shutil
 import subprocess
 import sys
 import sysconfig
@@ -30,6 +31,24 @@ def _run(*args: str | Path, **kwargs: object) -> subprocess.CompletedProcess[str
 
 @pytest.fixture(scope="module")
 def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    # Built from a private copy of the tree: setuptools writes build/ and *.egg-info in the
+    # source folder, which concurrent runs (or a developer's editable install) would share.
+    source = tmp_path_factory.mktemp("src") / "sagesql"
+    shutil.copytree(
+        REPO,
+        source,
+        ignore=shutil.ignore_patterns(
+            ".git",
+            ".venv",
+            "build",
+            "dist",
+            "*.egg-info",
+            "__pycache__",
+            ".*_cache",
+            ".hypothesis",
+            "results",
+        ),
+    )
     out = tmp_path_factory.mktemp("dist")
     _run(
         sys.executable,
@@ -41,7 +60,7 @@ def wheel(tmp_path_factory: pytest.TempPathFactory) -> Path:
         "--quiet",
         "-w",
         out,
-        REPO,
+        source,
     )
     (found,) = out.glob("sagesql-*.whl")
     return found
