@@ -16,6 +16,7 @@ from sagesql.cli import (
     activity_commands,
     auth_commands,
     catalog_commands,
+    poll_commands,
     query_commands,
     sandbox_commands,
 )
@@ -34,6 +35,7 @@ auth_commands.register(app)
 query_commands.register(app)
 activity_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox")
+app.add_typer(poll_commands.app, name="poll")
 
 
 def run() -> None:

@@ -1,0 +1,163 @@
+"""Sinks: where messages go (a webhook, a JSON lines file, standard output).
+
+A sink sends one message (up to ten events of one table) or raises
+:class:`DeliveryFailed`, saying whether trying again may help. A message may be
+sent twice (the process can die after sending and before the outbox records it):
+it is then the same bytes with the same ``eventId``, and receivers dedupe by it.
+
+- webhook: POST of the platforms' notification JSON; basic auth when a user name is
+  set; ``Elements-Webhook-Signature: sha256=<base64 HMAC-SHA256 of the body>`` when a
+  signature key is set; extra headers. 2xx is delivered; 408, 425, 429, 5xx and
+  connection failures are retried (``Retry-After`` honoured); any other 4xx will not
+  change by retrying and parks the message at once.
+- jsonl: one plain event per line, appended, flushed and synced to disk.
+- stdout: the same lines on standard output.
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+import os
+import sys
+import threading
+from collections.abc import Mapping, Sequence
+from typing import IO, Any
+
+from sagesql.activities.polling.config import SinkConfig
+from sagesql.activities.polling.events import Origin, plain_lines, platform_body
+
+SIGNATURE_HEADER = "Elements-Webhook-Signature"
+RETRIED_STATUSES = frozenset({408, 425, 429})
+
+
+class DeliveryFailed(Exception):
+    """A message was not delivered; ``permanent`` when retrying cannot help."""
+
+    def __init__(self, reason: str, *, permanent: bool = False, retry_after: float | None = None):
+        super().__init__(reason)
+        self.reason = reason
+        self.permanent = permanent
+        self.retry_after = retry_after
+
+
+def signature(body: bytes, key: str) -> str:
+    """``sha256=<base64 HMAC-SHA256 of the body>``, as the platforms sign notifications."""
+    digest = hmac.new(key.encode("utf-8"), body, hashlib.sha256).digest()
+    return "sha256=" + base64.b64encode(digest).decode("ascii")
+
+
+class Sink:
+    """The interface: ``send`` one message, ``close`` at the end."""
+
+    name = "sink"
+
+    def send(self, message_id: str, table: str, events: Sequence[Mapping[str, Any]]) -> None:
+        raise NotImplementedError
+
+    def close(self) -> None:
+        """Nothing to release by default."""
+
+
+class WebhookSink(Sink):
+    def __init__(self, config: SinkConfig, origin: Origin, session: Any = None) -> None:
+        import requests
+
+        self.name = config.name
+        self.config = config
+        self.origin = origin
+        self.session = session or requests.Session()
+        self._owns = session is None
+        self.url = str(config.url)
+
+    def headers(self, body: bytes) -> dict[str, str]:
+        headers = {"Content-Type": "application/json", **dict(self.config.headers)}
+        if self.config.signature_key:
+            headers[SIGNATURE_HEADER] = signature(body, self.config.signature_key)
+        return headers
+
+    def send(self, message_id: str, table: str, events: Sequence[Mapping[str, Any]]) -> None:
+        import requests
+
+        body = platform_body(message_id, table, events, self.origin)
+        auth = (self.config.username, self.config.password or "") if self.config.username else None
+        try:
+            response = self.session.post(
+                self.url,
+                data=body,
+                headers=self.headers(body),
+                auth=auth,
+                timeout=self.config.timeout,
+            )
+        except requests.RequestException as exc:
+            raise DeliveryFailed(
+                f"{type(exc).__name__}: the receiver could not be reached"
+            ) from None
+        status = response.status_code
+        response.close()
+        if 200 <= status < 300:
+            return
+        reason = f"the receiver answered {status} {response.reason or ''}".strip()
+        if status in RETRIED_STATUSES or status >= 500:
+            raise DeliveryFailed(reason, retry_after=_retry_after(response))
+        raise DeliveryFailed(reason + " (not retried: a 4xx will not change)", permanent=True)
+
+    def close(self) -> None:
+        if self._owns:
+            self.session.close()
+
+
+def _retry_after(response: Any) -> float | None:
+    value = (response.headers.get("Retry-After") or "").strip()
+    try:
+        return max(0.0, float(value)) if value else None
+    except ValueError:
+        return None
+
+
+class LinesSink(Sink):
+    """JSON lines to a stream; the file sink syncs every message to disk."""
+
+    def __init__(self, name: str, origin: Origin, stream: IO[str], *, sync: bool) -> None:
+        self.name = name
+        self.origin = origin
+        self.stream = stream
+        self.sync = sync
+        self._lock = threading.Lock()
+
+    def send(self, message_id: str, table: str, events: Sequence[Mapping[str, Any]]) -> None:
+        text = "".join(line + "\n" for line in plain_lines(message_id, events, self.origin))
+        with self._lock:
+            try:
+                self.stream.write(text)
+                self.stream.flush()
+                if self.sync:
+                    os.fsync(self.stream.fileno())
+            except OSError as exc:
+                raise DeliveryFailed(f"cannot write: {exc.strerror}") from None
+
+
+class JsonlSink(LinesSink):
+    def __init__(self, config: SinkConfig, origin: Origin) -> None:
+        assert config.path is not None
+        config.path.parent.mkdir(parents=True, exist_ok=True)
+        super().__init__(config.name, origin, config.path.open("a", encoding="utf-8"), sync=True)
+
+    def close(self) -> None:
+        self.stream.close()
+
+
+def build(
+    configs: Sequence[SinkConfig], origin: Origin, *, stdout: IO[str] | None = None
+) -> dict[str, Sink]:
+    """The sinks of a configuration, by name."""
+    sinks: dict[str, Sink] = {}
+    for config in configs:
+        if config.kind == "webhook":
+            sinks[config.name] = WebhookSink(config, origin)
+        elif config.kind == "jsonl":
+            sinks[config.name] = JsonlSink(config, origin)
+        else:
+            sinks[config.name] = LinesSink(config.name, origin, stdout or sys.stdout, sync=False)
+    return sinks

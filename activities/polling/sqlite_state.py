@@ -1,0 +1,511 @@
+"""The SQLite state store: one file holding watermarks, marks, snapshots and the outbox.
+
+Tables (made with sqlite-utils)::
+
+    poll_tables      (instance, name) -> watermarks, last cycle and result, counters
+    poll_marks       (instance, name, kind, key, stamp): changes already emitted
+    poll_snapshots   (instance, name, kind, key) -> content hash
+    poll_messages    message_id -> instance, name, events (JSON), created
+    poll_deliveries  seq (the order) -> message, sink, pending|dead, attempts, next try
+    poll_lanes       (instance, name, sink) -> failing since, delivered count
+
+The file is in WAL mode with ``synchronous=NORMAL``: a committed step survives the
+process being killed at any moment (a power cut may lose the last steps, which are
+then polled again: events are repeated with the same ids, never lost). Each thread
+gets its own connection; a busy timeout lets ``poll status`` and ``poll replay`` read
+and write while a poller runs.
+"""
+
+from __future__ import annotations
+
+import json
+import sqlite3
+import threading
+from collections.abc import Iterator, Mapping, Sequence
+from contextlib import contextmanager, suppress
+from dataclasses import asdict
+from pathlib import Path
+
+import sqlite_utils
+
+from sagesql.activities.polling.events import Message, dumps
+from sagesql.activities.polling.state import (
+    DEAD,
+    PENDING,
+    Delivery,
+    Lane,
+    Mark,
+    SnapshotChange,
+    StateStore,
+    TableState,
+    TableStatus,
+)
+from sagesql.connector.errors import ConfigurationError
+
+_STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
+_CHUNK = 400  # keys per IN (...) query
+
+
+class SQLiteStateStore(StateStore):
+    """The default state store, in one SQLite file (``:memory:`` for tests)."""
+
+    def __init__(self, path: str | Path) -> None:
+        self.path = str(path)
+        if self.path != ":memory:":
+            parent = Path(self.path).parent
+            try:
+                parent.mkdir(parents=True, exist_ok=True)
+            except OSError as exc:
+                raise ConfigurationError(
+                    f"cannot create the folder of the poll state {self.path}: {exc.strerror}",
+                    hint="set state to a writable path",
+                ) from None
+        self._local = threading.local()
+        self._all: list[sqlite3.Connection] = []
+        self._lock = threading.Lock()
+        self._schema(self._conn())
+
+    # -- connections ----------------------------------------------------------------------
+
+    def _conn(self) -> sqlite3.Connection:
+        conn: sqlite3.Connection | None = getattr(self._local, "conn", None)
+        if conn is None:
+            try:
+                conn = sqlite3.connect(
+                    self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+                )
+                conn.execute("PRAGMA journal_mode=WAL")
+                conn.execute("PRAGMA synchronous=NORMAL")
+            except sqlite3.Error as exc:
+                raise ConfigurationError(
+                    f"cannot open the poll state {self.path}: {exc}",
+                    hint="set state to a writable SQLite file",
+                ) from None
+            self._local.conn = conn
+            with self._lock:
+                self._all.append(conn)
+        return conn
+
+    @contextmanager
+    def _tx(self) -> Iterator[sqlite3.Connection]:
+        conn = self._conn()
+        conn.execute("BEGIN IMMEDIATE")
+        try:
+            yield conn
+        except BaseException:
+            conn.execute("ROLLBACK")
+            raise
+        conn.execute("COMMIT")
+
+    def _schema(self, conn: sqlite3.Connection) -> None:
+        db = sqlite_utils.Database(conn)
+        state_columns: dict[str, type] = {"instance": str, "name": str}
+        for name in _STATE_FIELDS:
+            state_columns[name] = int if name in ("cycles", "events") else str
+        db.table("poll_tables").create(state_columns, pk=("instance", "name"), if_not_exists=True)
+        known = set(db.table("poll_tables").columns_dict)
+        for name, kind in state_columns.items():
+            if name not in known:  # a state file written by an earlier sagesql
+                db.table("poll_tables").add_column(name, kind)
+        db.table("poll_marks").create(
+            {"instance": str, "name": str, "kind": str, "key": str, "stamp": str},
+            pk=("instance", "name", "kind", "key", "stamp"),
+            if_not_exists=True,
+        )
+        db.table("poll_snapshots").create(
+            {"instance": str, "name": str, "kind": str, "key": str, "hash": str},
+            pk=("instance", "name", "kind", "key"),
+            if_not_exists=True,
+        )
+        db.table("poll_messages").create(
+            {"message_id": str, "instance": str, "name": str, "created": float, "events": str},
+            pk="message_id",
+            if_not_exists=True,
+        )
+        db.table("poll_deliveries").create(
+            {
+                "seq": int,
+                "message_id": str,
+                "instance": str,
+                "name": str,
+                "sink": str,
+                "state": str,
+                "attempts": int,
+                "next_at": float,
+                "last_error": str,
+                "created": float,
+            },
+            pk="seq",
+            if_not_exists=True,
+        )
+        db.table("poll_lanes").create(
+            {
+                "instance": str,
+                "name": str,
+                "sink": str,
+                "failing_since": float,
+                "delivered": int,
+                "last_delivered": float,
+                "last_error": str,
+            },
+            pk=("instance", "name", "sink"),
+            if_not_exists=True,
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS poll_marks_stamp "
+            "ON poll_marks (instance, name, kind, stamp)"
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS poll_deliveries_lane "
+            "ON poll_deliveries (instance, name, sink, state, seq)"
+        )
+        conn.execute(
+            "CREATE INDEX IF NOT EXISTS poll_deliveries_message ON poll_deliveries (message_id)"
+        )
+        db.table("poll_meta").create({"name": str, "value": str}, pk="name", if_not_exists=True)
+        conn.execute("INSERT OR IGNORE INTO poll_meta VALUES ('format', '1')")
+
+    # -- tables ---------------------------------------------------------------------------
+
+    def load(self, instance: str, table: str) -> TableState:
+        row = (
+            self._conn()
+            .execute(
+                f"SELECT {', '.join(_STATE_FIELDS)} FROM poll_tables "
+                "WHERE instance = ? AND name = ?",
+                (instance, table),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return TableState(table)
+        values = dict(zip(_STATE_FIELDS, row, strict=True))
+        values["cycles"] = values["cycles"] or 0
+        values["events"] = values["events"] or 0
+        return TableState(table, **values)
+
+    @staticmethod
+    def _save(conn: sqlite3.Connection, instance: str, state: TableState) -> None:
+        values = asdict(state)
+        name = values.pop("name")
+        columns = ["instance", "name", *_STATE_FIELDS]
+        conn.execute(
+            f"INSERT OR REPLACE INTO poll_tables ({', '.join(columns)}) "
+            f"VALUES ({', '.join('?' for _ in columns)})",
+            [instance, name, *(values[f] for f in _STATE_FIELDS)],
+        )
+
+    def save(self, instance: str, state: TableState) -> None:
+        with self._tx() as conn:
+            self._save(conn, instance, state)
+
+    def unseen(self, instance: str, table: str, marks: Sequence[Mark]) -> set[Mark]:
+        wanted = set(marks)
+        if not wanted:
+            return set()
+        conn = self._conn()
+        seen: set[Mark] = set()
+        by_kind: dict[str, list[str]] = {}
+        for mark in wanted:
+            by_kind.setdefault(mark.kind, []).append(mark.key)
+        for kind, keys in by_kind.items():
+            unique = sorted(set(keys))
+            for start in range(0, len(unique), _CHUNK):
+                part = unique[start : start + _CHUNK]
+                rows = conn.execute(
+                    "SELECT key, stamp FROM poll_marks WHERE instance = ? AND name = ? "
+                    f"AND kind = ? AND key IN ({', '.join('?' for _ in part)})",
+                    [instance, table, kind, *part],
+                ).fetchall()
+                seen.update(Mark(kind, key, stamp) for key, stamp in rows)
+        return wanted - seen
+
+    def commit(
+        self,
+        instance: str,
+        table: str,
+        *,
+        messages: Sequence[Message],
+        marks: Sequence[Mark],
+        sinks: Sequence[str],
+        now: float,
+        state: TableState | None = None,
+        forget: Mapping[str, str] | None = None,
+        snapshot: SnapshotChange | None = None,
+    ) -> None:
+        with self._tx() as conn:
+            conn.executemany(
+                "INSERT OR IGNORE INTO poll_messages VALUES (?, ?, ?, ?, ?)",
+                [(m.message_id, instance, table, now, dumps(list(m.events))) for m in messages],
+            )
+            conn.executemany(
+                "INSERT INTO poll_deliveries "
+                "(message_id, instance, name, sink, state, attempts, next_at, last_error, created) "
+                "VALUES (?, ?, ?, ?, ?, 0, 0, NULL, ?)",
+                [
+                    (m.message_id, instance, table, sink, PENDING, now)
+                    for m in messages
+                    for sink in sinks
+                ],
+            )
+            conn.executemany(
+                "INSERT OR IGNORE INTO poll_marks VALUES (?, ?, ?, ?, ?)",
+                [(instance, table, m.kind, m.key, m.stamp) for m in marks],
+            )
+            if snapshot is not None:
+                if snapshot.replace:
+                    conn.execute(
+                        "DELETE FROM poll_snapshots WHERE instance = ? AND name = ? AND kind = ?",
+                        (instance, table, snapshot.kind),
+                    )
+                conn.executemany(
+                    "DELETE FROM poll_snapshots WHERE instance = ? AND name = ? AND kind = ? "
+                    "AND key = ?",
+                    [(instance, table, snapshot.kind, key) for key in snapshot.drop],
+                )
+                conn.executemany(
+                    "INSERT OR REPLACE INTO poll_snapshots VALUES (?, ?, ?, ?, ?)",
+                    [(instance, table, snapshot.kind, k, h) for k, h in snapshot.put.items()],
+                )
+                if snapshot.taken:
+                    # An empty snapshot still says "taken": a row that cannot be a key.
+                    conn.execute(
+                        "INSERT OR IGNORE INTO poll_snapshots VALUES (?, ?, ?, '', '')",
+                        (instance, table, snapshot.kind),
+                    )
+            for kind, before in (forget or {}).items():
+                conn.execute(
+                    "DELETE FROM poll_marks WHERE instance = ? AND name = ? AND kind = ? "
+                    "AND stamp < ?",
+                    (instance, table, kind, before),
+                )
+            if state is not None:
+                self._save(conn, instance, state)
+
+    def snapshot(self, instance: str, table: str, kind: str) -> dict[str, str] | None:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT key, hash FROM poll_snapshots WHERE instance = ? AND name = ? AND kind = ?",
+                (instance, table, kind),
+            )
+            .fetchall()
+        )
+        if not any(key == "" for key, _ in rows):
+            return None  # never taken (keys put by updates alone do not make one)
+        return {key: value for key, value in rows if key != ""}
+
+    def reset(self, instance: str, table: str, since: str | None) -> None:
+        with self._tx() as conn:
+            state = self.load(instance, table)
+            state.watermark = since
+            state.deleted_watermark = since
+            state.held_upper = None
+            state.cursor = None
+            state.compared_at = None
+            state.last_result = f"reset to {since}" if since else "reset"
+            state.last_error = None
+            if since is None:
+                conn.execute(
+                    "DELETE FROM poll_marks WHERE instance = ? AND name = ?", (instance, table)
+                )
+            else:
+                conn.execute(
+                    "DELETE FROM poll_marks WHERE instance = ? AND name = ? AND stamp >= ?",
+                    (instance, table, since[:19]),
+                )
+            conn.execute(
+                "DELETE FROM poll_snapshots WHERE instance = ? AND name = ?", (instance, table)
+            )
+            self._save(conn, instance, state)
+
+    # -- outbox ---------------------------------------------------------------------------
+
+    def lanes(self, instance: str) -> list[Lane]:
+        rows = (
+            self._conn()
+            .execute(
+                "SELECT d.name, d.sink, l.failing_since, coalesce(l.delivered, 0), "
+                "l.last_delivered, l.last_error FROM "
+                "(SELECT DISTINCT name, sink FROM poll_deliveries "
+                " WHERE instance = ? AND state = ?) AS d "
+                "LEFT JOIN poll_lanes AS l "
+                "ON l.instance = ? AND l.name = d.name AND l.sink = d.sink "
+                "ORDER BY d.name, d.sink",
+                (instance, PENDING, instance),
+            )
+            .fetchall()
+        )
+        return [Lane(*row) for row in rows]
+
+    def _deliveries(
+        self, where: str, params: Sequence[object], limit: int | None = None
+    ) -> list[Delivery]:
+        sql = (
+            "SELECT d.seq, d.message_id, d.name, d.sink, d.state, d.attempts, d.next_at, "
+            "m.events, d.last_error FROM poll_deliveries AS d "
+            "JOIN poll_messages AS m ON m.message_id = d.message_id "
+            f"WHERE {where} ORDER BY d.seq"
+        )
+        if limit is not None:
+            sql += f" LIMIT {int(limit)}"
+        rows = self._conn().execute(sql, list(params)).fetchall()
+        return [
+            Delivery(seq, mid, name, sink, state, attempts, next_at, json.loads(events), error)
+            for seq, mid, name, sink, state, attempts, next_at, events, error in rows
+        ]
+
+    def pending(self, instance: str, table: str, sink: str, limit: int) -> list[Delivery]:
+        return self._deliveries(
+            "d.instance = ? AND d.name = ? AND d.sink = ? AND d.state = ?",
+            (instance, table, sink, PENDING),
+            limit,
+        )
+
+    def lane(self, instance: str, table: str, sink: str) -> Lane:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT failing_since, delivered, last_delivered, last_error FROM poll_lanes "
+                "WHERE instance = ? AND name = ? AND sink = ?",
+                (instance, table, sink),
+            )
+            .fetchone()
+        )
+        if row is None:
+            return Lane(table, sink)
+        return Lane(table, sink, row[0], row[1] or 0, row[2], row[3])
+
+    def delivered(self, delivery: Delivery, now: float) -> None:
+        with self._tx() as conn:
+            instance = self._instance_of(conn, delivery)
+            conn.execute("DELETE FROM poll_deliveries WHERE seq = ?", (delivery.seq,))
+            conn.execute(
+                "DELETE FROM poll_messages WHERE message_id = ? AND NOT EXISTS "
+                "(SELECT 1 FROM poll_deliveries WHERE message_id = ?)",
+                (delivery.message_id, delivery.message_id),
+            )
+            conn.execute(
+                "INSERT INTO poll_lanes VALUES (?, ?, ?, NULL, 1, ?, NULL) "
+                "ON CONFLICT (instance, name, sink) DO UPDATE SET failing_since = NULL, "
+                "delivered = coalesce(delivered, 0) + 1, last_delivered = excluded.last_delivered",
+                (instance, delivery.table, delivery.sink, now),
+            )
+
+    @staticmethod
+    def _instance_of(conn: sqlite3.Connection, delivery: Delivery) -> str:
+        row = conn.execute(
+            "SELECT instance FROM poll_deliveries WHERE seq = ?", (delivery.seq,)
+        ).fetchone()
+        return str(row[0]) if row else ""
+
+    def retry(
+        self, delivery: Delivery, *, attempts: int, next_at: float, error: str, now: float
+    ) -> None:
+        with self._tx() as conn:
+            instance = self._instance_of(conn, delivery)
+            conn.execute(
+                "UPDATE poll_deliveries SET attempts = ?, next_at = ?, last_error = ? "
+                "WHERE seq = ?",
+                (attempts, next_at, error[:500], delivery.seq),
+            )
+            self._failing(conn, instance, delivery, error, now)
+
+    @staticmethod
+    def _failing(
+        conn: sqlite3.Connection, instance: str, delivery: Delivery, error: str, now: float
+    ) -> None:
+        conn.execute(
+            "INSERT INTO poll_lanes VALUES (?, ?, ?, ?, 0, NULL, ?) "
+            "ON CONFLICT (instance, name, sink) DO UPDATE SET "
+            "failing_since = coalesce(failing_since, excluded.failing_since), "
+            "last_error = excluded.last_error",
+            (instance, delivery.table, delivery.sink, now, error[:500]),
+        )
+
+    def park(self, delivery: Delivery, *, attempts: int, error: str, now: float) -> None:
+        with self._tx() as conn:
+            instance = self._instance_of(conn, delivery)
+            conn.execute(
+                "UPDATE poll_deliveries SET state = ?, attempts = ?, last_error = ? WHERE seq = ?",
+                (DEAD, attempts, error[:500], delivery.seq),
+            )
+            self._failing(conn, instance, delivery, error, now)
+
+    def next_due(self, instance: str) -> float | None:
+        # The head of each lane decides when the lane moves.
+        row = (
+            self._conn()
+            .execute(
+                "SELECT min(d.next_at) FROM poll_deliveries AS d WHERE d.instance = ? "
+                "AND d.state = ? AND d.seq = (SELECT min(seq) FROM poll_deliveries AS e "
+                "WHERE e.instance = d.instance AND e.name = d.name AND e.sink = d.sink "
+                "AND e.state = ?)",
+                (instance, PENDING, PENDING),
+            )
+            .fetchone()
+        )
+        return None if row is None or row[0] is None else float(row[0])
+
+    def replay(self, instance: str, table: str | None = None) -> int:
+        with self._tx() as conn:
+            where = "instance = ? AND state = ?" + (" AND name = ?" if table else "")
+            params: list[object] = [instance, DEAD, *([table] if table else [])]
+            cursor = conn.execute(
+                f"UPDATE poll_deliveries SET state = '{PENDING}', attempts = 0, next_at = 0 "
+                f"WHERE {where}",
+                params,
+            )
+            conn.execute(
+                "UPDATE poll_lanes SET failing_since = NULL WHERE instance = ?"
+                + (" AND name = ?" if table else ""),
+                [instance] + ([table] if table else []),
+            )
+            return int(cursor.rowcount)
+
+    def dead_letters(self, instance: str, table: str | None = None) -> list[Delivery]:
+        where = "d.instance = ? AND d.state = ?" + (" AND d.name = ?" if table else "")
+        return self._deliveries(where, [instance, DEAD] + ([table] if table else []))
+
+    # -- reporting ------------------------------------------------------------------------
+
+    def status(self, instance: str, tables: Sequence[str]) -> list[TableStatus]:
+        conn = self._conn()
+        counts: dict[tuple[str, str], tuple[int, float | None]] = {}
+        for name, state, count, oldest in conn.execute(
+            "SELECT name, state, count(*), min(created) FROM poll_deliveries "
+            "WHERE instance = ? GROUP BY name, state",
+            (instance,),
+        ):
+            counts[(name, state)] = (int(count), oldest)
+        lanes: dict[str, tuple[int, str | None]] = {}
+        for name, delivered, error, failing in conn.execute(
+            "SELECT name, sum(coalesce(delivered, 0)), max(last_error), max(failing_since) "
+            "FROM poll_lanes WHERE instance = ? GROUP BY name",
+            (instance,),
+        ):
+            lanes[name] = (int(delivered or 0), error if failing is not None else None)
+        known = [
+            row[0]
+            for row in conn.execute(
+                "SELECT name FROM poll_tables WHERE instance = ? ORDER BY name", (instance,)
+            )
+        ]
+        names = list(dict.fromkeys([*tables, *known]))
+        out = []
+        for name in names:
+            pending, oldest = counts.get((name, PENDING), (0, None))
+            dead, _ = counts.get((name, DEAD), (0, None))
+            delivered, error = lanes.get(name, (0, None))
+            out.append(
+                TableStatus(self.load(instance, name), pending, dead, oldest, delivered, error)
+            )
+        return out
+
+    def close(self) -> None:
+        with self._lock:
+            for conn in self._all:
+                with suppress(sqlite3.Error):
+                    conn.close()
+            self._all.clear()
+        self._local = threading.local()

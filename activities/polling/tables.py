@@ -1,0 +1,332 @@
+"""Polled tables: each configured resource resolved against the catalog, checked before any request.
+
+A configured name resolves to a catalog table (any case, aliases included: CRM
+``accounts`` is ``company``); the platforms' names for Sage 200 resources that are not
+tables (``invoices``, ``payments``: posted transactions of one type) resolve to the
+table and a filter. Then everything the poller will ask is checked, so that a mistake
+is reported at start and names where it was configured:
+
+- the updated-date, created-date and id columns exist (close matches offered);
+- a platform where clause parses, its placeholder compares the updated-date column
+  (or the API parameter standing for it) and its other conditions name real columns;
+- the entry's name and its url's resource are the same table;
+- the filter plans: the same planner as ``sagesql query``, without a request.
+
+How a table is polled follows from its definition: by its updated-date column over
+a frozen window; deletions through the API's parameter where it has one (Accounting's
+``deleted_since``), else by comparing id sets now and then; by snapshots when there is
+no updated-date column at all (every cycle reads every row: the cost is logged).
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import Sequence
+from dataclasses import dataclass
+from datetime import timedelta
+from types import SimpleNamespace
+from typing import Any
+
+from sagesql.activities.polling.config import DEFAULT_COMPARE_EVERY, PollConfig, TableConfig
+from sagesql.activities.polling.instance import SINCE
+from sagesql.connector.catalog import Catalog, Table, did_you_mean
+from sagesql.connector.errors import (
+    ConfigurationError,
+    Error,
+    ProgrammingError,
+    UnknownTableError,
+)
+
+log = logging.getLogger("sagesql.poll")
+
+# The platforms' resource names that are not tables: (table, filter) per product.
+PLATFORM_RESOURCES: dict[str, dict[str, tuple[str, str]]] = {
+    "sage_200": {
+        "invoices": (
+            "sales_posted_transactions",
+            "trader_transaction_type = 'TradingAccountEntryTypeInvoice'",
+        ),
+        "credit_notes": (
+            "sales_posted_transactions",
+            "trader_transaction_type = 'TradingAccountEntryTypeCreditNote'",
+        ),
+        "payments": (
+            "sales_posted_transactions",
+            "trader_transaction_type = 'TradingAccountEntryTypePurchasePaymentSalesReceipt'",
+        ),
+    },
+}
+
+WINDOW, SNAPSHOT = "window", "snapshot"
+
+
+@dataclass(frozen=True)
+class TableSpec:
+    """A table as the poller polls it (every name checked)."""
+
+    origin: str
+    name: str  # objectType
+    table: Table
+    product: str
+    filter: str | None  # SQL condition on the table's columns
+    updated: str | None  # updated-date column (None: snapshot comparison)
+    created: str | None
+    key: str  # the table's key: cursors and dedupe
+    id_field: str  # objectId
+    lookback: timedelta
+    delay: timedelta
+    tolerance: timedelta
+    page_size: int | None
+    deletes: str  # api | compare | off (snapshot tables: the snapshot reports them)
+    compare_every: timedelta
+    where: str | None = None
+    placeholders: tuple[str, ...] = ()
+    date_timezone: str | None = None
+
+    @property
+    def mode(self) -> str:
+        return WINDOW if self.updated else SNAPSHOT
+
+
+def planning_connection(catalog: Catalog, product: str) -> Any:
+    """What the planner needs of a connection (catalog and product): no network."""
+    return SimpleNamespace(catalog=catalog, product=catalog.product(product))
+
+
+def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, str | None]:
+    """The table (and the filter) a configured resource name stands for."""
+    try:
+        return catalog.table(name, product), None
+    except UnknownTableError as exc:
+        mapped = PLATFORM_RESOURCES.get(product, {}).get(name.strip().lower())
+        if mapped is not None:
+            return catalog.table(mapped[0], product), mapped[1]
+        extra = list(PLATFORM_RESOURCES.get(product, {}))
+        summaries = catalog.tables(product)
+        names = [t.name for t in summaries] + [a for t in summaries for a in t.aliases] + extra
+        raise UnknownTableError(
+            exc.message, hint=did_you_mean(name, names) or "run 'sagesql tables' to list them"
+        ) from None
+
+
+def resolve(config: PollConfig, catalog: Catalog, product: str) -> list[TableSpec]:
+    """Every configured table, checked; one error listing every problem."""
+    problems: list[str] = []
+    specs: list[TableSpec] = []
+    for entry in config.tables:
+        try:
+            specs.append(_resolve(entry, config, catalog, product))
+        except Error as exc:
+            problems.append(f"{entry.origin}: {exc}")
+    if problems:
+        raise ConfigurationError(
+            "the poll configuration has problems: " + " | ".join(problems),
+            hint="fix them in " + (str(config.source) if config.source else "the configuration"),
+        )
+    return specs
+
+
+def _column(table: Table, name: str, what: str) -> str:
+    if not table.has_column(name):
+        raise ProgrammingError(
+            f"{what} {name!r} is not a column of {table.name}",
+            hint=did_you_mean(name, (c.name for c in table.columns))
+            or f"run 'sagesql describe {table.name}'",
+        )
+    return table.column(name).name
+
+
+def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: str) -> TableSpec:
+    table, resource_filter = resolve_resource(entry.table, catalog, product)
+    if config.platform:
+        _same_table(entry, table, resource_filter, catalog, product)
+    if table.parent is not None:
+        raise ProgrammingError(
+            f"{table.name} is read through {table.parent.table}: it has no dates of its own",
+            hint=f"poll {table.parent.table}",
+        )
+    if "list" not in table.operations:
+        raise ProgrammingError(
+            f"{table.name} cannot be read (the API only accepts new records there)",
+            hint="poll the table its description names ('sagesql describe " + table.name + "')",
+        )
+    updated = table.updated_column
+    filters = [f for f in (resource_filter, entry.filter) if f]
+    if entry.where is not None:
+        watermark_column, rest = _split_where(entry, table)
+        if watermark_column is not None:
+            updated = watermark_column
+        if rest:
+            filters.append(rest)
+    if entry.updated_field:
+        named = _column(table, entry.updated_field, "the updated-date field")
+        if entry.where is not None and updated and named != updated:
+            raise ProgrammingError(
+                f"datesConfiguration.updatedDateField is {named} but the where clause polls "
+                f"{updated}",
+                hint="name the same column in both",
+            )
+        updated = named
+    if updated is not None:
+        column = table.column(updated)
+        if column.type not in ("DATETIME", "DATE"):
+            raise ProgrammingError(
+                f"the updated-date column {updated} is {column.type}, not a date-time",
+                hint="name a DATETIME column",
+            )
+    created = table.created_column
+    if entry.created_field:
+        created = _column(table, entry.created_field, "the created-date field")
+    if table.key is None:
+        raise ProgrammingError(f"{table.name} has no key column", hint="poll another table")
+    id_field = _column(table, entry.id_field, "idField") if entry.id_field else table.key
+    condition = " AND ".join(f"({f})" for f in filters) if filters else None
+    if condition:
+        _check_filter(condition, table, catalog, product)
+    deletes = entry.deletes
+    if updated is None:
+        deletes = "off"  # the snapshot comparison reports deletions itself
+        log.warning(
+            "%s: %s has no updated-date column: every cycle reads every row to compare "
+            "snapshots (one full scan per cycle)",
+            entry.origin,
+            table.name,
+        )
+    elif deletes == "auto":
+        deletes = "api" if table.deletions is not None else "compare"
+    elif deletes == "api" and table.deletions is None:
+        raise ProgrammingError(
+            f"{table.name}: the API reports no deletions",
+            hint='use deletes = "compare" (id sets compared now and then) or "off"',
+        )
+    return TableSpec(
+        origin=entry.origin,
+        name=entry.name,
+        table=table,
+        product=product,
+        filter=condition,
+        updated=updated,
+        created=created,
+        key=table.key,
+        id_field=id_field,
+        lookback=entry.lookback if entry.lookback is not None else config.lookback,
+        delay=entry.delay if entry.delay is not None else config.delay,
+        tolerance=entry.tolerance if entry.tolerance is not None else config.tolerance,
+        page_size=entry.page_size or config.page_size,
+        deletes=deletes,
+        compare_every=(
+            entry.compare_every if entry.compare_every is not None else DEFAULT_COMPARE_EVERY
+        ),
+        where=entry.where,
+        placeholders=entry.placeholders,
+        date_timezone=entry.date_timezone,
+    )
+
+
+def _same_table(
+    entry: TableConfig, table: Table, resource_filter: str | None, catalog: Catalog, product: str
+) -> None:
+    """A platform entry's name and its url's resource must be the same table."""
+    try:
+        named, named_filter = resolve_resource(entry.name, catalog, product)
+    except UnknownTableError:
+        return  # a name of the user's own: the url decides
+    if named.name != table.name or named_filter != resource_filter:
+        raise ProgrammingError(
+            f"the entry {entry.name!r} is table {named.name}, but its url polls "
+            f"{entry.table!r}, which is table {table.name}"
+            + (f" ({resource_filter})" if resource_filter else ""),
+            hint=f"point the url at /hubs/.../{entry.name} or rename the entry",
+        )
+
+
+def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, str | None]:
+    """(the column the placeholder compares, the rest of the clause as SQL)."""
+    from sqlglot import exp
+
+    from sagesql.engine.conditions import split_and
+    from sagesql.engine.statement import READ_DIALECT, parse
+
+    assert entry.where is not None
+    tree = parse(f"SELECT 1 WHERE {entry.where}")
+    where = tree.args.get("where")
+    conjuncts = split_and(where.this if where is not None else None)
+    column: str | None = None
+    rest: list[str] = []
+    for node in conjuncts:
+        holders = [p for p in node.find_all(exp.Placeholder) if p.name == SINCE]
+        if not holders:
+            rest.append(node.sql(READ_DIALECT))
+            continue
+        found = _watermark_comparison(node, table)
+        if column is not None and found != column:
+            raise ProgrammingError(
+                f"the where clause compares the last poll time with both {column} and {found}",
+                hint="compare it with the updated-date column only",
+            )
+        column = found
+    return column, " AND ".join(f"({r})" for r in rest) or None
+
+
+def _watermark_comparison(node: Any, table: Table) -> str:
+    """The updated-date column of ``col >= ${...}`` (or ``>``, or the reverse)."""
+    from sqlglot import exp
+
+    from sagesql.engine.statement import READ_DIALECT
+
+    text = node.sql(READ_DIALECT)
+    ops = {exp.GTE: ">=", exp.GT: ">", exp.LTE: "<=", exp.LT: "<", exp.EQ: "="}
+    op = ops.get(type(node))
+    left, right = node.args.get("this"), node.args.get("expression")
+    if op is not None and isinstance(left, exp.Placeholder):
+        left, right = right, left
+        op = {">=": "<=", ">": "<", "<=": ">=", "<": ">", "=": "="}[op]
+    if op == "=" and isinstance(left, exp.Column) and _since_parameter(left.name, table):
+        op = ">="  # updated_or_created_since = '${...}': the parameter is a lower bound
+    if (
+        op not in (">=", ">")
+        or not isinstance(left, exp.Column)
+        or not isinstance(right, exp.Placeholder)
+    ):
+        raise ProgrammingError(
+            f"the where clause's {text.replace(':' + SINCE, '${...}')} is not "
+            "'<updated column> >= ${...}'",
+            hint="compare the updated-date column with the placeholder: "
+            "updated_at >= '${gmtDate:yyyy-MM-dd'T'HH:mm:ss'Z'}'",
+        )
+    name = left.name
+    if table.has_column(name):
+        return table.column(name).name
+    found = _since_parameter(name, table)
+    if found is not None:
+        return found
+    candidates = [c.name for c in table.columns] + [p.parameter for p in table.pushdown.parameters]
+    raise ProgrammingError(
+        f"the where clause names {name!r}, which is not a column of {table.name}",
+        hint=did_you_mean(name, candidates) or f"run 'sagesql describe {table.name}'",
+    )
+
+
+def _since_parameter(name: str, table: Table) -> str | None:
+    """The updated column an API parameter stands for (``updated_or_created_since``)."""
+    for p in table.pushdown.parameters:
+        same = p.parameter.lower() == name.lower() and p.column == table.updated_column
+        if same and p.operator == ">=":
+            return p.column
+    return None
+
+
+def _check_filter(condition: str, table: Table, catalog: Catalog, product: str) -> None:
+    """Plan ``SELECT * FROM t WHERE condition``: names, types and syntax, nothing sent."""
+    from sagesql.engine.execute import prepare
+
+    try:
+        prepare(
+            planning_connection(catalog, product), f'SELECT * FROM "{table.name}" WHERE {condition}'
+        )
+    except Error as exc:
+        raise ProgrammingError(f"the filter {condition!r}: {exc}", hint=None) from None
+
+
+def names(specs: Sequence[TableSpec]) -> list[str]:
+    return [s.name for s in specs]
