@@ -69,22 +69,16 @@ class AccountingDialect(Dialect):
 
     name = "accounting"
 
-    def push(
+    def apply(
         self,
         conjuncts: Sequence[Predicate],
-        *,
-        order: Sequence[SortKey] = (),
-        columns: Sequence[str] | None = None,
-    ) -> Pushed:
-        table = self.table
-        out = Pushed(params=dict(table.fixed_parameters))
-        if table.parent is not None:
-            out.notes.append(f"{table.name} is read through {table.parent.table}")
-            return out
+        order: Sequence[SortKey],
+        columns: Sequence[str] | None,
+        out: Pushed,
+    ) -> None:
         self._filters(conjuncts, out)
         self._sort(order, out)
         self._project(conjuncts, order, columns, out)
-        return out
 
     # -- filters ---------------------------------------------------------------------------
 

@@ -54,7 +54,21 @@ class Dialect:
         table; ``order`` the ORDER BY (pushed only when the API can sort by all of it);
         ``columns`` the columns the statement needs (None: all), for projection.
         """
-        return Pushed(params=dict(self.table.fixed_parameters))
+        out = Pushed(params=dict(self.table.fixed_parameters))
+        if self.table.parent is not None:
+            out.notes.append(f"{self.table.name} is read through {self.table.parent.table}")
+            return out
+        self.apply(conjuncts, order, columns, out)
+        return out
+
+    def apply(
+        self,
+        conjuncts: Sequence[Predicate],
+        order: Sequence[SortKey],
+        columns: Sequence[str] | None,
+        out: Pushed,
+    ) -> None:
+        """Add to ``out`` what the API can do for this request (a dialect's own part)."""
 
     def key_values(self, conjuncts: Sequence[Predicate]) -> tuple[int, tuple[Any, ...]] | None:
         """(conjunct index, keys) when a conjunct is ``key = v`` or ``key IN (...)``."""

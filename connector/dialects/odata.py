@@ -78,18 +78,14 @@ class FilterDialect(Dialect):
     # a whole query string is 2048 bytes. A conjunct that does not fit is applied locally.
     max_filter_length = 1800
 
-    def push(
+    def apply(
         self,
         conjuncts: Sequence[Predicate],
-        *,
-        order: Sequence[SortKey] = (),
-        columns: Sequence[str] | None = None,
-    ) -> Pushed:
+        order: Sequence[SortKey],
+        columns: Sequence[str] | None,
+        out: Pushed,
+    ) -> None:
         table = self.table
-        out = Pushed(params=dict(table.fixed_parameters))
-        if table.parent is not None:
-            out.notes.append(f"{table.name} is read through {table.parent.table}")
-            return out
         expression = table.pushdown.expression
         pieces: list[Filter] = []
         for i, conjunct in enumerate(conjuncts):
@@ -116,7 +112,6 @@ class FilterDialect(Dialect):
         found = projection_parameter(table, columns, conjuncts, order)
         if found is not None:
             out.params[found[0]] = found[1]
-        return out
 
     # -- the walk ----------------------------------------------------------------------------
 
