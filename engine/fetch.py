@@ -15,7 +15,7 @@ from sagesql.connector.catalog import Column, Table
 from sagesql.connector.errors import APIError
 from sagesql.connector.paging import for_table as paginator_for
 from sagesql.engine.plan import Scan
-from sagesql.engine.values import to_storage
+from sagesql.engine.values import storage_converter
 
 PARENT = "$parent"
 
@@ -38,14 +38,25 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
     """A function from (record, parent record) to the row of those columns."""
     columns: list[Column] = [table.column(n) for n in names]
     product = table.product
-    specs = [(c.path, c.type) for c in columns]
+    # A top-level field is read with one dict lookup; nested ones walk their path.
+    specs = [
+        (c.path[0] if len(c.path) == 1 and c.path[0] != PARENT else None, c.path) for c in columns
+    ]
+    convert = [storage_converter(c.type, product) for c in columns]
+    keys = [key for key, _ in specs]
 
     def flatten(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
-        return tuple(
-            to_storage(kind, extract(record, path, parent), product) for path, kind in specs
-        )
+        values = [
+            record.get(key) if key is not None else extract(record, path, parent)
+            for key, path in specs
+        ]
+        return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
-    return flatten
+    def flatten_top(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
+        values = map(record.get, keys)  # every column a top-level field: the common case
+        return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
+
+    return flatten_top if None not in keys else flatten
 
 
 def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:

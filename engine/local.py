@@ -30,7 +30,7 @@ import os
 import re
 import sqlite3
 import tempfile
-from collections.abc import Callable, Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
@@ -222,6 +222,7 @@ def evaluate(
                 evaluation,
                 state,
                 batch_rows,
+                _projector(statement, sources[0]),
             )
         else:
             sql = select.sql(dialect="sqlite")
@@ -513,6 +514,7 @@ def _stream(
     evaluation: Evaluation,
     state: _Closer,
     batch_rows: int,
+    project: Projector | None = None,
 ) -> Iterator[tuple[Any, ...]]:
     """Batch by batch through a one-batch table; OFFSET and LIMIT applied here.
 
@@ -533,29 +535,89 @@ def _stream(
             batch = list(islice(source.rows, size))
             if not batch:
                 break
-            database.insert(source, batch)
             evaluation.rows_loaded += len(batch)
             evaluation.batches += 1
-            cursor = database.connection.execute(sql)
+            projected = project(batch) if project is not None else None
+            cursor = None
+            if projected is None:
+                database.insert(source, batch)
+                cursor = database.connection.execute(sql)
+            found: Iterable[tuple[Any, ...]] = cursor if projected is None else projected
             try:
                 if wanted is None and matched >= offset:  # no window left to apply
-                    yield from cursor if convert is None else map(convert, cursor)
+                    yield from found if convert is None else map(convert, found)
                 else:
-                    for row in cursor:
+                    for row in found:
                         matched += 1
                         if matched > offset:
                             yield row if convert is None else convert(row)
                         if wanted is not None and matched >= wanted:
                             break
             finally:
-                cursor.close()
-            database.connection.execute(delete)
+                if cursor is not None:
+                    cursor.close()
+                    database.connection.execute(delete)
             if len(batch) < size:
                 break  # the source is exhausted; do not ask it again
     except sqlite3.Error as exc:
         raise _sqlite_error(exc) from exc
     finally:
         state.close()
+
+
+Projector = Callable[[list[tuple[Any, ...]]], "list[tuple[Any, ...]] | None"]
+# Integers SQLite keeps as they are in an INTEGER or NUMERIC column (well inside int64).
+_SAFE_INT = 2**62
+
+
+def _projector(select: exp.Expression, source: LocalSource) -> Projector | None:
+    """For a streaming SELECT of plain columns without WHERE: each batch's result rows
+    as SQLite would return them, computed without SQLite (a third of a million rows a
+    second more). SQLite's column affinity is applied as SQLite does: stored text stays
+    text; a whole REAL in a NUMERIC (DECIMAL) column becomes an INTEGER. A batch holding
+    any other value a numeric column would convert (text, NaN, a huge number) goes
+    through SQLite (the projector answers None). None when the statement does more."""
+    if not isinstance(select, exp.Select) or select.args.get("where") is not None:
+        return None
+    names = [name.lower() for name, _ in source.columns]
+    index: list[int] = []
+    for item in select.expressions:
+        node = item.this if isinstance(item, exp.Alias) else item
+        if not isinstance(node, exp.Column) or not isinstance(node.this, exp.Identifier):
+            return None
+        if names.count(node.name.lower()) != 1:
+            return None  # the rowid, say: SQLite knows
+        index.append(names.index(node.name.lower()))
+    affinity = {i: values.SQLITE_TYPES.get(source.columns[i][1] or "", "") for i in index}
+    if any(a not in ("TEXT", "INTEGER", "NUMERIC") for a in affinity.values()):
+        return None
+    # Stored values of TEXT-affinity types are text (values.to_storage): nothing to do.
+    integers = [i for i in dict.fromkeys(index) if affinity[i] == "INTEGER"]
+    numerics = [i for i in dict.fromkeys(index) if affinity[i] == "NUMERIC"]
+    fixed = [(position, i) for position, i in enumerate(index) if affinity[i] == "NUMERIC"]
+
+    def project(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
+        for i in integers:
+            for v in [row[i] for row in batch]:
+                if v is not None and not (v.__class__ is int and -_SAFE_INT < v < _SAFE_INT):
+                    return None
+        for i in numerics:
+            for v in [row[i] for row in batch]:
+                if v is not None and not (v.__class__ is float and -_SAFE_INT < v < _SAFE_INT):
+                    return None  # text, an int, NaN, infinities: SQLite decides
+        out = [tuple([row[i] for i in index]) for row in batch]
+        if fixed:
+            for n, row in enumerate(out):
+                if any(row[p] is not None and row[p].is_integer() for p, _ in fixed):
+                    whole = list(row)
+                    for p, _ in fixed:
+                        v = whole[p]
+                        if v is not None and v.is_integer():
+                            whole[p] = int(v)
+                    out[n] = tuple(whole)
+        return out
+
+    return project
 
 
 # -- result column types -----------------------------------------------------------------

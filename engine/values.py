@@ -28,6 +28,8 @@ that =, <, >= and the others stay chronological.
 from __future__ import annotations
 
 import json
+import re
+from collections.abc import Callable
 from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
@@ -103,9 +105,36 @@ def to_storage(sql_type: str, raw: Any, product: str) -> Any:
             return datetime_text(parse_datetime(str(raw)), product)
         if sql_type == "JSON":
             return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
-    except (ValueError, InvalidOperation, TypeError):
+    except (ValueError, InvalidOperation, TypeError, OverflowError):  # int(1e400): inf
         return str(raw)
     return raw
+
+
+# A date-time already in the stored form, as the APIs mostly send it, is stored as it is
+# (to_storage would parse it and write the same text back).
+_STORED_DATETIME = {
+    False: re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII).fullmatch,
+    True: re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII).fullmatch,
+}
+
+
+def storage_converter(sql_type: str, product: str) -> Callable[[Any], Any]:
+    """``to_storage`` for one column type, with the same results, faster for the values
+    the APIs usually send (rows are flattened by the million)."""
+    if sql_type == "TEXT":
+        return lambda raw: raw if raw.__class__ is str else to_storage("TEXT", raw, product)
+    if sql_type == "DATETIME":
+        stored = _STORED_DATETIME[product in MILLISECOND_PRODUCTS]
+        return lambda raw: (
+            raw if raw.__class__ is str and stored(raw) else to_storage("DATETIME", raw, product)
+        )
+    if sql_type == "INTEGER":
+        return lambda raw: raw if raw.__class__ is int else to_storage("INTEGER", raw, product)
+    if sql_type == "DECIMAL":  # float(Decimal(str(x))) is x for a float, float(x) for an int
+        return lambda raw: (
+            float(raw) if raw.__class__ in (float, int) else to_storage("DECIMAL", raw, product)
+        )
+    return lambda raw: to_storage(sql_type, raw, product)
 
 
 def from_storage(sql_type: str | None, value: Any) -> Any:

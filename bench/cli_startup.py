@@ -1,0 +1,71 @@
+"""Benchmark: how long ``sagesql --help`` takes to start (lazy imports keep it short).
+
+Run: python bench/cli_startup.py [--repeat 10]
+
+Runs the installed console script (next to this Python) ``repeat`` times for each
+command line below and prints the best and median wall times, then the modules that
+``python -X importtime`` shows as the slowest to import for ``--help``. Target
+(issue 5): ``sagesql --help`` under 0.3 s.
+"""
+
+from __future__ import annotations
+
+import argparse
+import os
+import statistics
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+SCRIPT = str(Path(sys.executable).parent / "sagesql")
+COMMANDS = (("--help",), ("query", "--help"), ("tables", "--help"))
+TARGET = 0.3
+
+
+def timed(args: tuple[str, ...]) -> float:
+    env = {k: v for k, v in os.environ.items() if not k.startswith("SAGESQL_")}
+    started = time.perf_counter()
+    done = subprocess.run([SCRIPT, *args], capture_output=True, env=env, check=False)
+    elapsed = time.perf_counter() - started
+    if done.returncode != 0:
+        raise SystemExit(f"sagesql {' '.join(args)} failed: {done.stderr.decode()[:200]}")
+    return elapsed
+
+
+def slowest_imports(count: int = 8) -> list[tuple[int, str]]:
+    """(cumulative microseconds, module) of the slowest imports of ``sagesql --help``."""
+    done = subprocess.run(
+        [sys.executable, "-X", "importtime", "-c", "import sagesql.cli.main"],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    found = []
+    for line in done.stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit():
+            found.append((int(parts[1]), parts[2].rstrip()))
+    return sorted(found, reverse=True)[:count]
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--repeat", type=int, default=10)
+    args = parser.parse_args()
+    timed(("--help",))  # warm the file cache
+    print(f"{'best':>7} {'median':>7}  command")
+    for command in COMMANDS:
+        times = [timed(command) for _ in range(args.repeat)]
+        best, median = min(times), statistics.median(times)
+        verdict = ""
+        if command == ("--help",):
+            verdict = f"  target < {TARGET} s: {'ok' if median < TARGET else 'NO'}"
+        print(f"{best:6.3f}s {median:6.3f}s  sagesql {' '.join(command)}{verdict}")
+    print("slowest imports (cumulative) of the command-line module:")
+    for micros, module in slowest_imports():
+        print(f"  {micros / 1000:7.1f} ms  {module}")
+
+
+if __name__ == "__main__":
+    main()
