@@ -617,14 +617,16 @@ class Transport:
             yield from self.pages(path, params, paginator, page_size=page_size, limit=limit)
             return
         first: Page | None = None
-        if paginator.total_source == "count_request":
-            try:
-                total = self.count(path, params, paginator)
-            except (APIError, NotSupportedError):
-                total = None  # an API without $count: read one page at a time
-        else:
-            first = self._page(paginator, paginator.first(path, params, size))
-            total = first.total
+        first = self._page(paginator, paginator.first(path, params, size))
+        total = first.total
+        if total is None and paginator.total_source == "count_request":
+            if len(first.records) < size:
+                total = len(first.records)  # one short page is all there is: no count needed
+            else:
+                try:
+                    total = self.count(path, params, paginator)
+                except (APIError, NotSupportedError):
+                    total = None  # an API without $count: read one page at a time
         if total is None:  # nothing to plan with: one page at a time
             if first is None:
                 yield from self.pages(path, params, paginator, page_size=page_size, limit=limit)

@@ -10,6 +10,7 @@ from __future__ import annotations
 import itertools
 import logging
 import time
+from collections.abc import Iterator
 from typing import Any
 
 from sqlglot import exp
@@ -17,7 +18,7 @@ from sqlglot import exp
 from sagesql.connector.errors import NotSupportedError
 from sagesql.engine import fetch, local, procedures, writes
 from sagesql.engine.names import resolve
-from sagesql.engine.plan import Plan, plan
+from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result
 from sagesql.engine.statement import Params, bind, parse, too_deep
 
@@ -123,15 +124,14 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
     # Opened on the first request (Sage 200 asks for its site then), so that a statement
     # SQLite refuses sends nothing.
     transport = _LazyTransport(connection) if the_plan.scans else None
+    read = _JoinValues(the_plan)
     sources = [
         local.LocalSource(
             scan.ref.local_name,
             [(name, scan.table.column(name).type) for name in scan.columns],
-            fetch.rows(
-                scan, transport, page_size=settings.pagesize, parallel=settings.max_concurrency > 1
-            ),
+            read.rows(i, transport, settings),
         )
-        for scan in the_plan.scans
+        for i, scan in enumerate(the_plan.scans)
     ]
     result = local.evaluate(the_plan.tree, sources, product=connection.product.product)
     if cap is not None and cap >= 0:
@@ -140,6 +140,41 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
         result.on_close.insert(0, getattr(streamed, "close", lambda: None))
     result.plan = the_plan  # type: ignore[attr-defined]
     return result
+
+
+class _JoinValues:
+    """Rows of each scan; the outer side of an equi-join records its join column's values,
+    which narrow the inner side's requests. Local evaluation loads the sources in order,
+    each whole, so the outer side is read before the inner one starts."""
+
+    def __init__(self, the_plan: Plan) -> None:
+        self.plan = the_plan
+        self.wanted: dict[tuple[int, str], list[Any]] = {}
+        for scan in the_plan.scans:
+            if scan.join is not None:
+                self.wanted[(scan.join.outer, scan.join.outer_column)] = []
+        self.finished: set[int] = set()
+
+    def rows(self, i: int, transport: Any, settings: Any) -> Iterator[tuple[Any, ...]]:
+        scan = self.plan.scans[i]
+        if scan.join is not None:
+            key = (scan.join.outer, scan.join.outer_column)
+            if scan.join.outer in self.finished:
+                scan = narrowed(scan, self.wanted[key])
+        if scan.empty:
+            return
+        parallel = settings.max_concurrency > 1
+        rows = fetch.rows(scan, transport, page_size=settings.pagesize, parallel=parallel)
+        taps = [
+            (scan.columns.index(col), values)
+            for (outer, col), values in self.wanted.items()
+            if outer == i and col in scan.columns
+        ]
+        for row in rows:
+            for position, values in taps:
+                values.append(row[position])
+            yield row
+        self.finished.add(i)
 
 
 def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:

@@ -49,6 +49,11 @@ class Scan:
     limit: int | None = None  # fetch at most this many records
     source: Table | None = None  # the table actually requested (a child's parent)
     notes: list[str] = field(default_factory=list)
+    # An equi-join narrows this table to the values the other side has (decided at run
+    # time, once they are known): see JoinKey and narrowed().
+    join: JoinKey | None = None
+    order: list[SortKey] = field(default_factory=list)
+    empty: bool = False  # narrowed to no value at all: nothing to fetch
 
     @property
     def table(self) -> Table:
@@ -64,6 +69,22 @@ class Scan:
         if listing is None:
             return []
         return [(listing.method, listing.path, dict(self.pushed.params))]
+
+
+@dataclass(frozen=True)
+class JoinKey:
+    """``ON inner.column = outer.outer_column``: the outer scan is read first."""
+
+    outer: int  # index of the outer scan in Plan.scans
+    outer_column: str
+    column: str
+
+
+# Above this many join values, narrowing the inner table is not worth the long filter.
+MAX_JOIN_VALUES = 200
+# A GET per join value can cost more than listing the inner table (one page holds up to
+# 200 records, and the table's size is unknown): only a single GET is never worse.
+MAX_JOIN_LOOKUPS = 1
 
 
 @dataclass
@@ -105,6 +126,13 @@ class Plan:
                 lines.append("  sorted by the API")
             if scan.limit is not None:
                 lines.append(f"  limit: stops after {scan.limit} records")
+            if scan.join is not None:
+                outer = self.scans[scan.join.outer].ref.alias
+                lines.append(
+                    f"  join: narrowed at run time to the {outer}.{scan.join.outer_column} "
+                    f"values read first ({scan.join.column} IN (...) where the API filters on "
+                    f"it, a GET for {MAX_JOIN_LOOKUPS} key, else a listing)"
+                )
             lines.extend(f"  note: {n}" for n in scan.notes + scan.pushed.notes)
         lines.append("local (SQLite):")
         lines.append("  " + self.tree.sql(READ_DIALECT))
@@ -141,6 +169,7 @@ def plan(tree: exp.Expression, refs: Sequence[TableRef], catalog: Catalog) -> Pl
     """The plan of a resolved (qualified) statement."""
     columns = column_map(tree, list(refs))
     scans = [_plan_scan(tree, ref, columns, catalog) for ref in refs]
+    _plan_joins(tree, scans, columns)
     normalize_literals(tree, columns)
     return Plan(tree, scans)
 
@@ -172,26 +201,12 @@ def _plan_scan(
         else:
             scan.conjuncts.append(predicate)
     order = _order(select, ref, columns) if select is not None else []
+    scan.order = order
     if table.parent is not None:
         _plan_child(scan, catalog)
         return scan
-    dialect = for_table(table)
-    lookup = dialect.key_values(scan.conjuncts)
-    scan.pushed = dialect.push(
-        scan.conjuncts, order=order, columns=None if len(needed) == len(table.columns) else needed
-    )
-    if lookup is not None:
-        index, keys = lookup
-        one_list_request = index in scan.pushed.exact and len(keys) > 1
-        if table.fixed_parameters:
-            scan.notes.append(
-                "a key lookup would bypass the view's filter "
-                f"{dict(table.fixed_parameters)}: listing instead"
-            )
-        elif len(keys) <= MAX_KEY_LOOKUPS and not one_list_request:
-            scan.keys = tuple(dict.fromkeys(keys))
-            scan.pushed = Pushed(pushed={index}, exact={index})
-            return scan
+    if _choose_requests(scan):
+        return scan
     if (
         scope is not None
         and select is not None
@@ -212,6 +227,97 @@ def _plan_scan(
             # The API already returns SQLite's order: without ORDER BY the rows can stream.
             select.set("order", None)
     return scan
+
+
+def _choose_requests(scan: Scan) -> bool:
+    """Set the scan's list parameters or key lookups; True when it reads keys one by one."""
+    table = scan.table
+    dialect = for_table(table)
+    lookup = dialect.key_values(scan.conjuncts)
+    needed = None if len(scan.columns) == len(table.columns) else scan.columns
+    scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
+    if lookup is not None:
+        index, keys = lookup
+        one_list_request = index in scan.pushed.exact and len(keys) > 1
+        if table.fixed_parameters:
+            scan.notes.append(
+                "a key lookup would bypass the view's filter "
+                f"{dict(table.fixed_parameters)}: listing instead"
+            )
+        elif len(keys) <= MAX_KEY_LOOKUPS and not one_list_request:
+            scan.keys = tuple(dict.fromkeys(keys))
+            scan.pushed = Pushed(pushed={index}, exact={index})
+            return True
+    return False
+
+
+def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]) -> None:
+    """Mark inner tables of equi-joins with the outer column whose values narrow them."""
+    index = {id(scan.ref): i for i, scan in enumerate(scans)}
+    for select in tree.find_all(exp.Select):
+        for join in select.args.get("joins") or []:
+            side = (join.side or "").upper()
+            if side not in ("", "LEFT") or (join.kind or "").upper() not in ("", "INNER"):
+                continue  # a RIGHT/FULL join keeps every row of the joined table
+            inner = _scan_of(join.this, scans)
+            if inner is None or inner.keys is not None or inner.table.parent is not None:
+                continue
+            for condition in split_and(join.args.get("on")):
+                if not isinstance(condition, exp.EQ):
+                    continue
+                ends = [
+                    columns.get(id(n))
+                    for n in (condition.this, condition.expression)
+                    if isinstance(n, exp.Column)
+                ]
+                if len(ends) != 2 or None in ends:
+                    continue
+                mine = [e for e in ends if e[0] is inner.ref]
+                other = [e for e in ends if e[0] is not inner.ref]
+                if len(mine) != 1 or len(other) != 1:
+                    continue
+                outer = index.get(id(other[0][0]))
+                types = {mine[0][1].type, other[0][1].type}
+                if (
+                    outer is None
+                    or outer >= index[id(inner.ref)]
+                    or not types <= {"TEXT", "INTEGER"}
+                ):
+                    continue
+                inner.join = JoinKey(outer, other[0][1].name, mine[0][1].name)
+                break
+
+
+def _scan_of(node: exp.Expression, scans: list[Scan]) -> Scan | None:
+    if isinstance(node, exp.Table):
+        return next((s for s in scans if s.ref.local_name == node.name), None)
+    return None
+
+
+def narrowed(scan: Scan, values: Sequence[Any]) -> Scan:
+    """The scan reading only rows whose join column is one of ``values`` (the outer side's),
+    when that takes fewer requests; else the scan unchanged."""
+    assert scan.join is not None
+    wanted = tuple(dict.fromkeys(v for v in values if v is not None))
+    if len(wanted) > MAX_JOIN_VALUES:
+        return scan
+    column = scan.table.column(scan.join.column)
+    if column.type == "INTEGER":
+        wanted = tuple(v for v in wanted if isinstance(v, int))
+    else:
+        wanted = tuple(str(v) for v in wanted)
+    narrow = Scan(
+        scan.ref,
+        scan.columns,
+        conjuncts=[*scan.conjuncts, Comparison(column.name, "IN", wanted)],
+        order=scan.order,
+    )
+    if not wanted:
+        narrow.empty = True
+        return narrow
+    if _choose_requests(narrow):
+        return narrow if len(wanted) <= MAX_JOIN_LOOKUPS else scan
+    return narrow if len(narrow.conjuncts) - 1 in narrow.pushed.pushed else scan
 
 
 def _candidates(select: exp.Select, source: exp.Table) -> list[exp.Expression]:

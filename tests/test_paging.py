@@ -313,12 +313,21 @@ def test_parallel_buffers_at_most_n_pages_and_stops_when_abandoned(serve) -> Non
     assert server.count == settled <= 8
 
 
-def test_parallel_top_skip_counts_first(serve) -> None:
+def test_parallel_top_skip_counts_after_a_full_first_page(serve) -> None:
     server, transport = serve(Sage200List, 95, latency=0.02, max_concurrency=4)
     pages = list(transport.pages_parallel("customers", None, paging.TopSkip(), page_size=10))
     assert ids(pages) == list(range(1, 96))
-    assert server.seen[0] == {"$count": "true"} and server.count == 1 + 10
+    # The first page alone, then the count, then the other nine pages in parallel.
+    assert "$count" not in server.seen[0] and server.seen[1] == {"$count": "true"}
+    assert server.count == 1 + 1 + 9
     assert 1 < server.most_in_flight <= 4
+
+
+def test_parallel_top_skip_needs_no_count_when_the_first_page_is_short(serve) -> None:
+    server, transport = serve(Sage200List, 7, max_concurrency=4)
+    pages = list(transport.pages_parallel("customers", None, paging.TopSkip(), page_size=10))
+    assert ids(pages) == list(range(1, 8))
+    assert server.count == 1 and all("$count" not in seen for seen in server.seen)
 
 
 def test_parallel_top_skip_without_count_reads_one_page_at_a_time(serve) -> None:
