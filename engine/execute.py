@@ -19,7 +19,7 @@ from sagesql.connector.errors import NotSupportedError
 from sagesql.engine import fetch, local, procedures, writes
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
-from sagesql.engine.result import Result
+from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind, parse, too_deep
 
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
@@ -124,6 +124,13 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
     # Opened on the first request (Sage 200 asks for its site then), so that a statement
     # SQLite refuses sends nothing.
     transport = _LazyTransport(connection) if the_plan.scans else None
+    if the_plan.count_only is not None:
+        total = fetch.total(the_plan.scans[0], transport)
+        if total is not None:
+            column = ResultColumn(the_plan.count_only, "INTEGER")
+            counted = Result([column], iter([(total,)]))
+            counted.plan = the_plan  # type: ignore[attr-defined]
+            return counted
     read = _JoinValues(the_plan)
     sources = [
         local.LocalSource(

@@ -119,3 +119,16 @@ def rows(
         for line in lines if isinstance(lines, list) else []:
             if isinstance(line, Mapping):
                 yield flatten(line, record)
+
+
+def total(scan: Scan, transport: Any) -> int | None:
+    """The number of records the scan's list request would return, from the API's own
+    total: a one-record page's envelope, or Sage 200's $count. None when it gives none."""
+    table = scan.source or scan.table
+    listing = table.operations["list"]
+    paginator = paginator_for(table)
+    if table.paging.total == "count_request":
+        return transport.count(listing.path, scan.pushed.params, paginator)
+    request = paginator.first(listing.path, scan.pushed.params, 1)
+    page = paginator.parse(transport.get_json(request.path, params=request.params), request)
+    return page.total

@@ -43,6 +43,7 @@ def resolve(
     """The qualified tree and its table references (in order of appearance)."""
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
     refs: list[TableRef] = []
+    _name_output_columns(tree)  # before tables get their private names
     for node in list(tree.find_all(exp.Table)):
         if not isinstance(node.this, exp.Identifier):
             continue  # a table-valued function such as json_each(...)
@@ -69,7 +70,6 @@ def resolve(
         node.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         refs.append(TableRef(table, local, alias))
     _check_qualifiers(tree)
-    _name_output_columns(tree)
     schema = {
         ref.local_name: {c.name: SQLITE_TYPES[c.type] for c in ref.table.columns} for ref in refs
     }

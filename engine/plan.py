@@ -91,6 +91,9 @@ MAX_JOIN_LOOKUPS = 1
 class Plan:
     tree: exp.Expression  # the statement SQLite runs, over the scans' local tables
     scans: list[Scan]
+    # SELECT count(*) FROM t [WHERE ...all applied exactly by the API]: the API's own total
+    # answers it with one request (the result column's name).
+    count_only: str | None = None
 
     def explain(self) -> str:
         lines: list[str] = []
@@ -134,6 +137,8 @@ class Plan:
                     f"it, a GET for {MAX_JOIN_LOOKUPS} key, else a listing)"
                 )
             lines.extend(f"  note: {n}" for n in scan.notes + scan.pushed.notes)
+        if self.count_only:
+            lines.append("  count: the API's total answers it (one request, no records read)")
         lines.append("local (SQLite):")
         lines.append("  " + self.tree.sql(READ_DIALECT))
         return "\n".join(line for line in lines if line)
@@ -171,7 +176,34 @@ def plan(tree: exp.Expression, refs: Sequence[TableRef], catalog: Catalog) -> Pl
     scans = [_plan_scan(tree, ref, columns, catalog) for ref in refs]
     _plan_joins(tree, scans, columns)
     normalize_literals(tree, columns)
-    return Plan(tree, scans)
+    return Plan(tree, scans, count_only=_count_only(tree, scans))
+
+
+def _count_only(tree: exp.Expression, scans: list[Scan]) -> str | None:
+    """The result name when the statement is a bare count(*) the API's total answers."""
+    if not isinstance(tree, exp.Select) or len(scans) != 1 or len(tree.expressions) != 1:
+        return None
+    if any(
+        tree.args.get(k)
+        for k in ("joins", "group", "having", "distinct", "order", "limit", "offset", "with")
+    ):
+        return None
+    item = tree.expressions[0]
+    count = item.this if isinstance(item, exp.Alias) else item
+    if not (isinstance(count, exp.Count) and isinstance(count.this, exp.Star)):
+        return None
+    scan = scans[0]
+    table = scan.source or scan.table
+    exact = not scan.local_only and len(scan.pushed.exact) == len(scan.conjuncts)
+    if (
+        not exact
+        or scan.keys is not None
+        or scan.table.parent is not None
+        or table.paging.total == "none"
+        or table.paging.style == "none"
+    ):
+        return None
+    return item.alias_or_name
 
 
 def _plan_scan(
