@@ -257,6 +257,21 @@ def for_style(style: str, *, key: str | None = None) -> Paginator:
     return TopSkip(key) if cls is TopSkip else cls()
 
 
+# Sort keys used to page a table without a key: enough to make ties between records
+# unlikely, few enough to keep the URL short.
+KEYLESS_ORDER_COLUMNS = 8
+
+
 def for_table(table: Table) -> Paginator:
-    """The paginator a table's definition asks for."""
-    return for_style(table.paging.style, key=table.key)
+    """The paginator a table's definition asks for.
+
+    Sage 200 pages need an ``$orderby``: the key, or for a table without one (``sites``,
+    the ``*_views``) its first sortable top-level fields together, so that pages stay
+    disjoint (ordering by a field the resource lacks, such as ``id``, is refused).
+    """
+    key = table.key
+    if key is None and table.paging.style == "top_skip" and table.pushdown.sort is not None:
+        sortable = set(table.pushdown.sort.columns)
+        fields = [c.path[0] for c in table.columns if c.name in sortable and len(c.path) == 1]
+        key = ",".join(fields[:KEYLESS_ORDER_COLUMNS]) or None
+    return for_style(table.paging.style, key=key)

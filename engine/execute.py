@@ -140,13 +140,34 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
         )
         for i, scan in enumerate(the_plan.scans)
     ]
-    result = local.evaluate(the_plan.tree, sources, product=connection.product.product)
+    # The side that narrows another is loaded first (local evaluation loads in order).
+    order = _load_order(the_plan)
+    result = local.evaluate(
+        the_plan.tree, [sources[i] for i in order], product=connection.product.product
+    )
     if cap is not None and cap >= 0:
         streamed = result.rows
         result.rows = itertools.islice(streamed, cap)
         result.on_close.insert(0, getattr(streamed, "close", lambda: None))
     result.plan = the_plan  # type: ignore[attr-defined]
     return result
+
+
+def _load_order(the_plan: Plan) -> list[int]:
+    """Scan indexes, every join's outer side before the side it narrows."""
+    order: list[int] = []
+    waiting = list(range(len(the_plan.scans)))
+    while waiting:
+        ready = [
+            i
+            for i in waiting
+            if the_plan.scans[i].join is None or the_plan.scans[i].join.outer in order
+        ]
+        if not ready:  # a cycle cannot be planned; keep the statement's order
+            return order + waiting
+        order.extend(ready)
+        waiting = [i for i in waiting if i not in ready]
+    return order
 
 
 class _JoinValues:

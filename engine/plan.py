@@ -310,13 +310,22 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
                     continue
                 outer = index.get(id(other[0][0]))
                 types = {mine[0][1].type, other[0][1].type}
-                if (
-                    outer is None
-                    or outer >= index[id(inner.ref)]
-                    or not types <= {"TEXT", "INTEGER"}
-                ):
+                if outer is None or not types <= {"TEXT", "INTEGER"}:
                     continue
-                inner.join = JoinKey(outer, other[0][1].name, mine[0][1].name)
+                first = scans[outer]
+                if (
+                    side == ""
+                    and first.join is None
+                    and first.keys is None
+                    and first.table.parent is None
+                    and not first.pushed.pushed
+                    and inner.pushed.pushed
+                ):
+                    # An inner join whose joined table is the filtered one: read it first
+                    # and narrow the unfiltered side by its values instead.
+                    first.join = JoinKey(index[id(inner.ref)], mine[0][1].name, other[0][1].name)
+                elif first.join is None or first.join.outer != index[id(inner.ref)]:
+                    inner.join = JoinKey(outer, other[0][1].name, mine[0][1].name)
                 break
 
 

@@ -133,3 +133,30 @@ def test_crm_inner_table_gets_an_in_filter(start_sandbox: Any) -> None:
             "where=comp_companyid" in r["query"] and "in" in r["query"]
             for r in requests_to(sbx, "/Company")
         )
+
+
+def test_the_filtered_side_of_an_inner_join_is_read_first(start_sandbox: Any) -> None:
+    sbx = start_sandbox("sage_crm", rate_limit_per_minute=0)
+    with connect(sbx, "crm-reverse") as conn:
+        sector = rows(
+            conn, "SELECT comp_sector FROM company WHERE comp_sector IS NOT NULL LIMIT 1"
+        )[0][0]
+        sbx.app.requests.clear()
+        got = rows(
+            conn,
+            "SELECT p.pers_personid, c.comp_name FROM person p JOIN company c "
+            f"ON c.comp_companyid = p.pers_companyid WHERE c.comp_sector = '{sector}' "
+            "ORDER BY 1",
+        )
+        asked = [r["query"] for r in sbx.app.requests]
+        assert asked[0].startswith("where=comp_sector"), "the filtered table first"
+        assert "where=pers_companyid+in" in asked[1], "then the other side, narrowed"
+        assert len(asked) == 2
+        companies = dict(
+            rows(
+                conn,
+                f"SELECT comp_companyid, comp_name FROM company WHERE comp_sector = '{sector}'",
+            )
+        )
+        people = rows(conn, "SELECT pers_personid, pers_companyid FROM person ORDER BY 1")
+        assert got == [(pid, companies[cid]) for pid, cid in people if cid in companies]
