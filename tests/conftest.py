@@ -41,3 +41,39 @@ def start_sandbox():
     yield start
     for sandbox in started:
         sandbox.stop()
+
+
+@pytest.fixture
+def write_sandbox(start_sandbox):
+    """start_sandbox for write tests: 20 rows, no rate limit, and every request body it
+    received checked against the published definitions afterwards."""
+    from test_write_conformance import assert_bodies_conform
+
+    started = []
+
+    def start(product, **config):
+        config.setdefault("rows", 20)
+        config.setdefault("rate_limit_per_minute", 0)
+        sbx = start_sandbox(product, **config)
+        started.append(sbx)
+        return sbx
+
+    yield start
+    for sbx in started:
+        assert_bodies_conform(sbx)
+
+
+def write_connection(sbx, name: str, **extra: str):
+    """A connection to the sandbox; one request at a time unless MaxConcurrency is given,
+    so that the request log's order is the rows' order."""
+    from sagesql.connector.connection import Connection
+    from sagesql.connector.properties import validate
+
+    props = {
+        **sbx.connection_properties(),
+        "OAuthSettingsLocation": f"memory://{name}-{sbx.server.port}",
+        "RateLimit": "0",
+        "MaxConcurrency": "1",
+        **extra,
+    }
+    return Connection(validate(props))

@@ -10,7 +10,7 @@ from typing import Any
 
 import jsonschema
 import pytest
-from test_write_conformance import assert_bodies_conform
+from conftest import write_connection
 
 from sagesql import NotSupportedError, ProgrammingError, UnknownColumnError
 from sagesql.activities import (
@@ -27,40 +27,16 @@ from sagesql.activities.schema import procedure_schemas
 from sagesql.cli.activity_commands import to_json
 from sagesql.connector.catalog import default_catalog
 from sagesql.connector.connection import Connection
-from sagesql.connector.properties import validate
 from sagesql.sandbox.config import Faults
 
 
-@pytest.fixture
-def sandbox(start_sandbox: Any) -> Iterator[Callable[..., Any]]:
-    started: list[Any] = []
-
-    def start(product: str, **config: Any) -> Any:
-        config.setdefault("rows", 20)
-        config.setdefault("rate_limit_per_minute", 0)
-        sbx = start_sandbox(product, **config)
-        started.append(sbx)
-        return sbx
-
-    yield start
-    for sbx in started:
-        assert_bodies_conform(sbx)
-
-
 def connect(sbx: Any, **extra: str) -> Connection:
-    props = {
-        **sbx.connection_properties(),
-        "OAuthSettingsLocation": f"memory://activities-{sbx.server.port}",
-        "RateLimit": "0",
-        "MaxConcurrency": "1",  # the log's order is the records' order, unless a test says
-        **extra,
-    }
-    return Connection(validate(props))
+    return write_connection(sbx, "activities", **extra)
 
 
 @pytest.fixture
-def books(sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
-    sbx = sandbox("sage_accounting")
+def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
+    sbx = write_sandbox("sage_accounting")
     with connect(sbx) as conn:
         yield sbx, conn
 
@@ -319,8 +295,8 @@ def test_a_dropped_create_is_unknown_and_sent_once(books: Any) -> None:
     sbx.app.faults.reconfigure(Faults())
 
 
-def test_threads_share_one_connection_safely(sandbox: Callable[..., Any]) -> None:
-    sbx = sandbox("sage_accounting", faults=Faults(latency_ms=3))
+def test_threads_share_one_connection_safely(write_sandbox: Callable[..., Any]) -> None:
+    sbx = write_sandbox("sage_accounting", faults=Faults(latency_ms=3))
     with connect(sbx, MaxConcurrency="3") as conn:
         outcomes: dict[int, list[ActivityResult]] = {}
 
@@ -344,8 +320,8 @@ def test_threads_share_one_connection_safely(sandbox: Callable[..., Any]) -> Non
     assert len([e for e in sbx.app.requests if e["method"] == "POST"]) == 32
 
 
-def test_sage200_and_crm_targets(sandbox: Callable[..., Any]) -> None:
-    s200 = sandbox("sage_200")
+def test_sage200_and_crm_targets(write_sandbox: Callable[..., Any]) -> None:
+    s200 = write_sandbox("sage_200")
     with connect(s200) as conn:
         made = Create(conn, "customers")(
             [{"reference": "ACT1", "name": "Act Customer"}, {"reference": "ACT1", "name": "Dup"}]
@@ -361,7 +337,7 @@ def test_sage200_and_crm_targets(sandbox: Callable[..., Any]) -> None:
         )  # fmt: skip
         assert posted[0].status == "created" and posted[0].key, posted[0].error
         assert Delete(conn, "customers")([made[0].key])[0].status == "deleted"
-    crm = sandbox("sage_crm")
+    crm = write_sandbox("sage_crm")
     with connect(crm) as conn:
         made = Create(conn, "person")([{"pers_firstname": "Ada", "pers_lastname": "Lovelace"}])
         key = made[0].key

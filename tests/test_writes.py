@@ -14,44 +14,17 @@ from decimal import Decimal
 from typing import Any
 
 import pytest
-from test_write_conformance import assert_bodies_conform
+from conftest import write_connection
 
 from sagesql import DataError, NotSupportedError, ProgrammingError
 from sagesql.connector.connection import Connection
-from sagesql.connector.properties import validate
 from sagesql.engine import dbapi, execute
 from sagesql.engine.writes import WriteResult
 from sagesql.sandbox.config import Faults
 
 
-@pytest.fixture
-def sandbox(start_sandbox: Any) -> Iterator[Callable[..., Any]]:
-    """start_sandbox, with every write body checked against the definitions afterwards."""
-    started: list[Any] = []
-
-    def start(product: str, **config: Any) -> Any:
-        config.setdefault("rows", 20)
-        config.setdefault("rate_limit_per_minute", 0)
-        sbx = start_sandbox(product, **config)
-        started.append(sbx)
-        return sbx
-
-    yield start
-    for sbx in started:
-        assert_bodies_conform(sbx)
-
-
 def connect(sbx: Any, **extra: str) -> Connection:
-    """A connection to the sandbox; one request at a time unless MaxConcurrency is given,
-    so that the request log's order is the rows' order."""
-    props = {
-        **sbx.connection_properties(),
-        "OAuthSettingsLocation": f"memory://writes-{sbx.server.port}",
-        "RateLimit": "0",
-        "MaxConcurrency": "1",
-        **extra,
-    }
-    return Connection(validate(props))
+    return write_connection(sbx, "writes", **extra)
 
 
 def sent(sbx: Any, *methods: str) -> list[dict[str, Any]]:
@@ -75,8 +48,8 @@ def column(conn: Connection, sql: str) -> list[Any]:
 
 
 @pytest.fixture
-def books(sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
-    sbx = sandbox("sage_accounting")
+def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
+    sbx = write_sandbox("sage_accounting")
     with connect(sbx) as conn:
         yield sbx, conn
 
@@ -404,8 +377,8 @@ def test_a_dropped_connection_on_a_create_is_reported_unknown_and_not_retried(bo
     sbx.app.faults.reconfigure(Faults())
 
 
-def test_rows_keep_their_order_with_max_concurrency(sandbox: Callable[..., Any]) -> None:
-    sbx = sandbox("sage_accounting", faults=Faults(latency_ms=5))
+def test_rows_keep_their_order_with_max_concurrency(write_sandbox: Callable[..., Any]) -> None:
+    sbx = write_sandbox("sage_accounting", faults=Faults(latency_ms=5))
     with connect(sbx, MaxConcurrency="8") as conn:
         values = ", ".join(
             f"('Par {n:02d}', '[\"CUSTOMER\"]', {'NULL' if n % 7 else repr('bad-ledger')})"
@@ -446,8 +419,10 @@ def test_dbapi_cursor_runs_writes_with_rowcount_and_results(books: Any) -> None:
 # -- Sage 200 and CRM -------------------------------------------------------------------------
 
 
-def test_sage200_insert_update_delete_and_insert_only_postings(sandbox: Callable[..., Any]) -> None:
-    sbx = sandbox("sage_200")
+def test_sage200_insert_update_delete_and_insert_only_postings(
+    write_sandbox: Callable[..., Any],
+) -> None:
+    sbx = write_sandbox("sage_200")
     with connect(sbx) as conn:
         _, rows = run(
             conn,
@@ -508,8 +483,8 @@ def test_sage200_insert_update_delete_and_insert_only_postings(sandbox: Callable
             assert len(sent(sbx)) == before
 
 
-def test_crm_insert_update_delete(sandbox: Callable[..., Any]) -> None:
-    sbx = sandbox("sage_crm")
+def test_crm_insert_update_delete(write_sandbox: Callable[..., Any]) -> None:
+    sbx = write_sandbox("sage_crm")
     with connect(sbx) as conn:
         _, rows = run(
             conn,
