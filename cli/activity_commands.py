@@ -360,8 +360,12 @@ def query(
     order_by: Annotated[
         str | None, typer.Option("--order-by", help="Columns, comma separated; -col descends.")
     ] = None,
-    limit: Annotated[int | None, typer.Option("--limit", min=0)] = None,
-    offset: Annotated[int | None, typer.Option("--offset", min=0)] = None,
+    limit: Annotated[
+        int | None, typer.Option("--limit", min=0, help="Return at most this many records.")
+    ] = None,
+    offset: Annotated[
+        int | None, typer.Option("--offset", min=0, help="Skip this many records first.")
+    ] = None,
     connection: ConnectionOption = None,
     profile: ProfileOption = None,
     product: ProductOption = None,
