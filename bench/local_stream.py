@@ -94,7 +94,6 @@ def consume(sql: str, rows: int, source: Counted | None = None, **options: Any) 
     result = evaluate(
         sqlglot.parse_one(sql, read="sqlite"),
         [LocalSource("t0", COLUMNS, source)],
-        product="sage_accounting",
         **options,
     )
     count = 0

@@ -142,9 +142,7 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
     ]
     # The side that narrows another is loaded first (local evaluation loads in order).
     order = _load_order(the_plan)
-    result = local.evaluate(
-        the_plan.tree, [sources[i] for i in order], product=connection.product.product
-    )
+    result = local.evaluate(the_plan.tree, [sources[i] for i in order])
     if cap is not None and cap >= 0:
         streamed = result.rows
         result.rows = itertools.islice(streamed, cap)

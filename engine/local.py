@@ -182,19 +182,16 @@ def evaluate(
     select: exp.Expression,
     sources: list[LocalSource],
     *,
-    product: str,
     batch_rows: int = BATCH_ROWS,
     memory_rows: int = MEMORY_ROWS,
     memory_bytes: int = MEMORY_BYTES,
 ) -> LocalResult:
     """The statement's result over the sources' rows, streamed when it can be.
 
-    ``product`` names the product whose stored forms the rows and literals use (the
-    DATETIME width); the values are already in those forms. SQL errors raise
+    The rows and literals arrive in their stored forms (values.py). SQL errors raise
     ProgrammingError (DataError for a value SQLite refuses); errors from the sources
     pass through unchanged.
     """
-    del product  # the rows and literals arrive in stored form; nothing here depends on it
     database = _Database()
     state = _Closer(database, sources)
     evaluation = Evaluation(reason=why_not_streaming(select, sources))

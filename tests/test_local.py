@@ -96,9 +96,7 @@ def generate(count: int) -> Iterator[tuple[int, str]]:
 
 
 def run(sql: str, *sources: LocalSource, **options: Any) -> LocalResult:
-    return evaluate(
-        sqlglot.parse_one(sql, read="sqlite"), list(sources), product=PRODUCT, **options
-    )
+    return evaluate(sqlglot.parse_one(sql, read="sqlite"), list(sources), **options)
 
 
 def rows_of(sql: str, *sources: LocalSource) -> list[tuple]:

@@ -954,7 +954,7 @@ def test_plain_projections_skip_sqlite_and_still_agree_with_it() -> None:
     def rows(text: str, data: list[tuple[Any, ...]], batch: int) -> list[str]:
         tree = sqlglot.parse_one(text, read="sqlite")
         source = local.LocalSource("t0", columns, iter(data))
-        result = local.evaluate(tree, [source], product="sage_accounting", batch_rows=batch)
+        result = local.evaluate(tree, [source], batch_rows=batch)
         assert result.evaluation.streaming
         try:
             return [repr(row) for row in result.rows]
