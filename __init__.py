@@ -8,24 +8,6 @@ ARCHITECTURE.md maps it all.
 
 from __future__ import annotations
 
-from sagesql.connector.errors import (
-    APIError,
-    AuthError,
-    ConfigurationError,
-    DatabaseError,
-    DataError,
-    Error,
-    IntegrityError,
-    InterfaceError,
-    InternalError,
-    NotSupportedError,
-    OperationalError,
-    ProgrammingError,
-    RetriableAPIError,
-    UnknownColumnError,
-    UnknownTableError,
-    Warning,
-)
 from sagesql.engine.dbapi import (
     BINARY,
     DATETIME,
@@ -44,6 +26,25 @@ from sagesql.engine.dbapi import (
     paramstyle,
     threadsafety,
 )
+from sagesql.errors import (
+    APIError,
+    AuthError,
+    ConfigurationError,
+    DatabaseError,
+    DataError,
+    Error,
+    IntegrityError,
+    InterfaceError,
+    InternalError,
+    NotSupportedError,
+    OperationalError,
+    ProgrammingError,
+    RetriableAPIError,
+    UnknownColumnError,
+    UnknownTableError,
+    Warning,
+)
+from sagesql.version import __version__
 
 __all__ = [
     "BINARY",
@@ -81,4 +82,3 @@ __all__ = [
     "threadsafety",
 ]
 
-__version__ = "0.1.0"

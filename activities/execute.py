@@ -21,10 +21,10 @@ from typing import Any
 from sqlglot import exp
 
 from sagesql.activities.results import ActivityResult
-from sagesql.connector.errors import AuthError, Error, InterfaceError
 from sagesql.engine import procedures
 from sagesql.engine.row_writes import RowError, classify
 from sagesql.engine.statement import literal
+from sagesql.errors import AuthError, Error, InterfaceError
 
 
 class Execute:

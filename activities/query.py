@@ -23,8 +23,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.connector.errors import ProgrammingError
 from sagesql.engine.statement import READ_DIALECT, Params, bind, literal, parse
+from sagesql.errors import ProgrammingError
 
 Condition = tuple[str, str, Any]
 BINARY: dict[str, type[exp.Expression]] = {

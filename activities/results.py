@@ -12,10 +12,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from sagesql.connector.catalog import Table
 from sagesql.engine.fetch import flattener
 from sagesql.engine.row_writes import SUCCESS, RowError, RowOutcome
 from sagesql.engine.values import from_storage
+from sagesql.schemas.catalog import Table
 
 ActivityError = RowError
 STATUSES = ("created", "updated", "deleted", "voided", "ok", "failed", "unknown", "skipped")

@@ -22,9 +22,9 @@ from typing import Any
 
 from sagesql.activities.query import OPERATORS
 from sagesql.activities.results import STATUSES
-from sagesql.connector.catalog import Catalog, Column, Procedure, Table
-from sagesql.connector.errors import ProgrammingError
 from sagesql.engine import validation
+from sagesql.errors import ProgrammingError
+from sagesql.schemas.catalog import Catalog, Column, Procedure, Table
 
 DIALECT = "https://json-schema.org/draft/2020-12/schema"
 ACTIVITIES = ("create", "update", "delete", "query", "execute")

@@ -31,12 +31,12 @@ from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
 from sagesql.activities.results import ActivityResult
-from sagesql.connector.catalog import Column, Procedure, Table
-from sagesql.connector.errors import DataError, Error, ProgrammingError
 from sagesql.engine import bodies, validation
 from sagesql.engine.fetch import extract
 from sagesql.engine.row_writes import RowError, RowOutcome, RowRequest, send_all
 from sagesql.engine.values import coerce
+from sagesql.errors import DataError, Error, ProgrammingError
+from sagesql.schemas.catalog import Column, Procedure, Table
 
 VOID_REASON = "void_reason"
 DRAFT = "DRAFT"

@@ -10,7 +10,7 @@ from __future__ import annotations
 import statistics
 import time
 
-from sagesql.connector.catalog import Catalog
+from sagesql.schemas.catalog import Catalog
 
 
 def median_ms(action, repeat: int = 15) -> float:

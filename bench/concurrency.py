@@ -19,12 +19,12 @@ from typing import Any
 from werkzeug.wrappers import Request, Response
 
 from sagesql.connector import paging
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.properties import Settings
 from sagesql.connector.transport import Transport
 from sagesql.sandbox.app import ProductApp, json_response
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.server import RunningServer
+from sagesql.schemas.catalog import default_catalog
 
 PAGE = 50
 

@@ -120,7 +120,7 @@ def read_records(stream: IO[str]) -> Iterator[Any]:
         try:
             data = json.loads(text)
         except ValueError as exc:
-            from sagesql.connector.errors import DataError
+            from sagesql.errors import DataError
 
             raise DataError(f"the input is not a JSON array: {exc}", hint="fix the JSON") from None
         yield from data if isinstance(data, list) else [data]
@@ -323,7 +323,7 @@ def execute(
 
 def _where(items: list[str]) -> list[tuple[str, str, Any]]:
     """--where name=value, name!=value, name>=value ..., name~=pattern (LIKE)."""
-    from sagesql.connector.errors import ProgrammingError
+    from sagesql.errors import ProgrammingError
 
     out = []
     for item in items:
@@ -374,7 +374,7 @@ def query(
 ) -> None:
     """Read records as JSON lines (one object per row)."""
     from sagesql.activities import Query
-    from sagesql.connector.errors import ProgrammingError
+    from sagesql.errors import ProgrammingError
 
     if (table is None) == (sql is None):
         raise ProgrammingError(
@@ -417,8 +417,8 @@ def schema(
     """Print the JSON Schema of an activity's input and output records for a table."""
     from sagesql.activities import schema as schemas
     from sagesql.cli.output import print_json
-    from sagesql.connector.catalog import default_catalog
-    from sagesql.connector.errors import ProgrammingError
+    from sagesql.errors import ProgrammingError
+    from sagesql.schemas.catalog import default_catalog
 
     catalog = default_catalog()
     chosen = product or "SageAccounting"

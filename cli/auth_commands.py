@@ -51,7 +51,7 @@ STORED_TOKENS = {"InitiateOAuth": "GETANDREFRESH"}
 
 def _oauth_connection(connection: str | None, profile: str | None, **overrides: object):
     from sagesql.connector.connection import Connection
-    from sagesql.connector.errors import ConfigurationError
+    from sagesql.errors import ConfigurationError
 
     conn = Connection(settings_from(connection, profile, defaults=STORED_TOKENS, **overrides))
     if not conn.oauth:

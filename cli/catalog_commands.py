@@ -28,7 +28,7 @@ DEFAULT_PRODUCT = "SageAccounting"
 
 def tables(product: ProductOption = None, format: FormatOption = ListFormat.table) -> None:
     """List the virtual tables with a one-line description."""
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     catalog = default_catalog()
     found = catalog.tables(product)
@@ -64,7 +64,7 @@ def describe(
     format: FormatOption = ListFormat.table,
 ) -> None:
     """Show a table's columns, key, updated-date column, pushdown and statements."""
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     catalog = default_catalog()
     t = catalog.table(table, product or DEFAULT_PRODUCT)

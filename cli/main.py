@@ -40,7 +40,7 @@ app.add_typer(poll_commands.app, name="poll")
 
 def run() -> None:
     """Console-script entry point."""
-    from sagesql.connector.errors import Error
+    from sagesql.errors import Error
 
     try:
         app(standalone_mode=True)

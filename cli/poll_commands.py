@@ -36,7 +36,7 @@ StateOption = Annotated[
 
 def _config(path: str | None, state: str | None) -> Any:
     from sagesql.activities.polling.config import load
-    from sagesql.connector.errors import ConfigurationError
+    from sagesql.errors import ConfigurationError
 
     if not path:
         raise ConfigurationError("no configuration given", hint="pass --config FILE")
@@ -112,7 +112,7 @@ def _product(conf: Any, connection: str | None, profile: str | None) -> str:
     """The product to explain for: the connection's, or the instance's element when the
     connection is incomplete (explaining needs no credentials)."""
     from sagesql.activities.polling.runner import check_product
-    from sagesql.connector.errors import ConfigurationError
+    from sagesql.errors import ConfigurationError
 
     try:
         settings = settings_from(connection or conf.connection, profile or conf.profile)
@@ -127,7 +127,7 @@ def _explain(conf: Any, product: str) -> str:
     from sagesql.activities.polling.tables import resolve
     from sagesql.activities.polling.timeparse import describe, iso
     from sagesql.activities.polling.window import Window
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     catalog = default_catalog()
     upper = datetime.now(timezone.utc).replace(microsecond=0)

@@ -26,7 +26,7 @@ class RowFormat(str, Enum):
 
 def _params(values: list[str]) -> dict[str, Any] | list[Any] | None:
     """--param name=value (named) or --param 1=value (positional, for ? placeholders)."""
-    from sagesql.connector.errors import ProgrammingError
+    from sagesql.errors import ProgrammingError
 
     if not values:
         return None
@@ -42,7 +42,7 @@ def _params(values: list[str]) -> dict[str, Any] | list[Any] | None:
 
 
 def _read_sql(sql: str | None) -> str:
-    from sagesql.connector.errors import ProgrammingError
+    from sagesql.errors import ProgrammingError
 
     if sql is None or sql == "-":
         if sys.stdin.isatty() and sql is None:
@@ -177,9 +177,9 @@ def query(
 
 def _refuse_every_row(text: str) -> None:
     """UPDATE or DELETE without WHERE needs --all."""
-    from sagesql.connector.errors import ProgrammingError
     from sagesql.engine import procedures, writes
     from sagesql.engine.statement import parse
+    from sagesql.errors import ProgrammingError
 
     if procedures.is_exec(text):
         return
@@ -200,7 +200,7 @@ def procedures(
 ) -> None:
     """List the stored procedures (EXEC Name @Param='value') with their parameters."""
     from sagesql.cli.output import print_json, print_table
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     catalog = default_catalog()
     found = catalog.procedures(product or "SageAccounting")

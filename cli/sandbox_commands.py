@@ -69,7 +69,7 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the sandbox in the foreground, printing URLs and connection strings; Ctrl-C stops."""
-    from sagesql.connector.errors import ConfigurationError
+    from sagesql.errors import ConfigurationError
     from sagesql.sandbox.config import Faults, SandboxConfig
     from sagesql.sandbox.serve import serve as serve_sandboxes
     from sagesql.sandbox.serve import start_sandboxes

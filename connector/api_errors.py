@@ -28,7 +28,7 @@ from typing import Any
 
 import requests
 
-from sagesql.connector import errors
+from sagesql import errors
 from sagesql.connector.logs import redact
 
 SNIPPET = 200

@@ -28,9 +28,9 @@ import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
 from sagesql.connector import oauth_http
-from sagesql.connector.errors import AuthError, RetriableAPIError
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenSet, TokenStore
+from sagesql.errors import AuthError, RetriableAPIError
 
 # These loggers print tokens and request bodies at DEBUG: never let them.
 for _name in ("requests_oauthlib", "oauthlib"):

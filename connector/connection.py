@@ -12,11 +12,11 @@ from typing import Any
 
 from sagesql.connector import sources
 from sagesql.connector.auth import CRMBasicAuth, OAuthAuth
-from sagesql.connector.catalog import Catalog, Product, default_catalog
-from sagesql.connector.errors import ConfigurationError, InterfaceError
 from sagesql.connector.login import Endpoints, run_login
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
+from sagesql.errors import ConfigurationError, InterfaceError
+from sagesql.schemas.catalog import Catalog, Product, default_catalog
 
 CRM_SDATA_PATH = "/sdata/crmj/sagecrm2/-"
 

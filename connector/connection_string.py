@@ -10,8 +10,8 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Any
 
-from sagesql.connector.errors import ConfigurationError
 from sagesql.connector.properties import SECRET_NAMES, lookup
+from sagesql.errors import ConfigurationError
 
 
 def parse(text: str) -> dict[str, str]:

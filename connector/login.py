@@ -25,9 +25,9 @@ from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
 from sagesql.connector import oauth_http
-from sagesql.connector.catalog import Product
-from sagesql.connector.errors import AuthError, ConfigurationError, RetriableAPIError
 from sagesql.connector.properties import Settings
+from sagesql.errors import AuthError, ConfigurationError, RetriableAPIError
+from sagesql.schemas.catalog import Product
 
 LOGIN_TIMEOUT = 300.0
 

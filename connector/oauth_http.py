@@ -14,7 +14,7 @@ import threading
 from collections.abc import Iterator
 from urllib.parse import urlsplit
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 _VARIABLE = "OAUTHLIB_INSECURE_TRANSPORT"
 _lock = threading.Lock()

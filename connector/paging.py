@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
 if TYPE_CHECKING:
-    from sagesql.connector.catalog import Table
+    from sagesql.schemas.catalog import Table
 
 Record = dict[str, Any]
 

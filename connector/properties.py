@@ -13,7 +13,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 PRODUCTS = {"sageaccounting": "SageAccounting", "sage200": "Sage200", "sagecrm": "SageCRM"}
 PRODUCT_IDS = {"SageAccounting": "sage_accounting", "Sage200": "sage_200", "SageCRM": "sage_crm"}
@@ -331,7 +331,7 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
     for name, value in raw.items():
         prop = lookup(name)
         if prop is None:
-            from sagesql.connector.catalog import did_you_mean
+            from sagesql.schemas.catalog import did_you_mean
 
             hint = did_you_mean(name, [p.name for p in PROPERTIES])
             problems.append(f"unknown property {name!r}" + (f" ({hint})" if hint else ""))

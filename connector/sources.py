@@ -23,8 +23,8 @@ from pathlib import Path
 from typing import Any
 
 from sagesql.connector import connection_string
-from sagesql.connector.errors import ConfigurationError
 from sagesql.connector.properties import PROPERTIES, Settings, lookup, validate
+from sagesql.errors import ConfigurationError
 
 ENV_PREFIX = "SAGESQL_"
 ENV_CONNECTION = "SAGESQL_CONNECTION"

@@ -21,7 +21,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 MEMORY_SCHEME = "memory://"
 

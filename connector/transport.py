@@ -40,10 +40,11 @@ import requests.auth
 import urllib3.exceptions
 from requests.adapters import HTTPAdapter
 
-from sagesql import __version__
 from sagesql.connector import api_errors, logs
-from sagesql.connector.catalog import Product
-from sagesql.connector.errors import (
+from sagesql.connector.paging import Page, PageRequest, Paginator, Record
+from sagesql.connector.properties import Settings
+from sagesql.connector.throttle import TokenBucket
+from sagesql.errors import (
     APIError,
     Error,
     InterfaceError,
@@ -51,9 +52,8 @@ from sagesql.connector.errors import (
     OperationalError,
     RetriableAPIError,
 )
-from sagesql.connector.paging import Page, PageRequest, Paginator, Record
-from sagesql.connector.properties import Settings
-from sagesql.connector.throttle import TokenBucket
+from sagesql.schemas.catalog import Product
+from sagesql.version import __version__
 
 log = logging.getLogger(logs.HTTP_LOGGER)
 

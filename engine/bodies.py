@@ -18,9 +18,9 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import quote
 
-from sagesql.connector.catalog import Column, Operation, Table
 from sagesql.engine.fetch import extract
 from sagesql.engine.values import datetime_text
+from sagesql.schemas.catalog import Column, Operation, Table
 
 
 def jsonable(value: Any, product: str) -> Any:

@@ -16,10 +16,10 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.optimizer.scope import traverse_scope
 
-from sagesql.connector.catalog import Column
+from sagesql.connector.predicates import FLIPPED, And, Comparison, Not, Or, Predicate
 from sagesql.engine.names import TableRef
-from sagesql.engine.predicates import FLIPPED, And, Comparison, Not, Or, Predicate
 from sagesql.engine.values import coerce, literal_storage
+from sagesql.schemas.catalog import Column
 
 COMPARISONS: dict[type[exp.Expression], str] = {
     exp.EQ: "=",

@@ -23,7 +23,8 @@ from collections.abc import Callable, Iterator, Mapping, Sequence
 from itertools import islice
 from typing import Any
 
-from sagesql.connector.errors import (
+from sagesql.engine.result import Result
+from sagesql.errors import (
     DatabaseError,
     DataError,
     Error,
@@ -35,7 +36,6 @@ from sagesql.connector.errors import (
     ProgrammingError,
     Warning,
 )
-from sagesql.engine.result import Result
 
 __all__ = [
     "BINARY",

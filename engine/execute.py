@@ -15,12 +15,12 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.connector.errors import NotSupportedError
 from sagesql.engine import fetch, local, procedures, writes
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind, parse, too_deep
+from sagesql.errors import NotSupportedError
 
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 

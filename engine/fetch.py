@@ -11,11 +11,11 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sagesql.connector.catalog import Column, Table
-from sagesql.connector.errors import APIError
 from sagesql.connector.paging import for_table as paginator_for
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
+from sagesql.errors import APIError
+from sagesql.schemas.catalog import Column, Table
 
 PARENT = "$parent"
 
@@ -83,7 +83,7 @@ def records(
         return
     listing = table.operations.get("list")
     if listing is None:
-        from sagesql.connector.errors import NotSupportedError
+        from sagesql.errors import NotSupportedError
 
         raise NotSupportedError(
             f"{table.name} cannot be read: the API only accepts new records there",

@@ -38,15 +38,15 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.connector.errors import (
+from sagesql.engine import values
+from sagesql.engine.result import Result, ResultColumn
+from sagesql.errors import (
     DatabaseError,
     DataError,
     InternalError,
     OperationalError,
     ProgrammingError,
 )
-from sagesql.engine import values
-from sagesql.engine.result import Result, ResultColumn
 
 # Rows per streaming batch: large enough that SQLite's per-statement cost vanishes,
 # small enough that a batch is a few megabytes at most.

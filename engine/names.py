@@ -15,10 +15,10 @@ from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
 
-from sagesql.connector.catalog import Catalog, Table, did_you_mean
-from sagesql.connector.errors import ProgrammingError, UnknownColumnError, UnknownTableError
 from sagesql.engine.statement import READ_DIALECT, position
 from sagesql.engine.values import SQLITE_TYPES
+from sagesql.errors import ProgrammingError, UnknownColumnError, UnknownTableError
+from sagesql.schemas.catalog import Catalog, Table, did_you_mean
 
 LOCAL_PREFIX = "__sagesql_t"
 

@@ -25,12 +25,12 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from sagesql.connector.catalog import Catalog, Table
 from sagesql.connector.dialects import Pushed, SortKey, for_table
+from sagesql.connector.predicates import And, Comparison, Predicate
 from sagesql.engine.conditions import column_map, normalize_literals, split_and, to_predicate
 from sagesql.engine.names import TableRef
-from sagesql.engine.predicates import And, Comparison, Predicate
 from sagesql.engine.statement import READ_DIALECT
+from sagesql.schemas.catalog import Catalog, Table
 
 # Above this many keys, one list request beats a GET per key.
 MAX_KEY_LOOKUPS = 20

@@ -20,12 +20,12 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from sagesql.connector.catalog import Procedure, did_you_mean
-from sagesql.connector.errors import ConfigurationError, ProgrammingError
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind
 from sagesql.engine.values import coerce
+from sagesql.errors import ConfigurationError, ProgrammingError
+from sagesql.schemas.catalog import Procedure, did_you_mean
 
 EXEC_PATTERN = re.compile(r"^\s*EXEC(UTE)?\s", re.IGNORECASE)
 SECRET_RESULTS = frozenset({"OAuthAccessToken", "OAuthRefreshToken"})

@@ -24,7 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
-from sagesql.connector.errors import (
+from sagesql.errors import (
     AuthError,
     Error,
     InterfaceError,

@@ -18,7 +18,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from sagesql.connector.errors import ProgrammingError
+from sagesql.errors import ProgrammingError
 
 READ_DIALECT = "sqlite"
 

@@ -27,14 +27,14 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
-from sagesql.connector.catalog import Catalog, Column, Operation, Table, did_you_mean
-from sagesql.connector.errors import (
+from sagesql.engine.values import coerce
+from sagesql.errors import (
     DatabaseError,
     DataError,
     NotSupportedError,
     ProgrammingError,
 )
-from sagesql.engine.values import coerce
+from sagesql.schemas.catalog import Catalog, Column, Operation, Table, did_you_mean
 
 # SQL statement kind -> the table operation that carries it out.
 OPERATIONS = {"INSERT": "create", "UPDATE": "update", "DELETE": "delete"}

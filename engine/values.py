@@ -34,7 +34,7 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
-from sagesql.connector.errors import DataError
+from sagesql.errors import DataError
 
 # Products whose timestamps carry milliseconds.
 MILLISECOND_PRODUCTS = frozenset({"sage_200"})

@@ -31,8 +31,6 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.connector.catalog import Column, Operation, Procedure, Table
-from sagesql.connector.errors import DataError, NotSupportedError, ProgrammingError
 from sagesql.engine import bodies, validation
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value, split_and
 from sagesql.engine.fetch import flattener
@@ -40,6 +38,8 @@ from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.row_writes import RowError, RowOutcome, RowRequest, send_all
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.engine.values import coerce, from_storage
+from sagesql.errors import DataError, NotSupportedError, ProgrammingError
+from sagesql.schemas.catalog import Column, Operation, Procedure, Table
 
 WRITES = (exp.Insert, exp.Update, exp.Delete)
 SUCCESS_STATUS = {"INSERT": "created", "UPDATE": "updated", "DELETE": "deleted"}

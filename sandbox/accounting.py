@@ -64,7 +64,6 @@ from urllib.parse import urlencode
 from werkzeug.datastructures import MultiDict
 from werkzeug.wrappers import Request, Response
 
-from sagesql.connector.catalog import Column, Table
 from sagesql.sandbox.accounting_data import (
     SETTINGS_KEY,
     USER_SCOPE,
@@ -84,6 +83,7 @@ from sagesql.sandbox.clock import Clock, iso, parse_time, sortable
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.records import get_path, set_path
 from sagesql.sandbox.store import Store, path_expr
+from sagesql.schemas.catalog import Column, Table
 
 API_PREFIX = "/v3.1"
 # Resources whose records grow with the books: an equality filter on a link to one of

@@ -33,10 +33,10 @@ from datetime import datetime, timedelta
 from decimal import ROUND_HALF_UP, Decimal
 from typing import Any
 
-from sagesql.connector.catalog import Column, Table, default_catalog
 from sagesql.sandbox import fake
 from sagesql.sandbox.clock import iso, sortable
 from sagesql.sandbox.records import get_path, set_path
+from sagesql.schemas.catalog import Column, Table, default_catalog
 
 PRODUCT = "sage_accounting"
 USER_SCOPE = "_user"  # businesses and the user belong to the login, not to a business

@@ -24,7 +24,7 @@ from typing import Any
 from werkzeug.http import http_date
 from werkzeug.wrappers import Request, Response
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 from sagesql.sandbox import faults as fault_kinds
 from sagesql.sandbox.clock import Clock, iso, parse_time
 from sagesql.sandbox.config import Faults, SandboxConfig

@@ -6,7 +6,7 @@ import math
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 
 @dataclass

@@ -44,13 +44,13 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from sagesql.connector.catalog import Column, Table
 from sagesql.sandbox import sdata
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import Clock, sortable
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.crm_data import Audit, CrmSeeder, crm_tables, local_text
 from sagesql.sandbox.store import Store, field
+from sagesql.schemas.catalog import Column, Table
 
 SCOPE = "crm"
 REALM = 'Basic realm="SageCRM"'

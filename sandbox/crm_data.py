@@ -27,10 +27,10 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, tzinfo
 from typing import Any
 
-from sagesql.connector.catalog import Column, Table, default_catalog
 from sagesql.sandbox import fake
 from sagesql.sandbox.clock import sortable
 from sagesql.sandbox.store import Store
+from sagesql.schemas.catalog import Column, Table, default_catalog
 
 PRODUCT = "sage_crm"
 _NOT_DOMAIN = re.compile(r"[^a-z0-9]+")

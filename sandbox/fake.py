@@ -16,8 +16,8 @@ from datetime import datetime, timedelta, timezone
 from decimal import Decimal
 from typing import Any
 
-from sagesql.connector.catalog import Column, Table
 from sagesql.sandbox.records import nest
+from sagesql.schemas.catalog import Column, Table
 
 # Demo data spans a fixed period so that it is the same whatever the day it is made.
 DATA_START = datetime(2024, 1, 1, tzinfo=timezone.utc)

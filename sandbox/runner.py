@@ -23,7 +23,7 @@ from pathlib import Path
 from types import TracebackType
 from typing import Any
 
-from sagesql.connector.errors import ConfigurationError, NotSupportedError
+from sagesql.errors import ConfigurationError, NotSupportedError
 from sagesql.sandbox.app import ProductApp
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.oauth import AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH
@@ -38,14 +38,14 @@ def resolve_product(name: str) -> str:
     """``sage_200`` from Sage200, sage_200 or any case of either; ConfigurationError if unknown."""
     if name in SITES:
         return name
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     return default_catalog().resolve_product(name)
 
 
 def connection_name(product: str) -> str:
     """The Product connection property's value for a product (SageAccounting...)."""
-    from sagesql.connector.catalog import default_catalog
+    from sagesql.schemas.catalog import default_catalog
 
     return default_catalog().product(product).connection_name
 
@@ -187,7 +187,7 @@ class Sandbox:
     @property
     def title(self) -> str:
         """The product's name for people (Sage Accounting...)."""
-        from sagesql.connector.catalog import default_catalog
+        from sagesql.schemas.catalog import default_catalog
 
         return default_catalog().product(self.product).title
 

@@ -41,7 +41,6 @@ from typing import Any
 
 from werkzeug.wrappers import Request, Response
 
-from sagesql.connector.catalog import Catalog, Column, Table, default_catalog, did_you_mean
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import Clock, parse_time, sortable
 from sagesql.sandbox.config import SandboxConfig
@@ -68,6 +67,7 @@ from sagesql.sandbox.sage200_data import (
     is_collection,
 )
 from sagesql.sandbox.store import Store, path_expr
+from sagesql.schemas.catalog import Catalog, Column, Table, default_catalog, did_you_mean
 
 API_PREFIXES = ("/uk/sage200extra/accounts/v1", "/uk/sage200/accounts/v1")
 QUERY_OPTIONS = frozenset({"$filter", "$select", "$orderby", "$top", "$skip", "$count", "$expand"})

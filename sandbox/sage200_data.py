@@ -27,11 +27,11 @@ from datetime import datetime, timedelta, timezone
 from functools import cached_property
 from typing import Any
 
-from sagesql.connector.catalog import Catalog, Column, Table, default_catalog
 from sagesql.sandbox import fake
 from sagesql.sandbox.clock import sortable
 from sagesql.sandbox.odata import datetime_text
 from sagesql.sandbox.records import set_path
+from sagesql.schemas.catalog import Catalog, Column, Table, default_catalog
 
 PRODUCT = "sage_200"
 SITES_SCOPE = "_sites"  # the store scope of GET /sites, which no company owns

@@ -19,7 +19,7 @@ from pathlib import Path
 from types import FrameType
 from typing import Any
 
-from sagesql.connector.errors import ConfigurationError, NotSupportedError
+from sagesql.errors import ConfigurationError, NotSupportedError
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.products import SITES
 from sagesql.sandbox.runner import Sandbox, resolve_product, stored_settings

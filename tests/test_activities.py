@@ -25,9 +25,9 @@ from sagesql.activities import (
 )
 from sagesql.activities.schema import procedure_schemas
 from sagesql.cli.activity_commands import to_json
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.connection import Connection
 from sagesql.sandbox.config import Faults
+from sagesql.schemas.catalog import default_catalog
 
 
 def connect(sbx: Any, **extra: str) -> Connection:

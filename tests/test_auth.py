@@ -19,13 +19,13 @@ from werkzeug.wrappers import Request, Response
 
 from sagesql import AuthError, ConfigurationError
 from sagesql.connector.auth import OAuthAuth
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.login import Endpoints, authorization_url, code_from, run_login
 from sagesql.connector.properties import validate
 from sagesql.connector.tokenstore import FileTokenStore, MemoryTokenStore, TokenSet, open_store
 from sagesql.sandbox.app import ProductApp, json_response
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.server import RunningServer
+from sagesql.schemas.catalog import default_catalog
 
 
 class EchoApp(ProductApp):

@@ -9,7 +9,7 @@ from typing import Any
 import pytest
 
 from sagesql import ConfigurationError, UnknownColumnError, UnknownTableError
-from sagesql.connector.catalog import Catalog, default_catalog
+from sagesql.schemas.catalog import Catalog, default_catalog
 
 
 class CountingCatalog(Catalog):

@@ -16,7 +16,7 @@ from typing import Any
 
 import pytest
 
-from sagesql.connector import errors
+from sagesql import errors
 from sagesql.engine import dbapi
 from sagesql.engine.result import Result, ResultColumn
 

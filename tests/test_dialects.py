@@ -32,7 +32,6 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagesql.connector.catalog import Table, default_catalog
 from sagesql.connector.dialects import Dialect, Pushed, SortKey, for_table
 from sagesql.connector.dialects.accounting import AccountingDialect
 from sagesql.connector.dialects.base import (
@@ -44,11 +43,12 @@ from sagesql.connector.dialects.base import (
 )
 from sagesql.connector.dialects.odata import ODataDialect
 from sagesql.connector.dialects.sdata import SDataDialect
-from sagesql.engine.predicates import And, Comparison, Not, Or, Predicate
+from sagesql.connector.predicates import And, Comparison, Not, Or, Predicate
 from sagesql.engine.values import SQLITE_TYPES, literal_storage, parse_datetime, to_storage
 from sagesql.sandbox import odata as odata_parser
 from sagesql.sandbox import sdata as sdata_parser
 from sagesql.sandbox.store import path_expr
+from sagesql.schemas.catalog import Table, default_catalog
 
 UTC = timezone.utc
 T = datetime(2025, 1, 31, 10, 0, 0, tzinfo=UTC)

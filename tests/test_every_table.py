@@ -10,10 +10,10 @@ from typing import Any
 
 import pytest
 
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.connection import Connection
 from sagesql.connector.properties import validate
 from sagesql.engine import execute
+from sagesql.schemas.catalog import default_catalog
 
 
 @pytest.mark.parametrize("product", ["sage_accounting", "sage_200", "sage_crm"])

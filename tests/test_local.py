@@ -11,7 +11,6 @@ from typing import Any
 import pytest
 import sqlglot
 
-from sagesql.connector.errors import DataError, OperationalError, ProgrammingError
 from sagesql.engine import local, values
 from sagesql.engine.local import (
     CONVERTED_TYPES,
@@ -20,6 +19,7 @@ from sagesql.engine.local import (
     evaluate,
     why_not_streaming,
 )
+from sagesql.errors import DataError, OperationalError, ProgrammingError
 
 PRODUCT = "sage_accounting"
 

@@ -98,7 +98,7 @@ def test_wheel_holds_only_the_sagesql_package(wheel: Path) -> None:
     names = zipfile.ZipFile(wheel).namelist()
     tops = {n.split("/")[0] for n in names}
     assert {t for t in tops if not t.endswith(".dist-info")} == {"sagesql"}
-    assert "sagesql/connector/catalog.py" in names
+    assert "sagesql/schemas/catalog.py" in names
     assert "sagesql/schemas/index.json" in names
     assert "sagesql/schemas/sage_accounting/contacts.json" in names
     assert "sagesql/py.typed" in names

@@ -20,11 +20,11 @@ import requests.auth
 from werkzeug.wrappers import Request, Response
 
 from sagesql.connector import paging
-from sagesql.connector.catalog import default_catalog
-from sagesql.connector.errors import APIError
 from sagesql.connector.properties import Settings
 from sagesql.connector.transport import Transport
+from sagesql.errors import APIError
 from sagesql.sandbox.server import RunningServer
+from sagesql.schemas.catalog import default_catalog
 
 ACCOUNTING = default_catalog().product("sage_accounting")
 

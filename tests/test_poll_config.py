@@ -17,8 +17,8 @@ from sagesql.activities.polling.instance import render, substitute
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.tables import resolve
 from sagesql.activities.polling.timeparse import duration
-from sagesql.connector.catalog import default_catalog
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import default_catalog
 
 EXAMPLES = Path(__file__).resolve().parent.parent / "activities" / "polling" / "examples"
 WHEN = datetime(2026, 4, 5, 6, 7, 8, 123000, tzinfo=timezone.utc)

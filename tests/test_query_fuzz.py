@@ -32,12 +32,12 @@ from hypothesis import strategies as st
 from test_query_oracle import api_session
 
 import sagesql
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.connection import Connection
 from sagesql.connector.properties import validate
 from sagesql.engine.execute import explain, run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
+from sagesql.schemas.catalog import default_catalog
 
 PRODUCTS = ("sage_accounting", "sage_200", "sage_crm")
 SAGESQL = str(Path(sys.executable).parent / "sagesql")  # the console script, as users run it

@@ -48,7 +48,6 @@ import requests
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from sagesql.connector.catalog import default_catalog
 from sagesql.connector.connection import Connection
 from sagesql.connector.properties import validate
 from sagesql.engine.execute import explain, run
@@ -57,6 +56,7 @@ from sagesql.engine.local import register_functions
 from sagesql.engine.values import SQLITE_TYPES
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
+from sagesql.schemas.catalog import default_catalog
 
 # Examples per product and test: the whole file stays well under a minute. A longer hunt
 # for bugs: SAGESQL_ORACLE_EXAMPLES=3000 SAGESQL_ORACLE_RANDOM=1 pytest tests/test_query_oracle.py

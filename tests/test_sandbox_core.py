@@ -26,7 +26,7 @@ import pytest
 import requests
 from werkzeug.wrappers import Request, Response
 
-from sagesql.connector.errors import ConfigurationError, NotSupportedError
+from sagesql.errors import ConfigurationError, NotSupportedError
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import sortable
 from sagesql.sandbox.config import Faults, SandboxConfig

@@ -11,9 +11,9 @@ from typing import Any
 import pytest
 import requests
 
-from sagesql.connector.catalog import default_catalog
 from sagesql.sandbox import sdata
 from sagesql.sandbox.crm_data import USERS, CrmSeeder
+from sagesql.schemas.catalog import default_catalog
 
 AUTH = ("admin", "sandbox")
 LOCAL_DATE = re.compile(r"^\d{4}-\d{2}-\d{2}T\d{2}:\d{2}:\d{2}[+-]\d{2}:\d{2}$")

@@ -19,8 +19,8 @@ from conftest import REFERENCE
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagesql.connector.catalog import default_catalog
 from sagesql.sandbox.odata import Field, ODataError, filter_sql
+from sagesql.schemas.catalog import default_catalog
 
 STANDARD = "/uk/sage200/accounts/v1"
 PROFESSIONAL = "/uk/sage200extra/accounts/v1"

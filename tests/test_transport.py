@@ -23,20 +23,20 @@ from werkzeug.wrappers import Request, Response
 
 from sagesql import __version__
 from sagesql.connector import api_errors, logs
-from sagesql.connector.catalog import default_catalog
-from sagesql.connector.errors import (
+from sagesql.connector.properties import Settings
+from sagesql.connector.throttle import TokenBucket
+from sagesql.connector.transport import Transport
+from sagesql.errors import (
     APIError,
     AuthError,
     IntegrityError,
     OperationalError,
     RetriableAPIError,
 )
-from sagesql.connector.properties import Settings
-from sagesql.connector.throttle import TokenBucket
-from sagesql.connector.transport import Transport
 from sagesql.sandbox.app import ProductApp, json_response
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.server import RunningServer
+from sagesql.schemas.catalog import default_catalog
 
 ACCOUNTING = default_catalog().product("sage_accounting")
 SAGE200 = default_catalog().product("sage_200")

@@ -27,10 +27,10 @@ import jsonschema
 import pytest
 from conftest import REFERENCE
 
-from sagesql.connector.catalog import Table, default_catalog
 from sagesql.connector.connection import Connection
 from sagesql.connector.properties import validate
 from sagesql.engine import execute
+from sagesql.schemas.catalog import Table, default_catalog
 
 WRITE_OPERATIONS = ("create", "update")
 

@@ -49,8 +49,8 @@ from pathlib import Path
 from typing import Any
 
 from sagesql.activities.polling.timeparse import duration, instant
-from sagesql.connector.catalog import did_you_mean
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import did_you_mean
 
 if sys.version_info >= (3, 11):
     import tomllib

@@ -51,7 +51,7 @@ from sagesql.activities.polling.config import (
 )
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.timeparse import duration
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 POLLER = "event.poller.configuration"
 ELEMENT_PRODUCTS = {
@@ -204,7 +204,7 @@ def entry(name: str, value: Any, where: str) -> TableConfig:
         )
     unknown = [k for k in value if k not in _ENTRY]
     if unknown:
-        from sagesql.connector.catalog import did_you_mean
+        from sagesql.schemas.catalog import did_you_mean
 
         raise ConfigurationError(
             f"{where}: {origin}: unknown setting {unknown[0]!r}",
@@ -223,7 +223,7 @@ def entry(name: str, value: Any, where: str) -> TableConfig:
         )
     unknown = [k for k in dates if k not in _DATES]
     if unknown:
-        from sagesql.connector.catalog import did_you_mean
+        from sagesql.schemas.catalog import did_you_mean
 
         raise ConfigurationError(
             f"{where}: {origin}.datesConfiguration: unknown setting {unknown[0]!r}",

@@ -23,7 +23,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 _LETTERS = set("GyuMLdDEaHkhKmsSzZX")
 _MONTHS = [

@@ -63,8 +63,8 @@ from sagesql.activities.polling.state import Mark, SnapshotChange, StateStore, T
 from sagesql.activities.polling.tables import SNAPSHOT, TableSpec
 from sagesql.activities.polling.timeparse import iso, parse_iso
 from sagesql.activities.polling.window import MATCH, Query, Window
-from sagesql.connector.errors import Error, OperationalError
 from sagesql.engine.values import datetime_text
+from sagesql.errors import Error, OperationalError
 
 log = logging.getLogger("sagesql.poll")
 

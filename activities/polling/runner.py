@@ -34,7 +34,7 @@ from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.activities.polling.tables import TableSpec, resolve
 from sagesql.activities.polling.timeparse import describe, iso, parse_iso
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 log = logging.getLogger("sagesql.poll")
 
@@ -82,7 +82,7 @@ def origin_of(config: PollConfig, product: str) -> Origin:
 def check_product(config: PollConfig, settings: Any) -> str:
     product = str(settings.product_id)
     if config.product:
-        from sagesql.connector.catalog import default_catalog
+        from sagesql.schemas.catalog import default_catalog
 
         wanted = default_catalog().resolve_product(config.product)
         if wanted != product:
@@ -263,7 +263,7 @@ def reset(config: PollConfig, *, table: str, since: datetime | None) -> None:
     """Rewind one table (the poller must be stopped)."""
     names = {t.name.lower(): t.name for t in config.tables}
     if table.lower() not in names:
-        from sagesql.connector.catalog import did_you_mean
+        from sagesql.schemas.catalog import did_you_mean
 
         raise ConfigurationError(
             f"{table!r} is not a polled table of {config.source or 'the configuration'}",

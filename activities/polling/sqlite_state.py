@@ -40,7 +40,7 @@ from sagesql.activities.polling.state import (
     TableState,
     TableStatus,
 )
-from sagesql.connector.errors import ConfigurationError
+from sagesql.errors import ConfigurationError
 
 _STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
 _CHUNK = 400  # keys per IN (...) query

@@ -29,13 +29,13 @@ from typing import Any
 
 from sagesql.activities.polling.config import DEFAULT_COMPARE_EVERY, PollConfig, TableConfig
 from sagesql.activities.polling.instance import SINCE
-from sagesql.connector.catalog import Catalog, Table, did_you_mean
-from sagesql.connector.errors import (
+from sagesql.errors import (
     ConfigurationError,
     Error,
     ProgrammingError,
     UnknownTableError,
 )
+from sagesql.schemas.catalog import Catalog, Table, did_you_mean
 
 log = logging.getLogger("sagesql.poll")
 

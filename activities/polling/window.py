@@ -38,7 +38,7 @@ from functools import cached_property
 from typing import Any
 
 from sagesql.activities.polling.tables import TableSpec, planning_connection
-from sagesql.connector.catalog import Catalog
+from sagesql.schemas.catalog import Catalog
 
 MATCH = "sagesql_poll_match"
 _DUMMY = {"lower": "2000-01-01T00:00:00Z", "upper": "2000-01-02T00:00:00Z"}

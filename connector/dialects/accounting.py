@@ -32,7 +32,6 @@ from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
 
-from sagesql.connector.catalog import ParameterFilter
 from sagesql.connector.dialects.base import (
     Dialect,
     LikePattern,
@@ -42,7 +41,8 @@ from sagesql.connector.dialects.base import (
     sort_refusal,
     time_bound,
 )
-from sagesql.engine.predicates import Comparison, Predicate
+from sagesql.connector.predicates import Comparison, Predicate
+from sagesql.schemas.catalog import ParameterFilter
 
 SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)

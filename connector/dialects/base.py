@@ -7,8 +7,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from sagesql.connector.catalog import Table
-from sagesql.engine.predicates import Predicate
+from sagesql.connector.predicates import Predicate
+from sagesql.schemas.catalog import Table
 
 
 @dataclass(frozen=True)
@@ -72,7 +72,7 @@ class Dialect:
 
     def key_values(self, conjuncts: Sequence[Predicate]) -> tuple[int, tuple[Any, ...]] | None:
         """(conjunct index, keys) when a conjunct is ``key = v`` or ``key IN (...)``."""
-        from sagesql.engine.predicates import Comparison
+        from sagesql.connector.predicates import Comparison
 
         key = self.table.key
         if key is None or "get" not in self.table.operations:
@@ -158,7 +158,7 @@ def needed_fields(
     The columns asked for, those of the conjuncts (re-checked locally) and of the ORDER
     BY, and the key. None when that is every field of the table (or ``columns`` is None).
     """
-    from sagesql.engine.predicates import columns_of
+    from sagesql.connector.predicates import columns_of
 
     if columns is None:
         return None

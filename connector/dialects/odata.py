@@ -42,7 +42,6 @@ from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
 
-from sagesql.connector.catalog import Column
 from sagesql.connector.dialects.base import (
     Dialect,
     LikePattern,
@@ -53,7 +52,8 @@ from sagesql.connector.dialects.base import (
     sort_refusal,
     time_bound,
 )
-from sagesql.engine.predicates import And, Comparison, Not, Or, Predicate
+from sagesql.connector.predicates import And, Comparison, Not, Or, Predicate
+from sagesql.schemas.catalog import Column
 
 WORDS = {"=": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
 NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")

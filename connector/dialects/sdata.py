@@ -21,8 +21,8 @@ from __future__ import annotations
 from collections.abc import Sequence
 from datetime import date, datetime, timedelta
 
-from sagesql.connector.catalog import Column
 from sagesql.connector.dialects.odata import NAME, Filter, FilterDialect
+from sagesql.schemas.catalog import Column
 
 
 class SDataDialect(FilterDialect):

@@ -4,7 +4,7 @@ Listing tables reads only ``schemas/index.json``; a table's own file is parsed t
 first time the table is asked for, then kept. Names resolve case-insensitively,
 aliases included; unknown names raise errors that name the closest matches.
 
->>> from sagesql.connector.catalog import default_catalog
+>>> from sagesql.schemas.catalog import default_catalog
 >>> default_catalog().table("customers", "SageAccounting").updated_column
 'updated_at'
 """
@@ -22,7 +22,7 @@ from importlib.abc import Traversable
 from types import MappingProxyType
 from typing import Any
 
-from sagesql.connector.errors import ConfigurationError, UnknownColumnError, UnknownTableError
+from sagesql.errors import ConfigurationError, UnknownColumnError, UnknownTableError
 
 SQL_TYPES = ("TEXT", "INTEGER", "DECIMAL", "BOOLEAN", "DATE", "DATETIME", "JSON")
 
