@@ -11,7 +11,7 @@ from collections.abc import Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sagesql.connector.paging import for_table as paginator_for
+from sagesql.connector.products import paginator_for
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
 from sagesql.errors import APIError

@@ -25,8 +25,9 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from sagesql.connector.dialects import Pushed, SortKey, for_table
+from sagesql.connector.dialects import Pushed, SortKey
 from sagesql.connector.predicates import And, Comparison, Predicate
+from sagesql.connector.products import dialect_for
 from sagesql.engine.conditions import column_map, normalize_literals, split_and, to_predicate
 from sagesql.engine.names import TableRef
 from sagesql.engine.statement import READ_DIALECT
@@ -264,7 +265,7 @@ def _plan_scan(
 def _choose_requests(scan: Scan) -> bool:
     """Set the scan's list parameters or key lookups; True when it reads keys one by one."""
     table = scan.table
-    dialect = for_table(table)
+    dialect = dialect_for(table)
     lookup = dialect.key_values(scan.conjuncts)
     needed = None if len(scan.columns) == len(table.columns) else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
@@ -416,5 +417,5 @@ def _plan_child(scan: Scan, catalog: Catalog) -> None:
         scan.keys = tuple(dict.fromkeys(keys))
         return
     array = next((c.name for c in parent.columns if c.path == parent_info.path), None)
-    pushed = for_table(parent).push([], columns=[array] if array else None)
+    pushed = dialect_for(parent).push([], columns=[array] if array else None)
     scan.pushed = Pushed(params=pushed.params, notes=pushed.notes)

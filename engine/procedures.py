@@ -66,7 +66,7 @@ def parse_exec(sql: str, params: Params = None) -> tuple[str, dict[str, Any]]:
 
 def find(connection: Any, name: str) -> tuple[str | None, Procedure]:
     """The procedure of that name (any case) among the product's and its tables'."""
-    found = connection.catalog.procedures(connection.product.product)
+    found = connection.catalog.procedures(connection.product.id)
     for table, procedure in found:
         if procedure.name.lower() == name.lower():
             return table, procedure
@@ -117,7 +117,7 @@ def run(connection: Any, sql: str, params: Params = None) -> Result:
         if key.lower() in ("oauthrefreshtoken", "oauthaccesstoken", "verifier"):
             logs.register_secret(str(value))
     _, procedure = find(connection, name)
-    args = check_arguments(procedure, raw, connection.product.product)
+    args = check_arguments(procedure, raw, connection.product.id)
     request = procedure.request
     if "builtin" in request:
         answer = _builtin(connection, str(request["builtin"]), args)

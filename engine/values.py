@@ -34,10 +34,11 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sagesql.connector import products
 from sagesql.errors import DataError
 
-# Products whose timestamps carry milliseconds.
-MILLISECOND_PRODUCTS = frozenset({"sage_200"})
+# Products whose timestamps carry milliseconds (their modules say so).
+MILLISECOND_PRODUCTS = frozenset(p.id for p in products.all_products() if p.keeps_milliseconds)
 
 SQLITE_TYPES = {
     "TEXT": "TEXT",
@@ -66,10 +67,7 @@ def parse_datetime(text: str) -> datetime:
 
 
 def datetime_text(value: datetime, product: str) -> str:
-    value = value.astimezone(timezone.utc) if value.tzinfo else value
-    if product in MILLISECOND_PRODUCTS:
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return products.get(product).datetime_text(value)
 
 
 def to_storage(sql_type: str, raw: Any, product: str) -> Any:

@@ -31,7 +31,7 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.engine import bodies, validation
+from sagesql.engine import bodies, query, validation
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value, split_and
 from sagesql.engine.fetch import flattener
 from sagesql.engine.result import Result, ResultColumn
@@ -113,7 +113,7 @@ class Write:
 
 
 def _table_of(connection: Any, node: exp.Table) -> Table:
-    product = connection.product.product
+    product = connection.product.id
     scope = node.args.get("db")
     table = connection.catalog.table(node.name, scope.name if scope else product)
     if table.product != product:
@@ -189,12 +189,12 @@ def _plan_insert(write: Write) -> None:
                     f"{len(items)} values for {len(names)} columns", row=n, names=True
                 )
     elif isinstance(source, (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)):
-        query = source.this if isinstance(source, exp.Subquery) else source
+        finder = source.this if isinstance(source, exp.Subquery) else source
         with_ = tree.args.get("with_")
         if with_ is not None:
-            query = query.copy()
-            query.set("with_", with_.copy())
-        write.finder = query
+            finder = finder.copy()
+            finder.set("with_", with_.copy())
+        write.finder = finder
     else:
         raise ProgrammingError(
             "INSERT takes VALUES (...) or a SELECT", hint="write INSERT INTO t (a) VALUES (1)"
@@ -315,9 +315,8 @@ def _returning(write: Write) -> list[Column]:
 
 
 def _query(connection: Any, tree: exp.Expression) -> list[tuple[Any, ...]]:
-    from sagesql.engine import execute  # the query path (execute imports this module)
 
-    result = execute.run_tree(connection, tree.copy())
+    result = query.run_tree(connection, tree.copy())
     try:
         return list(result.rows)
     finally:
@@ -515,7 +514,6 @@ def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
 
 def explain(connection: Any, tree: exp.Expression) -> str:
     """What the write would send, and the SELECT that finds its rows; nothing is sent."""
-    from sagesql.engine import execute
 
     write = plan(connection, tree)
     write.problems.raise_if_any()
@@ -548,7 +546,7 @@ def explain(connection: Any, tree: exp.Expression) -> str:
             lines.append("  rows from the SELECT:")
             lines.extend(
                 "    " + line
-                for line in execute.prepare_tree(connection, write.finder.copy())
+                for line in query.prepare_tree(connection, write.finder.copy())
                 .explain()
                 .splitlines()
             )
@@ -569,7 +567,7 @@ def explain(connection: Any, tree: exp.Expression) -> str:
         )
         lines.extend(
             "    " + line
-            for line in execute.prepare_tree(connection, write.finder.copy()).explain().splitlines()
+            for line in query.prepare_tree(connection, write.finder.copy()).explain().splitlines()
         )
         lines.append(sent.replace(" per row", " per row found"))
     if write.void is not None:

@@ -25,7 +25,7 @@ from test_poll_helpers import (
 
 from sagesql.activities.polling import runner
 from sagesql.activities.polling.runner import open_session
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.sources import load_settings
 from sagesql.connector.transport import Transport
 
@@ -39,7 +39,7 @@ def _faults(sbx: Any, spec: str) -> None:
 
 def _session(sbx: Any, config: Any, attempts: int) -> Any:
     settings = load_settings(connection_string(sbx, "faults"), use_environment=False)
-    connection = Connection(settings)
+    connection = SageClient(settings)
     connection._transport = Transport(
         settings,
         connection.product,

@@ -51,21 +51,10 @@ from sagesql.activities.polling.config import (
 )
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.timeparse import duration
+from sagesql.connector import products
 from sagesql.errors import ConfigurationError
 
 POLLER = "event.poller.configuration"
-ELEMENT_PRODUCTS = {
-    "sageaccounting": "sage_accounting",
-    "sageone": "sage_accounting",
-    "sagebusinesscloudaccounting": "sage_accounting",
-    "sage200": "sage_200",
-    "sagecrm": "sage_crm",
-}
-PRODUCT_ELEMENTS = {
-    "sage_accounting": "sageaccounting",
-    "sage_200": "sage200",
-    "sage_crm": "sagecrm",
-}
 PLACEHOLDER = re.compile(r"\$\{(?P<kind>[A-Za-z]+)(?::(?P<format>[^}]*))?\}")
 SINCE = "since"  # the bind parameter that stands for the placeholder
 _ENTRY = {
@@ -115,11 +104,13 @@ def from_instance(data: Mapping[str, Any], path: Path | None) -> PollConfig:
     )
     product = None
     if element_key:
-        product = ELEMENT_PRODUCTS.get(element_key.lower().replace("-", "").replace("_", ""))
+        wanted = element_key.lower().replace("-", "").replace("_", "")
+        known = {key: p.id for p in products.all_products() for key in p.element_keys}
+        product = known.get(wanted)
         if product is None:
             raise ConfigurationError(
                 f"{where}: element {element_key!r} is not a Sage element sagesql polls",
-                hint=f"use one of {', '.join(sorted(ELEMENT_PRODUCTS))}",
+                hint=f"use one of {', '.join(sorted(known))}",
             )
     vendor = conf.get("event.vendor.type")
     if vendor and str(vendor).lower() not in ("polling", "poller"):

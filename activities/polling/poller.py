@@ -210,7 +210,7 @@ class Poller:
         """Learn the server's time with one small request when no answer was seen yet."""
         if self.clock.known:
             return
-        from sagesql.engine.execute import run
+        from sagesql.engine.pipeline import run
 
         key = spec.key
         result = run(self.connection, f'SELECT "{key}" FROM "{spec.table.name}" LIMIT 1')
@@ -276,7 +276,7 @@ class Poller:
     # -- rows -----------------------------------------------------------------------------
 
     def _rows(self, query: Query) -> tuple[list[str], list[tuple[Any, ...]]]:
-        from sagesql.engine.execute import run
+        from sagesql.engine.pipeline import run
 
         result = run(self.connection, query.sql, query.params)
         try:
@@ -478,7 +478,7 @@ class Poller:
         deletions = table.deletions
         if spec.deletes != "api" or deletions is None:
             return None
-        from sagesql.connector.paging import for_table as paginator_for
+        from sagesql.connector.products import paginator_for
         from sagesql.engine.fetch import flattener
 
         start = parse_iso(state.deleted_watermark or state.watermark or iso(upper))

@@ -27,13 +27,13 @@ from typing import Any
 from sagesql.activities.polling.config import PollConfig
 from sagesql.activities.polling.deliverer import Deliverer, DeliveryReport
 from sagesql.activities.polling.events import Origin
-from sagesql.activities.polling.instance import PRODUCT_ELEMENTS
 from sagesql.activities.polling.poller import Poller, TableResult
 from sagesql.activities.polling.sinks import Sink, build
 from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.activities.polling.tables import TableSpec, resolve
 from sagesql.activities.polling.timeparse import describe, iso, parse_iso
+from sagesql.connector import products
 from sagesql.errors import ConfigurationError
 
 log = logging.getLogger("sagesql.poll")
@@ -75,7 +75,7 @@ def origin_of(config: PollConfig, product: str) -> Origin:
     return Origin(
         config.instance_id,
         config.instance_name,
-        config.element_key or PRODUCT_ELEMENTS.get(product, product),
+        config.element_key or products.get(product).element_key,
     )
 
 
@@ -115,10 +115,10 @@ class Session:
 
 def open_session(config: PollConfig, settings: Any, *, connection: Any = None) -> Session:
     """Everything checked and built (the tables before any request)."""
-    from sagesql.connector.connection import Connection
+    from sagesql.connector.client import SageClient
 
     product = check_product(config, settings)
-    connection = connection or Connection(settings)
+    connection = connection or SageClient(settings)
     try:
         specs = resolve(config, connection.catalog, product)
         store = SQLiteStateStore(config.state)

@@ -29,6 +29,7 @@ from typing import Any
 
 from sagesql.activities.polling.config import DEFAULT_COMPARE_EVERY, PollConfig, TableConfig
 from sagesql.activities.polling.instance import SINCE
+from sagesql.connector import products
 from sagesql.errors import (
     ConfigurationError,
     Error,
@@ -38,24 +39,6 @@ from sagesql.errors import (
 from sagesql.schemas.catalog import Catalog, Table, did_you_mean
 
 log = logging.getLogger("sagesql.poll")
-
-# The platforms' resource names that are not tables: (table, filter) per product.
-PLATFORM_RESOURCES: dict[str, dict[str, tuple[str, str]]] = {
-    "sage_200": {
-        "invoices": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypeInvoice'",
-        ),
-        "credit_notes": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypeCreditNote'",
-        ),
-        "payments": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypePurchasePaymentSalesReceipt'",
-        ),
-    },
-}
 
 WINDOW, SNAPSHOT = "window", "snapshot"
 
@@ -90,7 +73,7 @@ class TableSpec:
 
 def planning_connection(catalog: Catalog, product: str) -> Any:
     """What the planner needs of a connection (catalog and product): no network."""
-    return SimpleNamespace(catalog=catalog, product=catalog.product(product))
+    return SimpleNamespace(catalog=catalog, product=products.get(product))
 
 
 def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, str | None]:
@@ -98,10 +81,11 @@ def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, 
     try:
         return catalog.table(name, product), None
     except UnknownTableError as exc:
-        mapped = PLATFORM_RESOURCES.get(product, {}).get(name.strip().lower())
+        platform = products.get(product).platform_resources
+        mapped = platform.get(name.strip().lower())
         if mapped is not None:
             return catalog.table(mapped[0], product), mapped[1]
-        extra = list(PLATFORM_RESOURCES.get(product, {}))
+        extra = list(platform)
         summaries = catalog.tables(product)
         names = [t.name for t in summaries] + [a for t in summaries for a in t.aliases] + extra
         raise UnknownTableError(
@@ -318,7 +302,7 @@ def _since_parameter(name: str, table: Table) -> str | None:
 
 def _check_filter(condition: str, table: Table, catalog: Catalog, product: str) -> None:
     """Plan ``SELECT * FROM t WHERE condition``: names, types and syntax, nothing sent."""
-    from sagesql.engine.execute import prepare
+    from sagesql.engine.pipeline import prepare
 
     try:
         prepare(

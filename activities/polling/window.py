@@ -166,13 +166,13 @@ class Window:
         return 1 if column.type == "INTEGER" else "a"
 
     def _limit_pushed(self, sql: str, params: dict[str, Any]) -> bool:
-        from sagesql.engine.execute import prepare
+        from sagesql.engine.pipeline import prepare
 
         plan = prepare(self._connection, sql, {**params, "n": self.chunk_size})
         return bool(plan.scans) and plan.scans[0].limit is not None
 
     def explain(self, lower: str, upper: str) -> str:
-        from sagesql.engine.execute import prepare
+        from sagesql.engine.pipeline import prepare
 
         query = self.updated(lower, upper, None)
         return prepare(self._connection, query.sql, query.params).explain()

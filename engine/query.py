@@ -1,30 +1,26 @@
-"""Running a statement: parse, bind, resolve, plan, fetch and evaluate, as one call.
+"""A query's own path: planned against the catalog, then fetched and evaluated locally.
 
-``run`` returns a Result whose rows stream; ``explain`` returns the plan as text
-without sending anything. Nothing is sent for a statement that fails validation:
-every name, type and parameter is checked while planning, before the first request.
+``prepare`` plans a SELECT (no request is made); ``run_tree`` fetches what the plan
+asks for, narrowing the inner side of a join by the values of its outer side, and lets
+SQLite evaluate the statement over those rows.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import time
 from collections.abc import Iterator
 from typing import Any
 
 from sqlglot import exp
 
-from sagesql.engine import fetch, local, procedures, writes
+from sagesql.engine import fetch, local
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
-from sagesql.engine.statement import Params, bind, parse, too_deep
+from sagesql.engine.statement import Params, bind, parse
 from sagesql.errors import NotSupportedError
 
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
-
-log = logging.getLogger("sagesql")
 
 
 def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
@@ -34,14 +30,14 @@ def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
         kind = type(tree).__name__.upper()
         raise NotSupportedError(
             f"{kind} is not a query",
-            hint="run writes with execute.run; prepare plans SELECT queries",
+            hint="run writes with pipeline.run; prepare plans SELECT queries",
         )
     return prepare_tree(connection, tree)
 
 
 def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
-    qualified, refs = resolve(tree, connection.catalog, connection.product.product)
+    qualified, refs = resolve(tree, connection.catalog, connection.product.id)
     the_plan = plan(qualified, refs, connection.catalog)
     for scan in the_plan.scans:
         source = scan.source or scan.table
@@ -53,67 +49,6 @@ def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
                 f"('sagesql describe {source.name}')",
             )
     return the_plan
-
-
-def _statement(sql: str, params: Params) -> exp.Expression:
-    tree = bind(parse(sql), params)
-    if not isinstance(tree, QUERIES) and not writes.is_write(tree):
-        kind = type(tree).__name__.upper()
-        raise NotSupportedError(
-            f"{kind} statements are not supported",
-            hint="sagesql runs SELECT, INSERT, UPDATE, DELETE and EXEC",
-        )
-    return tree
-
-
-def explain(connection: Any, sql: str, params: Params = None) -> str:
-    """The plan as text; nothing is sent."""
-    try:
-        return _explain(connection, sql, params)
-    except RecursionError:  # parsing and planning recurse once per level of nesting
-        raise too_deep() from None
-
-
-def _explain(connection: Any, sql: str, params: Params) -> str:
-    if procedures.is_exec(sql):
-        name, args = procedures.parse_exec(sql, params)
-        table, procedure = procedures.find(connection, name)
-        procedures.check_arguments(procedure, args, connection.product.product)
-        request = procedure.request
-        call = (
-            f"built-in {request['builtin']}"
-            if "builtin" in request
-            else f"{request['method']} {request['path']}"
-        )
-        return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
-    tree = _statement(sql, params)
-    if writes.is_write(tree):
-        return writes.explain(connection, tree)
-    return prepare_tree(connection, tree).explain()
-
-
-def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
-    """The result of a statement: a query's rows are fetched as they are read; a write
-    (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row."""
-    started = time.monotonic()
-    log.info("statement: %s", " ".join(sql.split()))
-    try:
-        result = _run(connection, sql, params, max_rows=max_rows)
-    except RecursionError:  # parsing and planning recurse once per level of nesting
-        raise too_deep() from None
-    result.on_close.append(
-        lambda: log.info("statement done in %.0f ms", (time.monotonic() - started) * 1000)
-    )
-    return result
-
-
-def _run(connection: Any, sql: str, params: Params, *, max_rows: int | None) -> Result:
-    if procedures.is_exec(sql):
-        return procedures.run(connection, sql, params)
-    tree = _statement(sql, params)
-    if writes.is_write(tree):
-        return writes.run(connection, tree)
-    return run_tree(connection, tree, max_rows=max_rows)
 
 
 def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
