@@ -1,4 +1,4 @@
-"""Write bodies conform to Sage's published definitions (../shared/reference).
+"""Write bodies conform to Sage's published definitions (schemas/definitions).
 
 Every JSON body a write test sends is read back from the sandbox's request log and
 validated against the request schema its table's operation names (``body_schema``):
