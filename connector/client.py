@@ -18,7 +18,7 @@ from sagesql.connector.login import Endpoints, run_login
 from sagesql.connector.products import SageProduct
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 from sagesql.errors import InterfaceError
 from sagesql.schemas.catalog import Catalog, default_catalog
 
@@ -46,7 +46,7 @@ class SageClient:
         catalog: Catalog | None = None,
         store: TokenStore | None = None,
         auth: AuthBase | None = None,
-        transport: Transport | None = None,
+        transport: HTTPTransport | None = None,
     ) -> None:
         self.settings = settings
         if settings.logfile:
@@ -75,13 +75,13 @@ class SageClient:
         )
 
     @property
-    def transport(self) -> Transport:
+    def transport(self) -> HTTPTransport:
         """The HTTP transport, built on first use (so that listing tables needs no network)."""
         if self.closed:
             raise InterfaceError("the connection is closed", hint="open a new connection")
         with self._lock:
             if self._transport is None:
-                self._transport = Transport(
+                self._transport = HTTPTransport(
                     self.settings, self.product.definition, base_url=self.base_url, auth=self.auth
                 )
             transport = self._transport

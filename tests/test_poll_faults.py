@@ -27,7 +27,7 @@ from sagesql.activities.polling import runner
 from sagesql.activities.polling.runner import open_session
 from sagesql.connector.client import SageClient
 from sagesql.connector.sources import load_settings
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 
 T0 = utc(2026, 3, 1, 8, 0, 0)
 
@@ -40,7 +40,7 @@ def _faults(sbx: Any, spec: str) -> None:
 def _session(sbx: Any, config: Any, attempts: int) -> Any:
     settings = load_settings(connection_string(sbx, "faults"), use_environment=False)
     connection = SageClient(settings)
-    connection._transport = Transport(
+    connection._transport = HTTPTransport(
         settings,
         connection.product,
         base_url=connection.base_url,
