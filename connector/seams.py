@@ -13,9 +13,11 @@ from typing import Any, Protocol
 
 import requests
 
+from sagesql.connector.login import Endpoints
 from sagesql.connector.paging import Paginator, Record
 from sagesql.connector.products import SageProduct
 from sagesql.connector.properties import Settings
+from sagesql.connector.tokenstore import TokenStore
 from sagesql.schemas.catalog import Catalog
 
 
@@ -74,10 +76,20 @@ class Planning(Protocol):
 
 
 class Client(Planning, Protocol):
-    """An open client: settings, and the transport its requests go through."""
+    """An open client: settings, the transport its requests go through, and (for the
+    OAuth procedures) its token store and endpoints."""
 
     @property
     def settings(self) -> Settings: ...
+
+    @property
+    def oauth(self) -> bool: ...
+
+    @property
+    def endpoints(self) -> Endpoints | None: ...
+
+    @property
+    def store(self) -> TokenStore | None: ...
 
     @property
     def transport(self) -> Transport: ...

@@ -12,9 +12,10 @@ from typing import Any
 from urllib.parse import quote
 
 from sagesql.connector.products import paginator_for
+from sagesql.connector.seams import Transport
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
-from sagesql.errors import APIError
+from sagesql.errors import APIError, NotSupportedError
 from sagesql.schemas.catalog import Column, Table
 
 PARENT = "$parent"
@@ -59,7 +60,7 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
     return flatten_top if None not in keys else flatten
 
 
-def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:
+def _get_one(transport: Transport, table: Table, key: Any) -> dict[str, Any] | None:
     path = table.operations["get"].path.replace("{key}", quote(str(key), safe=""))
     try:
         record = transport.get_json(path)
@@ -71,7 +72,7 @@ def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:
 
 
 def records(
-    scan: Scan, transport: Any, *, page_size: int | None, parallel: bool
+    scan: Scan, transport: Transport, *, page_size: int | None, parallel: bool
 ) -> Iterator[dict[str, Any]]:
     """The records of the table the scan requests (the parent, for a line table)."""
     table = scan.source or scan.table
@@ -83,8 +84,6 @@ def records(
         return
     listing = table.operations.get("list")
     if listing is None:
-        from sagesql.errors import NotSupportedError
-
         raise NotSupportedError(
             f"{table.name} cannot be read: the API only accepts new records there",
             hint=f"read them back from the table its description names "
@@ -106,7 +105,7 @@ def records(
 
 
 def rows(
-    scan: Scan, transport: Any, *, page_size: int | None = None, parallel: bool = False
+    scan: Scan, transport: Transport, *, page_size: int | None = None, parallel: bool = False
 ) -> Iterator[tuple[Any, ...]]:
     """The scan's rows, lazily."""
     flatten = flattener(scan.table, scan.columns)
@@ -121,7 +120,7 @@ def rows(
                 yield flatten(line, record)
 
 
-def total(scan: Scan, transport: Any) -> int | None:
+def total(scan: Scan, transport: Transport) -> int | None:
     """The number of records the scan's list request would return, from the API's own
     total: a one-record page's envelope, or Sage 200's $count. None when it gives none."""
     table = scan.source or scan.table

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 import logging
 import time
-from typing import Any
 
 from sqlglot import exp
 
+from sagesql.connector.seams import Client
 from sagesql.engine import procedures, writes
 from sagesql.engine.query import QUERIES, prepare, prepare_tree, run_tree
 from sagesql.engine.result import Result
@@ -35,7 +35,7 @@ def _statement(sql: str, params: Params) -> exp.Expression:
     return tree
 
 
-def explain(connection: Any, sql: str, params: Params = None) -> str:
+def explain(connection: Client, sql: str, params: Params = None) -> str:
     """The plan as text; nothing is sent."""
     try:
         return _explain(connection, sql, params)
@@ -43,7 +43,7 @@ def explain(connection: Any, sql: str, params: Params = None) -> str:
         raise too_deep() from None
 
 
-def _explain(connection: Any, sql: str, params: Params) -> str:
+def _explain(connection: Client, sql: str, params: Params) -> str:
     if procedures.is_exec(sql):
         name, args = procedures.parse_exec(sql, params)
         table, procedure = procedures.find(connection, name)
@@ -61,7 +61,9 @@ def _explain(connection: Any, sql: str, params: Params) -> str:
     return prepare_tree(connection, tree).explain()
 
 
-def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
+def run(
+    connection: Client, sql: str, params: Params = None, *, max_rows: int | None = None
+) -> Result:
     """The result of a statement: a query's rows are fetched as they are read; a write
     (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row."""
     started = time.monotonic()
@@ -76,7 +78,7 @@ def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | Non
     return result
 
 
-def _run(connection: Any, sql: str, params: Params, *, max_rows: int | None) -> Result:
+def _run(connection: Client, sql: str, params: Params, *, max_rows: int | None) -> Result:
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
     tree = _statement(sql, params)

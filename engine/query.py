@@ -13,6 +13,8 @@ from typing import Any
 
 from sqlglot import exp
 
+from sagesql.connector.properties import Settings
+from sagesql.connector.seams import Client, Transport
 from sagesql.engine import fetch, local
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
@@ -23,7 +25,7 @@ from sagesql.errors import NotSupportedError
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 
-def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
+def prepare(connection: Client, sql: str, params: Params = None) -> Plan:
     """The plan of a query (no request is made)."""
     tree = bind(parse(sql), params)
     if not isinstance(tree, QUERIES):
@@ -35,7 +37,7 @@ def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
     return prepare_tree(connection, tree)
 
 
-def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
+def prepare_tree(connection: Client, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
     qualified, refs = resolve(tree, connection.catalog, connection.product.id)
     the_plan = plan(qualified, refs, connection.catalog)
@@ -51,7 +53,7 @@ def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
     return the_plan
 
 
-def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
+def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
     """The result of a parsed, bound query."""
     settings = connection.settings
     cap = max_rows if max_rows is not None else settings.max_rows
@@ -116,7 +118,7 @@ class _JoinValues:
                 self.wanted[(scan.join.outer, scan.join.outer_column)] = []
         self.finished: set[int] = set()
 
-    def rows(self, i: int, transport: Any, settings: Any) -> Iterator[tuple[Any, ...]]:
+    def rows(self, i: int, transport: Transport, settings: Settings) -> Iterator[tuple[Any, ...]]:
         scan = self.plan.scans[i]
         if scan.join is not None:
             key = (scan.join.outer, scan.join.outer_column)
@@ -155,7 +157,7 @@ def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
 class _LazyTransport:
     """The connection's transport, opened when first used."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Client) -> None:
         self._connection = connection
 
     def __getattr__(self, name: str) -> Any:

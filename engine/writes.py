@@ -31,6 +31,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sagesql.connector.seams import Client
 from sagesql.engine import bodies, query, validation
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value, split_and
 from sagesql.engine.fetch import flattener
@@ -112,7 +113,7 @@ class Write:
     void: Procedure | None = None  # DELETE voids non-drafts: the procedure that does it
 
 
-def _table_of(connection: Any, node: exp.Table) -> Table:
+def _table_of(connection: Client, node: exp.Table) -> Table:
     product = connection.product.id
     scope = node.args.get("db")
     table = connection.catalog.table(node.name, scope.name if scope else product)
@@ -141,7 +142,7 @@ def _unsupported(tree: exp.Expression) -> None:
             )
 
 
-def plan(connection: Any, tree: exp.Expression) -> Write:
+def plan(connection: Client, tree: exp.Expression) -> Write:
     """The checked write (names, operation, columns, key predicate); nothing is sent."""
     _unsupported(tree)
     kind = type(tree).__name__.upper()
@@ -314,7 +315,7 @@ def _returning(write: Write) -> list[Column]:
 # -- the rows ------------------------------------------------------------------------------
 
 
-def _query(connection: Any, tree: exp.Expression) -> list[tuple[Any, ...]]:
+def _query(connection: Client, tree: exp.Expression) -> list[tuple[Any, ...]]:
 
     result = query.run_tree(connection, tree.copy())
     try:
@@ -323,7 +324,7 @@ def _query(connection: Any, tree: exp.Expression) -> list[tuple[Any, ...]]:
         result.close()
 
 
-def _values_rows(connection: Any, write: Write) -> list[list[Any]]:
+def _values_rows(connection: Client, write: Write) -> list[list[Any]]:
     source = write.tree.expression
     out: list[list[Any]] = []
     for row in source.expressions:
@@ -336,7 +337,7 @@ def _values_rows(connection: Any, write: Write) -> list[list[Any]]:
     return out
 
 
-def rows(connection: Any, write: Write) -> list[Row]:
+def rows(connection: Client, write: Write) -> list[Row]:
     """Every row to write, checked and typed; raises one error listing every problem."""
     if write.finder is not None:
         write.problems.raise_if_any()  # a wrong name makes reading the rows pointless
@@ -457,7 +458,7 @@ def requests(write: Write, found: Sequence[Row]) -> Iterator[RowRequest]:
         )
 
 
-def run(connection: Any, tree: exp.Expression) -> WriteResult:
+def run(connection: Client, tree: exp.Expression) -> WriteResult:
     """Carry out a write statement: every row checked first, then one request per row."""
     write = plan(connection, tree)
     found = rows(connection, write)
@@ -512,7 +513,7 @@ def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
 # -- explain --------------------------------------------------------------------------------
 
 
-def explain(connection: Any, tree: exp.Expression) -> str:
+def explain(connection: Client, tree: exp.Expression) -> str:
     """What the write would send, and the SELECT that finds its rows; nothing is sent."""
 
     write = plan(connection, tree)

@@ -16,7 +16,7 @@ from conftest import REPO
 pytestmark = pytest.mark.slow
 
 # Spelt in pieces so that this file does not hold the text it looks for.
-OUTSIDE_PATHS = ("../shared", "shared/reference")
+OUTSIDE_PATHS = ("/".join(["..", "shared"]), "/".join(["shared", "reference"]))
 
 
 @pytest.fixture(scope="module")
