@@ -16,7 +16,7 @@ from typing import Any, ClassVar
 
 from requests.auth import AuthBase
 
-from sagesql.connector import paging
+from sagesql.connector import paging, properties
 from sagesql.connector.auth import OAuthAuth
 from sagesql.connector.dialects.base import Dialect
 from sagesql.connector.properties import Settings
@@ -87,8 +87,15 @@ class SageProduct:
         return settings.url or self.definition.base_urls["default"]
 
     def scope_headers(self, settings: Settings, get_json: GetJSON) -> dict[str, str]:
-        """Headers naming the business or company every request is about (none here)."""
-        return {}
+        """Headers naming the business or company every request is about: those of the
+        definition whose connection property is set (X-Business from BusinessId)."""
+        headers: dict[str, str] = {}
+        for header in self.definition.headers:
+            prop = properties.lookup(header["property"])
+            value = getattr(settings, prop.attribute) if prop is not None else None
+            if value:
+                headers[header["name"]] = str(value)
+        return headers
 
     def auth(
         self, settings: Settings, store: TokenStore | None, token_url: str, login: Callable[[], Any]
