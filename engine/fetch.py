@@ -89,18 +89,34 @@ def records(
             hint=f"read them back from the table its description names "
             f"('sagesql describe {table.name}')",
         )
+    yield from _listing(
+        table,
+        scan.pushed.params,
+        transport,
+        page_size=page_size,
+        limit=scan.limit,
+        parallel=parallel and scan.limit is None,
+    )
+
+
+def _listing(
+    table: Table,
+    params: Mapping[str, str],
+    transport: Transport,
+    *,
+    page_size: int | None,
+    limit: int | None = None,
+    parallel: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The records of the table's list request with these parameters, page by page."""
+    path = table.operations["list"].path
     if table.paging.style == "none":
-        data = transport.get_json(listing.path, params=scan.pushed.params)
+        data = transport.get_json(path, params=params)
         yield from (data if isinstance(data, list) else [data] if data else [])
         return
     size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
     yield from transport.records(
-        listing.path,
-        scan.pushed.params,
-        paginator_for(table),
-        page_size=size,
-        limit=scan.limit,
-        parallel=parallel and scan.limit is None,
+        path, params, paginator_for(table), page_size=size, limit=limit, parallel=parallel
     )
 
 
@@ -131,3 +147,28 @@ def total(scan: Scan, transport: Transport) -> int | None:
     request = paginator.first(listing.path, scan.pushed.params, 1)
     page = paginator.parse(transport.get_json(request.path, params=request.params), request)
     return page.total
+
+
+def deleted(
+    table: Table,
+    columns: Sequence[str],
+    transport: Transport,
+    since: str,
+    *,
+    page_size: int | None = None,
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The tombstones the API reports for records deleted since ``since`` (the text of the
+    table's deletions parameter), lazily: each as the row of ``columns`` and the record.
+
+    The same listing as a scan's (the table's fixed parameters, its paging), with the
+    deletions parameter beside them."""
+    deletions = table.deletions
+    if deletions is None:
+        raise NotSupportedError(
+            f"{table.name}: the API reports no deletions",
+            hint="compare the keys of two scans to find deleted records",
+        )
+    params = {**table.fixed_parameters, deletions.parameter: since}
+    flatten = flattener(table, columns)
+    for record in _listing(table, params, transport, page_size=page_size):
+        yield flatten(record), record

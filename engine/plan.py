@@ -55,6 +55,9 @@ class Scan:
     join: JoinKey | None = None
     order: list[SortKey] = field(default_factory=list)
     empty: bool = False  # narrowed to no value at all: nothing to fetch
+    # The API applies the whole WHERE exactly, in the statement's order: a LIMIT on the
+    # statement (the number in ``limit``, when it has one) stops this scan's paging.
+    pushes_limit: bool = False
 
     @property
     def table(self) -> Table:
@@ -95,6 +98,12 @@ class Plan:
     # SELECT count(*) FROM t [WHERE ...all applied exactly by the API]: the API's own total
     # answers it with one request (the result column's name).
     count_only: str | None = None
+
+    @property
+    def pushes_limit(self) -> bool:
+        """Whether a LIMIT on this statement reaches the API (its one table's paging stops
+        there), whether or not the statement has one."""
+        return len(self.scans) == 1 and self.scans[0].pushes_limit
 
     def explain(self) -> str:
         lines: list[str] = []
@@ -250,6 +259,7 @@ def _plan_scan(
         and len(scan.pushed.exact) == len(scan.conjuncts)
         and (not select.args.get("order") or scan.pushed.sorted)
     ):
+        scan.pushes_limit = True
         limit, offset = (
             _int_literal(select.args.get("limit")),
             _int_literal(select.args.get("offset")),
