@@ -7,7 +7,7 @@ early stops the paging.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
@@ -35,7 +35,7 @@ def extract(
     return node
 
 
-def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-def]
+def flattener(table: Table, names: Sequence[str]) -> Callable[..., tuple[Any, ...]]:
     """A function from (record, parent record) to the row of those columns."""
     columns: list[Column] = [table.column(n) for n in names]
     product = table.product
@@ -45,6 +45,7 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
     ]
     convert = [storage_converter(c.type, product) for c in columns]
     keys = [key for key, _ in specs]
+    top_keys = [key for key in keys if key is not None]
 
     def flatten(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
         values = [
@@ -54,7 +55,7 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
         return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
     def flatten_top(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
-        values = map(record.get, keys)  # every column a top-level field: the common case
+        values = map(record.get, top_keys)  # every column a top-level field: the common case
         return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
     return flatten_top if None not in keys else flatten

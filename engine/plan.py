@@ -162,7 +162,7 @@ def _scope_of(tree: exp.Expression, ref: TableRef) -> tuple[Scope, exp.Table] | 
     return None
 
 
-def _is_simple(select: exp.Expression, scope: Scope) -> bool:
+def _is_simple(select: exp.Expr, scope: Scope) -> bool:
     """One source, no grouping, aggregates, DISTINCT or windows: rows map one to one."""
     if not isinstance(select, exp.Select) or len(scope.sources) != 1:
         return False
@@ -227,7 +227,7 @@ def _plan_scan(
     scan = Scan(ref, needed)
     found = _scope_of(tree, ref)
     candidates: list[exp.Expression] = []
-    select: exp.Expression | None = None
+    select: exp.Expr | None = None
     scope: Scope | None = None
     if found is not None:
         scope, source = found
@@ -309,11 +309,11 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
                 if not isinstance(condition, exp.EQ):
                     continue
                 ends = [
-                    columns.get(id(n))
+                    end
                     for n in (condition.this, condition.expression)
-                    if isinstance(n, exp.Column)
+                    if isinstance(n, exp.Column) and (end := columns.get(id(n))) is not None
                 ]
-                if len(ends) != 2 or None in ends:
+                if len(ends) != 2:
                     continue
                 mine = [e for e in ends if e[0] is inner.ref]
                 other = [e for e in ends if e[0] is not inner.ref]
@@ -391,7 +391,7 @@ def _candidates(select: exp.Select, source: exp.Table) -> list[exp.Expression]:
     return found
 
 
-def _order(select: exp.Expression, ref: TableRef, columns: dict[int, Any]) -> list[SortKey]:
+def _order(select: exp.Expr, ref: TableRef, columns: dict[int, Any]) -> list[SortKey]:
     """The ORDER BY as sort keys when every item is a plain column of this table."""
     order = select.args.get("order") if isinstance(select, exp.Select) else None
     if order is None:

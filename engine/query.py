@@ -9,12 +9,12 @@ from __future__ import annotations
 
 import itertools
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from sqlglot import exp
 
 from sagesql.connector.properties import Settings
-from sagesql.connector.seams import Client, Transport
+from sagesql.connector.seams import Client, Planning, Transport
 from sagesql.engine import fetch, local
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
@@ -25,7 +25,7 @@ from sagesql.errors import NotSupportedError
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 
-def prepare(connection: Client, sql: str, params: Params = None) -> Plan:
+def prepare(connection: Planning, sql: str, params: Params = None) -> Plan:
     """The plan of a query (no request is made)."""
     tree = bind(parse(sql), params)
     if not isinstance(tree, QUERIES):
@@ -37,7 +37,7 @@ def prepare(connection: Client, sql: str, params: Params = None) -> Plan:
     return prepare_tree(connection, tree)
 
 
-def prepare_tree(connection: Client, tree: exp.Expression) -> Plan:
+def prepare_tree(connection: Planning, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
     qualified, refs = resolve(tree, connection.catalog, connection.product.id)
     the_plan = plan(qualified, refs, connection.catalog)
@@ -60,7 +60,7 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
     the_plan = prepare_tree(connection, _capped(tree, cap))
     # Opened on the first request (Sage 200 asks for its site then), so that a statement
     # SQLite refuses sends nothing.
-    transport = _LazyTransport(connection) if the_plan.scans else None
+    transport = cast(Transport, _LazyTransport(connection))
     if the_plan.count_only is not None:
         total = fetch.total(the_plan.scans[0], transport)
         if total is not None:
@@ -94,9 +94,7 @@ def _load_order(the_plan: Plan) -> list[int]:
     waiting = list(range(len(the_plan.scans)))
     while waiting:
         ready = [
-            i
-            for i in waiting
-            if the_plan.scans[i].join is None or the_plan.scans[i].join.outer in order
+            i for i in waiting if (join := the_plan.scans[i].join) is None or join.outer in order
         ]
         if not ready:  # a cycle cannot be planned; keep the statement's order
             return order + waiting

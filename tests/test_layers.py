@@ -132,9 +132,7 @@ def test_no_module_cycles() -> None:
         m: {t for t in ts if not (m.startswith(t + ".") and t.count(".") >= 1)}
         for m, ts in graph().items()
     }
-    # Being untangled: the native config and the platforms' instance reader.
-    known = [["sagesql.activities.polling.config", "sagesql.activities.polling.instance"]]
-    found = [c for c in cycles(g) if c not in known]
+    found = cycles(g)
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
