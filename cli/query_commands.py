@@ -154,7 +154,7 @@ def query(
             logs.configure(settings, to_stderr=True)
         conn = stack.enter_context(Connection(settings))
         if explain:
-            typer.echo(execute.explain(conn, text, params))
+            typer.echo(execute.explain(conn, text, params, max_rows=max_rows))
             return
         result = execute.run(conn, text, params, max_rows=max_rows)
         stack.callback(result.close)

@@ -66,15 +66,17 @@ def _statement(sql: str, params: Params) -> exp.Expression:
     return tree
 
 
-def explain(connection: Any, sql: str, params: Params = None) -> str:
-    """The plan as text; nothing is sent."""
+def explain(
+    connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None
+) -> str:
+    """The plan as text; nothing is sent. ``max_rows`` as for run: the plan run would use."""
     try:
-        return _explain(connection, sql, params)
+        return _explain(connection, sql, params, max_rows)
     except RecursionError:  # parsing and planning recurse once per level of nesting
         raise too_deep() from None
 
 
-def _explain(connection: Any, sql: str, params: Params) -> str:
+def _explain(connection: Any, sql: str, params: Params, max_rows: int | None = None) -> str:
     if procedures.is_exec(sql):
         name, args = procedures.parse_exec(sql, params)
         table, procedure = procedures.find(connection, name)
@@ -89,7 +91,8 @@ def _explain(connection: Any, sql: str, params: Params) -> str:
     tree = _statement(sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)
-    return prepare_tree(connection, tree).explain()
+    cap = max_rows if max_rows is not None else connection.settings.max_rows
+    return prepare_tree(connection, _capped(tree, cap)).explain()
 
 
 def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
@@ -206,7 +209,7 @@ class _JoinValues:
 def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
     """The query with LIMIT cap when that is tighter than its own (the first cap rows are
     the same), so that the planner fits the pages to it and paging stops there."""
-    if cap is None or cap < 0 or not isinstance(tree, exp.Select):
+    if cap is None or cap < 0 or not isinstance(tree, exp.Select) or _one_row(tree):
         return tree
     limit = tree.args.get("limit")
     if limit is not None:
@@ -215,6 +218,20 @@ def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
             return tree
     tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
     return tree
+
+
+def _one_row(select: exp.Select) -> bool:
+    """An aggregate query without GROUP BY: one row at most, whatever the cap (which
+    would only hide it from the count shortcut)."""
+    if select.args.get("group"):
+        return False
+    inner = (exp.Select, exp.Subquery, exp.Window)
+    return any(
+        isinstance(node, exp.AggFunc)
+        or (isinstance(node, exp.Anonymous) and node.name.lower() in local.SQLITE_AGGREGATES)
+        for item in select.expressions
+        for node in item.walk(prune=lambda n: isinstance(n, inner))
+    )
 
 
 class _LazyTransport:
