@@ -135,11 +135,13 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
             counted.plan = the_plan  # type: ignore[attr-defined]
             return counted
     read = _JoinValues(the_plan)
+    scales: list[dict[str, int]] = [{} for _ in the_plan.scans]
     sources = [
         local.LocalSource(
             scan.ref.local_name,
             [(name, scan.table.column(name).type) for name in scan.columns],
-            read.rows(i, transport, settings),
+            read.rows(i, transport, settings, scales[i]),
+            scales[i],
         )
         for i, scan in enumerate(the_plan.scans)
     ]
@@ -184,7 +186,9 @@ class _JoinValues:
                 self.wanted[(scan.join.outer, scan.join.outer_column)] = []
         self.finished: set[int] = set()
 
-    def rows(self, i: int, transport: Any, settings: Any) -> Iterator[tuple[Any, ...]]:
+    def rows(
+        self, i: int, transport: Any, settings: Any, scales: dict[str, int] | None = None
+    ) -> Iterator[tuple[Any, ...]]:
         scan = self.plan.scans[i]
         if scan.join is not None:
             key = (scan.join.outer, scan.join.outer_column)
@@ -193,7 +197,9 @@ class _JoinValues:
         if scan.empty:
             return
         parallel = settings.max_concurrency > 1
-        rows = fetch.rows(scan, transport, page_size=settings.pagesize, parallel=parallel)
+        rows = fetch.rows(
+            scan, transport, page_size=settings.pagesize, parallel=parallel, scales=scales
+        )
         taps = [
             (scan.columns.index(col), values)
             for (outer, col), values in self.wanted.items()
