@@ -8,11 +8,12 @@ patch): the catalog, the token store, the auth object and the transport.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from sagesql.connector import sources
 from sagesql.connector.auth import CRMBasicAuth, OAuthAuth
-from sagesql.connector.login import Endpoints, run_login
+from sagesql.connector.login import Endpoints, connection_login, is_interactive
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
 from sagesql.errors import ConfigurationError, InterfaceError
@@ -59,8 +60,11 @@ class Connection:
         store: TokenStore | None = None,
         auth: Any = None,
         transport: Any = None,
+        interactive: Callable[[], bool] = is_interactive,
     ) -> None:
         self.settings = settings
+        # Whether a person can sign in in a browser when no token is stored (login.py).
+        self.interactive = interactive
         if settings.logfile:
             from sagesql.connector import logs
 
@@ -88,7 +92,7 @@ class Connection:
             self.settings,
             self.store,
             token_url=endpoints.token_url,
-            login=lambda: run_login(self.settings, endpoints),
+            login=lambda: connection_login(self.settings, endpoints, interactive=self.interactive),
         )
 
     @property

@@ -180,7 +180,12 @@ def _http(connection: Any, procedure: Procedure, args: dict[str, Any]) -> Any:
 
 
 def _builtin(connection: Any, builtin: str, args: dict[str, Any]) -> dict[str, Any]:
-    from sagesql.connector.login import authorization_url, exchange_code, run_login
+    from sagesql.connector.login import (
+        authorization_url,
+        connection_login,
+        exchange_code,
+        is_interactive,
+    )
     from sagesql.connector.tokenstore import TokenSet
 
     if not connection.oauth or connection.endpoints is None:
@@ -210,8 +215,9 @@ def _builtin(connection: Any, builtin: str, args: dict[str, Any]) -> dict[str, A
 
             code = code_from(str(args["Verifier"]), None)
             token = exchange_code(settings, endpoints, code, callback_url=callback)
-        else:
-            token = run_login(settings, endpoints)
+        else:  # APP: the browser login, where a person can sign in
+            interactive = getattr(connection, "interactive", is_interactive)
+            token = connection_login(settings, endpoints, interactive=interactive)
     elif builtin == "oauth_refresh_token":
         token = _refresh(connection, str(args["OAuthRefreshToken"]))
     else:
