@@ -154,7 +154,7 @@ def query(
             logs.configure(settings, to_stderr=True)
         conn = stack.enter_context(SageClient(settings))
         if explain:
-            typer.echo(pipeline.explain(conn, text, params))
+            typer.echo(pipeline.explain(conn, text, params, max_rows=max_rows))
             return
         result = pipeline.run(conn, text, params, max_rows=max_rows)
         stack.callback(result.close)

@@ -9,12 +9,13 @@ catalog, the token store, the auth object and the transport.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
 from typing import Any
 
 from requests.auth import AuthBase
 
 from sagesql.connector import logs, products, sources
-from sagesql.connector.login import Endpoints, run_login
+from sagesql.connector.login import Endpoints, connection_login, is_interactive
 from sagesql.connector.products import SageProduct
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
@@ -47,8 +48,11 @@ class SageClient:
         store: TokenStore | None = None,
         auth: AuthBase | None = None,
         transport: HTTPTransport | None = None,
+        interactive: Callable[[], bool] = is_interactive,
     ) -> None:
         self.settings = settings
+        # Whether a person can sign in in a browser when no token is stored (login.py).
+        self.interactive = interactive
         if settings.logfile:
             logs.configure(settings)
         self.catalog = catalog or default_catalog()
@@ -71,7 +75,11 @@ class SageClient:
             self.settings,
             self.store,
             token_url=endpoints.token_url if endpoints else "",
-            login=lambda: run_login(self.settings, endpoints) if endpoints else None,
+            login=lambda: (
+                connection_login(self.settings, endpoints, interactive=self.interactive)
+                if endpoints
+                else None
+            ),
         )
 
     @property

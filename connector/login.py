@@ -1,8 +1,12 @@
 """The OAuth authorization-code login: PKCE, a local listener on CallbackURL, paste fallback.
 
-``GETANDREFRESH`` runs it when no tokens are stored; ``sagesql auth login`` runs it on
-request; the procedures ``GetOAuthAuthorizationURL``, ``GetOAuthAccessToken`` and
-``RefreshOAuthAccessToken`` expose its steps for headless and integration use.
+``GETANDREFRESH`` runs it when no tokens are stored, if a person is there to sign in
+(a terminal on stdin or stderr): a run without one (cron, CI, an integration agent)
+fails at once with the authorization URL and the ways to get a token without a browser
+(:func:`connection_login`), rather than wait for a login nobody will do. ``sagesql auth
+login`` runs it on request; the procedures ``GetOAuthAuthorizationURL``,
+``GetOAuthAccessToken`` and ``RefreshOAuthAccessToken`` expose its steps for headless
+and integration use.
 
 The listener catches the redirect while the browser opens the authorization URL. On a
 machine without a browser the URL is printed and the user pastes the redirect URL (or
@@ -235,6 +239,58 @@ def default_opener(url: str) -> bool:
     return bool(browser.open(url))
 
 
+def _ask_on_stderr(prompt: str) -> str:
+    """input(), with the prompt on stderr: stdout may be the query's rows (> out.json)."""
+    print(prompt, end="", file=sys.stderr, flush=True)
+    line = sys.stdin.readline()
+    if not line:
+        raise EOFError
+    return line.rstrip("\r\n")
+
+
+def is_interactive() -> bool:
+    """Whether a person can take part in a login: stdin or stderr is a terminal. Not so
+    under cron, in CI or in a process an integration agent starts with pipes."""
+    for stream in (sys.stdin, sys.stderr):
+        try:
+            if stream is not None and stream.isatty():
+                return True
+        except (AttributeError, OSError, ValueError):  # replaced or closed streams
+            continue
+    return False
+
+
+def no_terminal_error(settings: Settings, endpoints: Endpoints) -> AuthError:
+    """Not logged in and nobody to log in: the URL to sign in at, and what to do then."""
+    # As GetOAuthAuthorizationURL makes it (no PKCE): GetOAuthAccessToken with
+    # AuthMode=WEB can exchange its code in any process.
+    url = authorization_url(settings, endpoints, state=secrets.token_urlsafe(16))
+    profile = f" --profile {settings.profile}" if settings.profile else ""
+    return AuthError(
+        "not logged in, and no terminal to log in from (InitiateOAuth=GETANDREFRESH with no "
+        "stored token; nothing waits for a browser here)",
+        # The URL last, so that nothing sticks to it when it is copied.
+        hint=f"run 'sagesql auth login{profile}' on a machine with a browser and let this one "
+        "use its token store (OAuthSettingsLocation), or set InitiateOAuth=REFRESH with "
+        "OAuthRefreshToken, or sign in at the URL that ends this line and pass the redirect "
+        "URL to EXEC GetOAuthAccessToken @AuthMode='WEB', @Verifier='<redirect URL>' on this "
+        f"connection (EXEC GetOAuthAuthorizationURL gives a new one): {url}",
+    )
+
+
+def connection_login(
+    settings: Settings,
+    endpoints: Endpoints,
+    *,
+    interactive: Callable[[], bool] = is_interactive,
+) -> dict[str, Any]:
+    """The login a connection runs when it has no token: the browser login when a person
+    is at a terminal; elsewhere an AuthError at once (:func:`no_terminal_error`)."""
+    if not interactive():
+        raise no_terminal_error(settings, endpoints)
+    return run_login(settings, endpoints)
+
+
 def run_login(
     settings: Settings,
     endpoints: Endpoints,
@@ -253,7 +309,7 @@ def run_login(
         if not opener(url):
             say(f"Open this URL in a browser and sign in:\n{url}")
             if ask is not None or sys.stdin.isatty():
-                reader = ask or input
+                reader = ask or _ask_on_stderr
 
                 def read_paste() -> None:
                     with contextlib.suppress(EOFError, OSError):

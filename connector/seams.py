@@ -8,7 +8,7 @@ talks HTTP.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from typing import Any, Protocol
 
 import requests
@@ -90,6 +90,9 @@ class Client(Planning, Protocol):
 
     @property
     def store(self) -> TokenStore | None: ...
+
+    @property
+    def interactive(self) -> Callable[[], bool]: ...  # can a person sign in in a browser
 
     @property
     def transport(self) -> Transport: ...

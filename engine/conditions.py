@@ -14,7 +14,7 @@ from decimal import Decimal
 from typing import Any
 
 from sqlglot import exp
-from sqlglot.optimizer.scope import traverse_scope
+from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from sagesql.connector.predicates import FLIPPED, And, Comparison, Not, Or, Predicate
 from sagesql.engine.names import TableRef
@@ -78,6 +78,49 @@ def column_map(tree: exp.Expression, refs: list[TableRef]) -> dict[int, tuple[Ta
                 ref = by_local[source.name]
                 if ref.table.has_column(column.name):
                     found[id(column)] = (ref, ref.table.column(column.name))
+    return found
+
+
+def passed_through(
+    tree: exp.Expression, columns: dict[int, tuple[TableRef, Column]]
+) -> dict[int, tuple[TableRef, Column]]:
+    """id(column node) -> the catalog column it carries unchanged, for columns of derived
+    tables and CTEs: ``t.updated_at`` of ``FROM (SELECT updated_at FROM customers) AS t``
+    (a plain column, or one-argument MIN/MAX, through any depth; every branch of a set
+    operation the same type). For literals only (normalize_literals): such a column
+    holds the catalog column's stored values, but no API request filters on it."""
+    found: dict[int, tuple[TableRef, Column]] = {}
+
+    def origin(scope: Scope, name: str) -> tuple[TableRef, Column] | None:
+        if scope.set_operation_scopes:
+            arms = [origin(arm, name) for arm in scope.set_operation_scopes]
+            if any(a is None for a in arms) or len({a[1].type for a in arms}) != 1:  # type: ignore[index]
+                return None
+            return arms[0]
+        select = scope.expression
+        if not isinstance(select, exp.Select):
+            return None
+        items = [e for e in select.expressions if e.alias_or_name.lower() == name.lower()]
+        if len(items) != 1:
+            return None
+        node = items[0].unalias()
+        while isinstance(node, exp.Paren) or (
+            isinstance(node, (exp.Min, exp.Max)) and not node.expressions
+        ):
+            node = node.this
+        if not isinstance(node, exp.Column):
+            return None
+        return columns.get(id(node)) or found.get(id(node))
+
+    for scope in traverse_scope(tree):  # inner scopes first
+        for column in scope.columns:
+            if id(column) in columns:
+                continue
+            source = scope.sources.get(column.table)
+            if isinstance(source, Scope):
+                carried = origin(source, column.name)
+                if carried is not None:
+                    found[id(column)] = carried
     return found
 
 

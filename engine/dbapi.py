@@ -12,6 +12,14 @@ reads no further than ``n`` rows. Parameters are ``?`` with a sequence (``params
 is ``qmark``) or ``:name`` with a mapping. Sage has no transactions: ``commit()`` does
 nothing and ``rollback()`` raises NotSupportedError. Every exception is one of the
 PEP 249 classes below (all rooted at :class:`Error`).
+
+Values come as Python types: DATE columns as ``datetime.date``, DATETIME as a UTC-aware
+``datetime.datetime``, DECIMAL as ``decimal.Decimal``, BOOLEAN as ``bool``, INTEGER as
+``int``, TEXT and JSON as ``str`` (a value the API sent in a shape its type does not
+allow stays the text it was). ``description[i][1]`` is the column's catalog type
+("DATETIME", "DECIMAL"...), equal to the PEP 249 type object of those values
+(``== dbapi.DATETIME``, ``NUMBER``, ``STRING``), or None for a computed column.
+The command line and the activities keep the ISO text of dates and times.
 """
 
 from __future__ import annotations
@@ -20,10 +28,12 @@ import datetime
 import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from decimal import Decimal
 from itertools import islice
 from typing import Any
 
-from sagesql.engine.result import Result
+from sagesql.engine.result import Result, ResultColumn
+from sagesql.engine.values import parse_datetime
 from sagesql.errors import (
     DatabaseError,
     DataError,
@@ -236,7 +246,10 @@ class Cursor:
         if not isinstance(operation, str):
             raise ProgrammingError("the statement must be a string of SQL")
         result = self.connection.run(operation, _parameters(parameters))
-        self._result, self._rows, self._read = result, iter(result.rows), 0
+        rows = iter(result.rows)
+        convert = _row_converter(result.columns)
+        self._result, self._read = result, 0
+        self._rows = rows if convert is None else map(convert, rows)
         self.rowcount = result.rowcount
         if result.columns:
             self.description = tuple(
@@ -330,6 +343,66 @@ class Cursor:
 
     def __exit__(self, *exc: object) -> None:
         self.close()
+
+
+def _to_date(value: Any) -> Any:
+    if value.__class__ is str:
+        try:
+            return datetime.date.fromisoformat(value)
+        except ValueError:
+            return value  # not a date: the API's text, as it was
+    return value
+
+
+def _to_datetime(value: Any) -> Any:
+    if value.__class__ is str:
+        try:
+            return parse_datetime(value)
+        except ValueError:
+            return value
+    return value
+
+
+def _to_decimal(value: Any) -> Any:
+    if isinstance(value, float):
+        return Decimal(repr(value))
+    if isinstance(value, int) and not isinstance(value, bool):
+        return Decimal(value)
+    return value
+
+
+def _to_bool(value: Any) -> Any:
+    return bool(value) if value.__class__ is int else value
+
+
+# The Python type a cursor returns for each catalog type whose stored value differs.
+_CONVERTERS: dict[str, Callable[[Any], Any]] = {
+    "DATE": _to_date,
+    "DATETIME": _to_datetime,
+    "DECIMAL": _to_decimal,
+    "BOOLEAN": _to_bool,
+}
+
+
+def _row_converter(
+    columns: Sequence[ResultColumn],
+) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
+    """A function giving a result row the Python types of its columns' catalog types,
+    or None when no column needs one."""
+    typed = [
+        (i, _CONVERTERS[c.sql_type]) for i, c in enumerate(columns) if c.sql_type in _CONVERTERS
+    ]
+    if not typed:
+        return None
+
+    def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
+        out = list(row)
+        for i, to in typed:
+            if out[i] is not None:
+                out[i] = to(out[i])
+        return tuple(out)
+
+    return convert
 
 
 def _parameters(parameters: Any) -> Params:

@@ -35,8 +35,39 @@ def extract(
     return node
 
 
-def flattener(table: Table, names: Sequence[str]) -> Callable[..., tuple[Any, ...]]:
-    """A function from (record, parent record) to the row of those columns."""
+# A scale beyond this is noise (a float's binary tail), not how the API writes the number.
+MAX_SCALE = 12
+
+
+def decimal_places(raw: Any) -> int:
+    """The digits after the point of a number as the API wrote it ("7800.00": 2)."""
+    text = raw if raw.__class__ is str else repr(raw) if raw.__class__ is float else ""
+    dot = text.find(".")
+    if dot < 0:
+        return 0
+    places = len(text) - dot - 1
+    return places if places <= MAX_SCALE and text[dot + 1 :].isdigit() else 0
+
+
+def _noting_scale(convert: Any, scales: dict[str, int], name: str) -> Any:
+    def note(raw: Any) -> Any:
+        places = decimal_places(raw)
+        if places > scales.get(name, 0):
+            scales[name] = places
+        return convert(raw)
+
+    return note
+
+
+def flattener(
+    table: Table, names: Sequence[str], scales: dict[str, int] | None = None
+) -> Callable[..., tuple[Any, ...]]:
+    """A function from (record, parent record) to the row of those columns.
+
+    ``scales``, when given, gets each DECIMAL column's largest number of decimal places
+    the API wrote ("7800.00": 2): SQLite keeps the number, not how it was written, and
+    the result gives it back with that scale (local.py).
+    """
     columns: list[Column] = [table.column(n) for n in names]
     product = table.product
     # A top-level field is read with one dict lookup; nested ones walk their path.
@@ -44,6 +75,10 @@ def flattener(table: Table, names: Sequence[str]) -> Callable[..., tuple[Any, ..
         (c.path[0] if len(c.path) == 1 and c.path[0] != PARENT else None, c.path) for c in columns
     ]
     convert = [storage_converter(c.type, product) for c in columns]
+    if scales is not None:
+        for i, c in enumerate(columns):
+            if c.type == "DECIMAL":
+                convert[i] = _noting_scale(convert[i], scales, c.name)
     keys = [key for key, _ in specs]
     top_keys = [key for key in keys if key is not None]
 
@@ -122,10 +157,15 @@ def _listing(
 
 
 def rows(
-    scan: Scan, transport: Transport, *, page_size: int | None = None, parallel: bool = False
+    scan: Scan,
+    transport: Transport,
+    *,
+    page_size: int | None = None,
+    parallel: bool = False,
+    scales: dict[str, int] | None = None,
 ) -> Iterator[tuple[Any, ...]]:
-    """The scan's rows, lazily."""
-    flatten = flattener(scan.table, scan.columns)
+    """The scan's rows, lazily (``scales``: see flattener)."""
+    flatten = flattener(scan.table, scan.columns, scales)
     parent = scan.table.parent
     for record in records(scan, transport, page_size=page_size, parallel=parallel):
         if parent is None:

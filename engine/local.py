@@ -113,6 +113,9 @@ class LocalSource:
     name: str
     columns: Sequence[tuple[str, str]]  # (column name, catalog SQL type)
     rows: Iterator[tuple[Any, ...]]
+    # DECIMAL column -> decimal places the API wrote, filled while rows are read
+    # (fetch.flattener): a result column that is such a column keeps that scale.
+    scales: Mapping[str, int] = field(default_factory=dict)
 
 
 @dataclass
@@ -215,7 +218,7 @@ def evaluate(
                 sources[0],
                 sql,
                 window,
-                _converter(columns),
+                _converter(columns, _scales(select, sources, len(columns))),
                 evaluation,
                 state,
                 batch_rows,
@@ -229,7 +232,7 @@ def evaluate(
                 _load(database, source, evaluation, memory_rows, memory_bytes)
             cursor = database.run(sql)
             columns = _result_columns(select, sources, cursor.description)
-            rows = _read(cursor, _converter(columns), state)
+            rows = _read(cursor, _converter(columns, _scales(select, sources, len(columns))), state)
     except BaseException:
         state.close()
         raise
@@ -469,20 +472,69 @@ def _window(database: _Database, select: exp.Expression) -> tuple[int, int | Non
 
 def _converter(
     columns: list[ResultColumn],
+    scales: Sequence[tuple[Mapping[str, int], str] | None] = (),
 ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
-    """A function giving a stored row its Python values, or None when nothing changes."""
+    """A function giving a stored row its Python values, or None when nothing changes.
+
+    ``scales[i]``: where the decimal places of DECIMAL column i are noted (its source's
+    scales and column name); its Decimals get those places ("7800.00", not "7800").
+    """
     typed = [(i, c.sql_type) for i, c in enumerate(columns) if c.sql_type in CONVERTED_TYPES]
     if not typed:
         return None
     from_storage = values.from_storage
+    scaled = [(i, *s) for i, s in enumerate(scales) if s is not None]
 
     def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
         out = list(row)
         for i, sql_type in typed:
             out[i] = from_storage(sql_type, out[i])
+        for i, noted, name in scaled:
+            places = noted.get(name)
+            if places:
+                out[i] = with_scale(out[i], places)
         return tuple(out)
 
     return convert
+
+
+def with_scale(value: Any, places: int) -> Any:
+    """A Decimal with at least ``places`` decimal places (only zeros added: the same number)."""
+    if not isinstance(value, Decimal) or not value.is_finite():
+        return value
+    exponent = value.as_tuple().exponent
+    if not isinstance(exponent, int) or exponent <= -places:
+        return value
+    try:
+        return value.quantize(Decimal(1).scaleb(-places))
+    except ArithmeticError:  # more digits than the decimal context holds
+        return value
+
+
+def _scales(
+    select: exp.Expression, sources: Sequence[LocalSource], count: int
+) -> list[tuple[Mapping[str, int], str] | None]:
+    """For each result column that is a source's DECIMAL column (through aliases, CTEs,
+    subqueries, MIN/MAX, branches that agree): that source's scales and the column."""
+    by_name = {s.name.lower(): s for s in sources}
+    tagged = {
+        s.name.lower(): [
+            (name, f"{s.name.lower()}\0{name}" if sql_type == "DECIMAL" else None)
+            for name, sql_type in s.columns
+        ]
+        for s in sources
+    }
+    found = output_columns(select, tagged)
+    if found is None or len(found) != count:
+        return []
+    out: list[tuple[Mapping[str, int], str] | None] = []
+    for _, tag in found:
+        if tag is None or "\0" not in tag:
+            out.append(None)
+            continue
+        source, name = tag.split("\0", 1)
+        out.append((by_name[source].scales, name) if source in by_name else None)
+    return out
 
 
 def _read(

@@ -89,14 +89,18 @@ def resolve(
 
 def _name_output_columns(tree: exp.Expression) -> None:
     """Unnamed result columns keep their expression's text (count(*)), as SQLite names
-    them, instead of the qualifier's generated _col_0."""
-    if not isinstance(tree, exp.Select):
-        return
-    for item in tree.expressions:
-        if not isinstance(item, (exp.Alias, exp.Column, exp.Star)) and not (
-            isinstance(item, exp.Column) and isinstance(item.this, exp.Star)
-        ):
-            item.replace(exp.alias_(item.copy(), item.sql(READ_DIALECT), quoted=True))
+    them, instead of the qualifier's generated _col_0: the statement's own, and those of
+    every derived table, CTE and set operation's branch (``SELECT * FROM (SELECT
+    count(*) FROM t)`` answers a column named count(*) too)."""
+    selects = list(tree.find_all(exp.Select))  # every enclosing query before its parts
+    named = [
+        (item, item.sql(READ_DIALECT))  # the text as written, before any inner alias
+        for select in selects
+        for item in select.expressions
+        if not isinstance(item, (exp.Alias, exp.Column, exp.Star))
+    ]
+    for item, name in reversed(named):  # inner queries first: the outer copies keep them
+        item.replace(exp.alias_(item.copy(), name, quoted=True))
 
 
 def _check_qualifiers(tree: exp.Expression) -> None:

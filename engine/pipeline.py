@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from sagesql.connector.seams import Client
 from sagesql.engine import procedures, writes
-from sagesql.engine.query import QUERIES, prepare, prepare_tree, run_tree
+from sagesql.engine.query import QUERIES, capped, prepare, prepare_tree, run_tree
 from sagesql.engine.result import Result
 from sagesql.engine.statement import Params, bind, parse, too_deep
 from sagesql.errors import NotSupportedError
@@ -35,15 +35,17 @@ def _statement(sql: str, params: Params) -> exp.Expression:
     return tree
 
 
-def explain(connection: Client, sql: str, params: Params = None) -> str:
-    """The plan as text; nothing is sent."""
+def explain(
+    connection: Client, sql: str, params: Params = None, *, max_rows: int | None = None
+) -> str:
+    """The plan as text; nothing is sent. ``max_rows`` as for run: the plan run would use."""
     try:
-        return _explain(connection, sql, params)
+        return _explain(connection, sql, params, max_rows)
     except RecursionError:  # parsing and planning recurse once per level of nesting
         raise too_deep() from None
 
 
-def _explain(connection: Client, sql: str, params: Params) -> str:
+def _explain(connection: Client, sql: str, params: Params, max_rows: int | None = None) -> str:
     if procedures.is_exec(sql):
         name, args = procedures.parse_exec(sql, params)
         table, procedure = procedures.find(connection, name)
@@ -58,7 +60,8 @@ def _explain(connection: Client, sql: str, params: Params) -> str:
     tree = _statement(sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)
-    return prepare_tree(connection, tree).explain()
+    cap = max_rows if max_rows is not None else connection.settings.max_rows
+    return prepare_tree(connection, capped(tree, cap)).explain()
 
 
 def run(

@@ -11,7 +11,10 @@ that table alone and that may filter its rows before the statement runs:
 
 A key predicate (``id = x``, ``id IN (...)``) becomes GET-one requests when that is
 fewer requests. LIMIT reaches the API only when the whole WHERE is applied there
-exactly and the API returns the rows in the statement's order. Whatever is pushed,
+exactly and the API returns the rows in the statement's order. Rules about the
+statement (LIMIT, ORDER BY, count(*) from the API's total) apply only to a table in the
+statement's own FROM, never to one inside a subquery, CTE or set operation, and join
+narrowing only to tables of the same FROM. Whatever is pushed,
 SQLite re-evaluates the whole statement over the fetched rows, so pushdown can only
 make a query cheaper, never change its answer.
 """
@@ -28,13 +31,22 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sagesql.connector.dialects import Pushed, SortKey
 from sagesql.connector.predicates import And, Comparison, Predicate
 from sagesql.connector.products import dialect_for
-from sagesql.engine.conditions import column_map, normalize_literals, split_and, to_predicate
+from sagesql.engine.conditions import (
+    column_map,
+    normalize_literals,
+    passed_through,
+    split_and,
+    to_predicate,
+)
+from sagesql.engine.local import SQLITE_AGGREGATES
 from sagesql.engine.names import TableRef
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.schemas.catalog import Catalog, Table
 
 # Above this many keys, one list request beats a GET per key.
 MAX_KEY_LOOKUPS = 20
+# The clauses a statement answered by the API's total may have (sqlglot's arg names).
+COUNT_CLAUSES = frozenset({"expressions", "from_", "from", "where"})
 
 
 @dataclass
@@ -168,7 +180,13 @@ def _is_simple(select: exp.Expr, scope: Scope) -> bool:
         return False
     if any(select.args.get(k) for k in ("group", "having", "distinct", "joins")):
         return False
-    return select.find(exp.AggFunc, exp.Window, exp.Subquery) is None
+    for node in select.walk():
+        if isinstance(node, (exp.AggFunc, exp.Window, exp.Subquery)):
+            return False
+        # SQLite aggregates sqlglot reads as plain functions: total(), jsonb_group_array()
+        if isinstance(node, exp.Anonymous) and node.name.lower() in SQLITE_AGGREGATES:
+            return False
+    return True
 
 
 def _int_literal(node: exp.Expression | None) -> int | None:
@@ -185,24 +203,36 @@ def plan(tree: exp.Expression, refs: Sequence[TableRef], catalog: Catalog) -> Pl
     columns = column_map(tree, list(refs))
     scans = [_plan_scan(tree, ref, columns, catalog) for ref in refs]
     _plan_joins(tree, scans, columns)
-    normalize_literals(tree, columns)
+    # Literals compared with a derived table's or CTE's column are stored forms too.
+    normalize_literals(tree, {**columns, **passed_through(tree, columns)})
     return Plan(tree, scans, count_only=_count_only(tree, scans))
 
 
 def _count_only(tree: exp.Expression, scans: list[Scan]) -> str | None:
-    """The result name when the statement is a bare count(*) the API's total answers."""
+    """The result name when the statement is a bare count(*) the API's total answers.
+
+    Only where that is provably the same answer: the statement's top level is exactly
+    ``SELECT count(*) FROM <the catalog table> [WHERE ...]``, the whole WHERE applied
+    exactly by the API, and nothing else anywhere (no derived table, CTE, subquery,
+    join, grouping, DISTINCT, LIMIT/OFFSET or window). A count over a subquery or CTE
+    counts that query's rows, which the table's total knows nothing about.
+    """
     if not isinstance(tree, exp.Select) or len(scans) != 1 or len(tree.expressions) != 1:
         return None
-    if any(
-        tree.args.get(k)
-        for k in ("joins", "group", "having", "distinct", "order", "limit", "offset", "with")
-    ):
+    if any(value for key, value in tree.args.items() if key not in COUNT_CLAUSES):
+        return None
+    scan = scans[0]
+    from_ = tree.args.get("from_") or tree.args.get("from")
+    source = from_.this if from_ is not None else None
+    if not (isinstance(source, exp.Table) and source.name == scan.ref.local_name):
+        return None  # a derived table, a CTE or a table function: not the catalog table
+    nested = (exp.Select, exp.Subquery, exp.SetOperation, exp.Window)
+    if any(isinstance(node, nested) for node in tree.walk() if node is not tree):
         return None
     item = tree.expressions[0]
     count = item.this if isinstance(item, exp.Alias) else item
     if not (isinstance(count, exp.Count) and isinstance(count.this, exp.Star)):
         return None
-    scan = scans[0]
     table = scan.source or scan.table
     exact = not scan.local_only and len(scan.pushed.exact) == len(scan.conjuncts)
     if (
@@ -298,6 +328,14 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
     """Mark inner tables of equi-joins with the outer column whose values narrow them."""
     index = {id(scan.ref): i for i, scan in enumerate(scans)}
     for select in tree.find_all(exp.Select):
+        # Only tables of this SELECT's own FROM and joins narrow each other: a correlated
+        # column of an enclosing query (ON x.id = outer.id in a subquery) does not filter
+        # the enclosing query's rows, so its table must not be narrowed by the join.
+        own = {
+            node.name
+            for node in [_from_table(select), *(j.this for j in select.args.get("joins") or [])]
+            if isinstance(node, exp.Table)
+        }
         for join in select.args.get("joins") or []:
             side = (join.side or "").upper()
             if side not in ("", "LEFT") or (join.kind or "").upper() not in ("", "INNER"):
@@ -323,6 +361,8 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
                 types = {mine[0][1].type, other[0][1].type}
                 if outer is None or not types <= {"TEXT", "INTEGER"}:
                     continue
+                if scans[outer].ref.local_name not in own:
+                    continue
                 first = scans[outer]
                 if (
                     side == ""
@@ -338,6 +378,11 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
                 elif first.join is None or first.join.outer != index[id(inner.ref)]:
                     inner.join = JoinKey(outer, other[0][1].name, mine[0][1].name)
                 break
+
+
+def _from_table(select: exp.Select) -> exp.Expression | None:
+    from_ = select.args.get("from_") or select.args.get("from")
+    return from_.this if from_ is not None else None
 
 
 def _scan_of(node: exp.Expression, scans: list[Scan]) -> Scan | None:

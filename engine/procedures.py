@@ -22,7 +22,12 @@ from sqlglot.errors import ParseError, TokenError
 
 from sagesql.connector import logs
 from sagesql.connector.auth import OAuthAuth
-from sagesql.connector.login import authorization_url, code_from, exchange_code, run_login
+from sagesql.connector.login import (
+    authorization_url,
+    code_from,
+    connection_login,
+    exchange_code,
+)
 from sagesql.connector.seams import Client
 from sagesql.connector.tokenstore import TokenSet
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value
@@ -208,8 +213,9 @@ def _builtin(connection: Client, builtin: str, args: dict[str, Any]) -> dict[str
                 )
             code = code_from(str(args["Verifier"]), None)
             token = exchange_code(settings, endpoints, code, callback_url=callback)
-        else:
-            token = run_login(settings, endpoints)
+        else:  # APP: the browser login, where a person can sign in
+            interactive = connection.interactive
+            token = connection_login(settings, endpoints, interactive=interactive)
     elif builtin == "oauth_refresh_token":
         token = _refresh(connection, str(args["OAuthRefreshToken"]))
     else:

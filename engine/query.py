@@ -57,7 +57,7 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
     """The result of a parsed, bound query."""
     settings = connection.settings
     cap = max_rows if max_rows is not None else settings.max_rows
-    the_plan = prepare_tree(connection, _capped(tree, cap))
+    the_plan = prepare_tree(connection, capped(tree, cap))
     # Opened on the first request (Sage 200 asks for its site then), so that a statement
     # SQLite refuses sends nothing.
     transport = cast(Transport, _LazyTransport(connection))
@@ -69,11 +69,13 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
             counted.plan = the_plan  # type: ignore[attr-defined]
             return counted
     read = _JoinValues(the_plan)
+    scales: list[dict[str, int]] = [{} for _ in the_plan.scans]
     sources = [
         local.LocalSource(
             scan.ref.local_name,
             [(name, scan.table.column(name).type) for name in scan.columns],
-            read.rows(i, transport, settings),
+            read.rows(i, transport, settings, scales[i]),
+            scales[i],
         )
         for i, scan in enumerate(the_plan.scans)
     ]
@@ -116,7 +118,13 @@ class _JoinValues:
                 self.wanted[(scan.join.outer, scan.join.outer_column)] = []
         self.finished: set[int] = set()
 
-    def rows(self, i: int, transport: Transport, settings: Settings) -> Iterator[tuple[Any, ...]]:
+    def rows(
+        self,
+        i: int,
+        transport: Transport,
+        settings: Settings,
+        scales: dict[str, int] | None = None,
+    ) -> Iterator[tuple[Any, ...]]:
         scan = self.plan.scans[i]
         if scan.join is not None:
             key = (scan.join.outer, scan.join.outer_column)
@@ -125,7 +133,9 @@ class _JoinValues:
         if scan.empty:
             return
         parallel = settings.max_concurrency > 1
-        rows = fetch.rows(scan, transport, page_size=settings.pagesize, parallel=parallel)
+        rows = fetch.rows(
+            scan, transport, page_size=settings.pagesize, parallel=parallel, scales=scales
+        )
         taps = [
             (scan.columns.index(col), values)
             for (outer, col), values in self.wanted.items()
@@ -138,10 +148,10 @@ class _JoinValues:
         self.finished.add(i)
 
 
-def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
+def capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
     """The query with LIMIT cap when that is tighter than its own (the first cap rows are
     the same), so that the planner fits the pages to it and paging stops there."""
-    if cap is None or cap < 0 or not isinstance(tree, exp.Select):
+    if cap is None or cap < 0 or not isinstance(tree, exp.Select) or _one_row(tree):
         return tree
     limit = tree.args.get("limit")
     if limit is not None:
@@ -150,6 +160,20 @@ def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
             return tree
     tree.set("limit", exp.Limit(expression=exp.Literal.number(cap)))
     return tree
+
+
+def _one_row(select: exp.Select) -> bool:
+    """An aggregate query without GROUP BY: one row at most, whatever the cap (which
+    would only hide it from the count shortcut)."""
+    if select.args.get("group"):
+        return False
+    inner = (exp.Select, exp.Subquery, exp.Window)
+    return any(
+        isinstance(node, exp.AggFunc)
+        or (isinstance(node, exp.Anonymous) and node.name.lower() in local.SQLITE_AGGREGATES)
+        for item in select.expressions
+        for node in item.walk(prune=lambda n: isinstance(n, inner))
+    )
 
 
 class _LazyTransport:

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import logging
 import math
+import re
 from collections.abc import Mapping, Sequence
 from datetime import date, datetime, time
 from decimal import Decimal
@@ -61,6 +62,29 @@ def _one_line(text: str) -> str:
     return text.replace("\r", "\\r").replace("\n", "\\n")
 
 
+# The parameter styles sagesql takes, for messages about the ones it does not.
+PARAMSTYLES = "? with a sequence (paramstyle qmark) or :name with a mapping (named)"
+# Placeholders of other drivers, outside quotes and comments: %s, %(name)s, $1, @name.
+_QUOTED = re.compile(
+    r"'(?:[^']|'')*'|\"(?:[^\"]|\"\")*\"|`[^`]*`|\[[^\]]*\]|--[^\n]*|/\*.*?\*/", re.S
+)
+_FOREIGN = re.compile(r"%\(\w+\)s|%s\b|(?<![\w$])\$\d+\b|(?<![\w@])@\w+")
+
+
+def foreign_placeholder(sql: str) -> str | None:
+    """The first placeholder of another paramstyle in the SQL (%s, %(name)s, $1, @name)."""
+    found = _FOREIGN.search(_QUOTED.sub(" ", sql))
+    return found.group(0) if found else None
+
+
+def _paramstyle_error(placeholder: str) -> ProgrammingError:
+    style = {"%": "format/pyformat", "$": "numeric", "@": "@name"}[placeholder[0]]
+    return ProgrammingError(
+        f"{placeholder} placeholders (paramstyle {style}) are not supported",
+        hint=f"use {PARAMSTYLES}, e.g. WHERE id = ?",
+    )
+
+
 def parse(sql: str) -> exp.Expression:
     """The syntax tree of exactly one statement."""
     if not sql or not sql.strip().rstrip(";").strip():
@@ -70,6 +94,9 @@ def parse(sql: str) -> exp.Expression:
     try:
         trees = [t for t in sqlglot.parse(sql, read=READ_DIALECT) if t is not None]
     except ParseError as exc:
+        placeholder = foreign_placeholder(sql)
+        if placeholder is not None and placeholder.startswith("%"):
+            raise _paramstyle_error(placeholder) from None
         detail = exc.errors[0] if exc.errors else {}
         where = f" at line {detail['line']}, column {detail['col']}" if detail.get("line") else ""
         near = f" near {detail['highlight']!r}" if detail.get("highlight") else ""
@@ -128,9 +155,17 @@ def bind(tree: exp.Expression, params: Params) -> exp.Expression:
     holders = list(tree.find_all(exp.Placeholder))
     if not holders:
         if params:
+            # (EXEC's own @Param = value is not a placeholder)
+            placeholder = (
+                None
+                if isinstance(tree, exp.Execute)
+                else foreign_placeholder(tree.sql(READ_DIALECT))
+            )
+            if placeholder is not None:
+                raise _paramstyle_error(placeholder)
             raise ProgrammingError(
                 f"{len(params)} parameters given but the statement has none",
-                hint="use ? or :name placeholders",
+                hint=f"mark where they go: {PARAMSTYLES}",
             )
         return tree
     named = [h for h in holders if h.this]

@@ -14,6 +14,7 @@ import socket
 import subprocess
 import sys
 import threading
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -192,11 +193,12 @@ def _lines(stream: Any, into: queue.Queue[str]) -> None:
 
 
 class LoginProcess:
-    """`sagesql auth login` in a process of its own, its stderr read line by line."""
+    """`sagesql auth login` (or ``args``) in a process of its own, its stderr read line by
+    line."""
 
-    def __init__(self, text: str, stdin: Any) -> None:
+    def __init__(self, text: str, stdin: Any, args: list[str] | None = None) -> None:
         self.process = subprocess.Popen(
-            [sys.executable, "-m", "sagesql.cli.main", "auth", "login", "-c", text],
+            [sys.executable, "-m", "sagesql.cli.main", *(args or ["auth", "login", "-c", text])],
             stdin=stdin,
             stdout=subprocess.PIPE,
             stderr=subprocess.PIPE,
@@ -226,8 +228,10 @@ class LoginProcess:
 
 
 @contextlib.contextmanager
-def login_process(text: str, stdin: Any = subprocess.DEVNULL) -> Iterator[LoginProcess]:
-    login = LoginProcess(text, stdin)
+def login_process(
+    text: str, stdin: Any = subprocess.DEVNULL, args: list[str] | None = None
+) -> Iterator[LoginProcess]:
+    login = LoginProcess(text, stdin, args)
     try:
         yield login
     finally:
@@ -318,6 +322,103 @@ def test_auth_login_on_a_busy_callback_port(start_sandbox: Any) -> None:
     assert result.returncode == 2
     [line] = result.stderr.strip().splitlines()
     assert f"cannot listen on http://localhost:{port}" in line and "CallbackURL" in line
+
+
+# -- GETANDREFRESH without a token: a terminal logs in, anything else fails at once ----------
+
+
+def test_a_run_without_a_terminal_fails_at_once_with_the_ways_to_a_token(
+    start_sandbox: Any, data_dir: Path
+) -> None:
+    """cron, CI, an integration agent: no terminal on stdin or stderr and no stored token.
+    The query fails in one line, at once (nothing waits for a browser), with the
+    authorization URL and the ways to a token without a browser here; the first of them
+    (sign in, then EXEC GetOAuthAccessToken with the redirect URL) then makes the same
+    command work."""
+    sbx = start_sandbox("sage_accounting", rows=5)
+    port = free_port()
+    text = connection_string.compose(
+        {**login_properties(sbx, port), "InitiateOAuth": "GETANDREFRESH"}
+    )
+    started = time.monotonic()
+    failed = sagesql("query", "-c", text, "SELECT id FROM contacts")
+    assert time.monotonic() - started < 15, "it failed at once, not after a login timeout"
+    assert failed.returncode == 1 and failed.stdout == ""
+    [line] = failed.stderr.strip().splitlines()  # one line, no traceback
+    assert line.startswith("error: not logged in, and no terminal to log in from")
+    assert "InitiateOAuth=GETANDREFRESH" in line
+    for way in (
+        "'sagesql auth login'",
+        "OAuthSettingsLocation",
+        "InitiateOAuth=REFRESH with OAuthRefreshToken",
+        "EXEC GetOAuthAccessToken @AuthMode='WEB', @Verifier='<redirect URL>'",
+        "EXEC GetOAuthAuthorizationURL",
+    ):
+        assert way in line, way
+    url = line.rsplit(" ", 1)[1]
+    assert url.startswith(sbx.authorization_url + "?") and "client_id=" in url
+    assert not token_files(data_dir)
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", port))  # no listener was left on the callback port
+    # The hint works: sign in at the URL, hand the redirect to GetOAuthAccessToken.
+    redirect = sign_in(url)
+    exchanged = sagesql(
+        "query", "-c", text, f"EXEC GetOAuthAccessToken @AuthMode='WEB', @Verifier='{redirect}'"
+    )
+    assert exchanged.returncode == 0, exchanged.stderr
+    assert len(token_files(data_dir)) == 1
+    done = sagesql("query", "-c", text, "--format", "json", "SELECT count(*) AS n FROM contacts")
+    assert done.returncode == 0, done.stderr
+    assert json.loads(done.stdout) == [{"n": 5}]
+
+
+def test_a_run_at_a_terminal_still_logs_in(start_sandbox: Any, data_dir: Path) -> None:
+    """With a terminal on stdin the query logs in as before: the URL is printed and the
+    pasted redirect (or the browser reaching the listener) completes the login."""
+    sbx = start_sandbox("sage_accounting", rows=5)
+    text = connection_string.compose(
+        {**login_properties(sbx, free_port()), "InitiateOAuth": "GETANDREFRESH"}
+    )
+    args = ["query", "-c", text, "--format", "json", "SELECT count(*) AS n FROM contacts"]
+    main, terminal = pty.openpty()
+    try:
+        with login_process(text, stdin=terminal, args=args) as process:
+            redirect = sign_in(process.printed_url())
+            os.write(main, redirect.encode() + b"\n")
+            code, rest = process.finish()
+            out = process.process.stdout.read() if process.process.stdout else ""
+    finally:
+        os.close(main)
+        os.close(terminal)
+    assert code == 0, rest
+    assert json.loads(out) == [{"n": 5}]
+    assert len(token_files(data_dir)) == 1
+
+
+def test_an_injected_no_terminal_fails_the_connection_and_exec_app_at_once(
+    start_sandbox: Any,
+) -> None:
+    """In process: whether a person can sign in is an object the connection is handed."""
+    from sagesql.connector.client import SageClient
+    from sagesql.connector.properties import validate
+    from sagesql.engine import pipeline
+    from sagesql.errors import AuthError
+
+    sbx = start_sandbox("sage_accounting", rows=5)
+    props = {
+        **login_properties(sbx, free_port()),
+        "InitiateOAuth": "GETANDREFRESH",
+        "OAuthSettingsLocation": "memory://no-terminal",
+    }
+    with SageClient(validate(props), interactive=lambda: False) as conn:
+        started = time.monotonic()
+        with pytest.raises(AuthError, match="no terminal to log in from") as caught:
+            list(pipeline.run(conn, "SELECT id FROM contacts"))
+        with pytest.raises(AuthError, match="no terminal to log in from"):
+            pipeline.run(conn, "EXEC GetOAuthAccessToken")  # AuthMode APP: the browser login
+        assert time.monotonic() - started < 5
+    assert sbx.authorization_url in str(caught.value)
+    assert not [r for r in sbx.app.requests if "/contacts" in r["path"]]
 
 
 # -- sagesql auth logout -------------------------------------------------------------------

@@ -13,6 +13,7 @@ import io
 import json
 from dataclasses import replace
 from datetime import timedelta
+from decimal import Decimal
 from typing import Any
 
 import pytest
@@ -31,7 +32,13 @@ from test_poll_helpers import (
 from sagesql.activities.polling import runner
 from sagesql.activities.polling.config import DeliveryConfig, SinkConfig
 from sagesql.activities.polling.deliverer import Deliverer
-from sagesql.activities.polling.events import Origin, batch, make_event, platform_body
+from sagesql.activities.polling.events import (
+    Origin,
+    batch,
+    json_value,
+    make_event,
+    platform_body,
+)
 from sagesql.activities.polling.sinks import SIGNATURE_HEADER, LinesSink, build, signature
 
 T0 = utc(2026, 2, 1, 9, 0, 0)
@@ -256,6 +263,16 @@ def test_event_ids_and_message_ids_derive_from_the_change():
         signature(b"body", "k")
         == "sha256=" + base64.b64encode(hmac.new(b"k", b"body", hashlib.sha256).digest()).decode()
     )
+
+
+def test_record_numbers_do_not_depend_on_a_decimal_s_places():
+    """Query results give a DECIMAL the places the API wrote (6500.00); a record (and so a
+    snapshot's content hash) holds the number: whole ones as ints, as before."""
+    for written, number in (("6500.00", 6500), ("6500", 6500), ("-3.0", -3)):
+        value = json_value(Decimal(written))
+        assert value == number and type(value) is int
+    assert json_value(Decimal("1.50")) == json_value(Decimal("1.5")) == 1.5
+    assert json.dumps(json_value(Decimal("49.870"))) == "49.87"
 
 
 def test_jsonl_and_stdout_sinks_write_one_plain_event_per_line(tmp_path):

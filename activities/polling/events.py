@@ -57,10 +57,13 @@ def classify(created: datetime | None, updated: datetime | None, tolerance: time
 
 
 def json_value(value: Any) -> Any:
-    """A row value as JSON: Decimal as a number, dates as ISO text."""
+    """A row value as JSON: Decimal as a number (a whole one as an int, whatever its
+    scale: 7800.00 is 7800, so that a record's content hash does not depend on how
+    many places a result gives), dates as ISO text."""
     if isinstance(value, Decimal):
-        exponent = value.as_tuple().exponent
-        return float(value) if not isinstance(exponent, int) or exponent < 0 else int(value)
+        if not value.is_finite():
+            return float(value)
+        return int(value) if value == value.to_integral_value() else float(value)
     if isinstance(value, datetime | date):
         return value.isoformat()
     return value
