@@ -3,14 +3,16 @@
 The operations of the SQL engine as objects, the way integration platforms use
 connector activities::
 
+    import sagesql
     from sagesql.activities import Create, Query
-    from sagesql.connector.client import open_client
 
-    with open_client(profile="books") as conn:
+    with sagesql.connect(profile="books") as conn:
         for record in Query(conn, table="contacts", fields=["id", "name"], limit=10):
             ...
         results = Create(conn, "contacts")([{"name": "Acme", "contact_types": ["CUSTOMER"]}])
 
+An activity takes the DB-API connection ``sagesql.connect()`` returns or the client it
+wraps (``sagesql.connector.client.open_client``): ``clients.client_of`` unwraps it.
 Targets take records in and give one result per record out (index, status, key,
 record, error); they continue past a failed record unless ``stop_on_first_error``.
 Nothing is global: an activity holds its connection and options only, and several

@@ -20,6 +20,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sagesql.activities.clients import Connectable, client_of
 from sagesql.activities.results import ActivityResult
 from sagesql.engine import procedures
 from sagesql.engine.row_writes import RowError, classify
@@ -30,9 +31,11 @@ from sagesql.errors import AuthError, Error, InterfaceError
 class Execute:
     """Run one procedure per record of parameters; one result per record."""
 
-    def __init__(self, connection: Any, procedure: str, *, stop_on_first_error: bool = False):
-        self.connection = connection
-        self.table, self.procedure = procedures.find(connection, procedure)
+    def __init__(
+        self, connection: Connectable, procedure: str, *, stop_on_first_error: bool = False
+    ):
+        self.connection = client_of(connection)
+        self.table, self.procedure = procedures.find(self.connection, procedure)
         self.stop_on_first_error = stop_on_first_error
 
     def statement(self, record: Mapping[str, Any]) -> str:

@@ -23,6 +23,7 @@ from typing import Any
 
 from sqlglot import exp
 
+from sagesql.activities.clients import Connectable, client_of
 from sagesql.engine.statement import READ_DIALECT, Params, bind, literal, parse
 from sagesql.errors import ProgrammingError
 
@@ -136,7 +137,7 @@ class Query:
 
     def __init__(
         self,
-        connection: Any,
+        connection: Connectable,
         statement: str | None = None,
         *,
         params: Params = None,
@@ -152,7 +153,7 @@ class Query:
                 "give a statement or a table (not both)",
                 hint="Query(conn, 'SELECT ...') or Query(conn, table='contacts', ...)",
             )
-        self.connection = connection
+        self.connection = client_of(connection)
         if statement is not None:
             if any(x is not None for x in (fields, conditions, order_by, limit, offset)):
                 raise ProgrammingError(

@@ -30,6 +30,7 @@ from __future__ import annotations
 from collections.abc import Iterable, Iterator, Mapping
 from typing import Any
 
+from sagesql.activities.clients import Connectable, client_of
 from sagesql.activities.results import ActivityResult
 from sagesql.engine import bodies, validation
 from sagesql.engine.fetch import extract
@@ -49,15 +50,17 @@ class Target:
 
     def __init__(
         self,
-        connection: Any,
+        connection: Connectable,
         table: str | Table,
         *,
         stop_on_first_error: bool = False,
         max_concurrency: int | None = None,
     ) -> None:
-        self.connection = connection
-        product = connection.product.id
-        self.table = table if isinstance(table, Table) else connection.catalog.table(table, product)
+        self.connection = client_of(connection)
+        product = self.connection.product.id
+        self.table = (
+            table if isinstance(table, Table) else self.connection.catalog.table(table, product)
+        )
         if self.table.product != product:
             raise ProgrammingError(
                 f"{self.table.name} is a {self.table.product} table, but the connection is to "
@@ -202,7 +205,7 @@ class Delete(Target):
 
     kind = "DELETE"
 
-    def __init__(self, connection: Any, table: str | Table, **options: Any) -> None:
+    def __init__(self, connection: Connectable, table: str | Table, **options: Any) -> None:
         super().__init__(connection, table, **options)
         self.void: Procedure | None = next(
             (

@@ -29,7 +29,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from sagesql.cli.connection_options import ConnectionOption, ProfileOption, settings_from
+from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
 app = typer.Typer(
     help="Integration activities: create, update, delete, query, execute (JSON lines in and out).",
@@ -140,29 +140,7 @@ def _parse(line: str, number: int) -> Any:
         return NotJSON(number, str(exc))
 
 
-# -- connection ------------------------------------------------------------------------------
-
-
-def open_connection(
-    stack: ExitStack,
-    connection: str | None,
-    profile: str | None,
-    product: str | None,
-    sandbox: bool,
-) -> Any:
-    from sagesql.connector.client import SageClient
-
-    if sandbox:
-        from sagesql.sandbox.runner import Sandbox, resolve_product
-
-        box = stack.enter_context(Sandbox(resolve_product(product or "SageAccounting")))
-        props: dict[str, Any] = box.connection_properties()
-        props["OAuthSettingsLocation"] = f"memory://sandbox-{box.server.port}"
-        settings = settings_from(None, None, **props)
-    else:
-        chosen: dict[str, Any] = {"Product": product} if product else {}
-        settings = settings_from(connection, profile, **chosen)
-    return stack.enter_context(SageClient(settings))
+# -- files ---------------------------------------------------------------------------------
 
 
 def _output(stack: ExitStack, output: str | None) -> IO[str]:
@@ -201,7 +179,7 @@ def _run_target(
     failed = 0
     total = 0
     with ExitStack() as stack:
-        conn = open_connection(stack, connection, profile, product, sandbox)
+        conn = open_client(stack, connection, profile, product, sandbox)
         if activity == "execute":
             runner: Any = Execute(conn, name, stop_on_first_error=stop_on_first_error)
         else:
@@ -381,7 +359,7 @@ def query(
             "give a table or --sql (not both)", hint="sagesql activity query contacts"
         )
     with ExitStack() as stack:
-        conn = open_connection(stack, connection, profile, product, sandbox)
+        conn = open_client(stack, connection, profile, product, sandbox)
         if sql is not None:
             activity = Query(conn, sql)
         else:

@@ -68,58 +68,26 @@ def describe(
 
     catalog = default_catalog()
     t = catalog.table(table, product or DEFAULT_PRODUCT)
-    pushdown = t.pushdown_by_column()
-    sort_columns = set(t.pushdown.sort.columns) if t.pushdown.sort else set()
-    product_name = catalog.product(t.product).connection_name
+    info = t.to_description(catalog.product(t.product).connection_name)
     if format is ListFormat.json:
-        print_json(
-            {
-                "name": t.name,
-                "product": product_name,
-                "description": t.description,
-                "aliases": list(t.aliases),
-                "key": t.key,
-                "updated_column": t.updated_column,
-                "created_column": t.created_column,
-                "deletions": t.deletions.parameter if t.deletions else None,
-                "statements": list(t.statements),
-                "operations": {k: f"{op.method} {op.path}" for k, op in t.operations.items()},
-                "parent": t.parent.table if t.parent else None,
-                "children": list(t.children),
-                "procedures": [p.name for p in t.procedures],
-                "columns": [
-                    {
-                        "name": c.name,
-                        "type": c.type,
-                        "nullable": c.nullable,
-                        "read_only": c.read_only,
-                        "required_on_create": c.required_on_create,
-                        "pushdown": pushdown.get(c.name, []),
-                        "sortable": c.name in sort_columns,
-                        "description": c.description,
-                    }
-                    for c in t.columns
-                ],
-            }
-        )
+        print_json(info)
         return
     lines = [
-        f"[bold]{t.name}[/bold] ({product_name}): {t.description}",
-        f"key: {t.key or '-'}    updated: {t.updated_column or '-'}"
-        f"    created: {t.created_column or '-'}"
-        f"    deletions: {t.deletions.parameter if t.deletions else '-'}",
-        f"statements: {', '.join(t.statements) or '-'}",
+        f"[bold]{info['name']}[/bold] ({info['product']}): {info['description']}",
+        f"key: {info['key'] or '-'}    updated: {info['updated_column'] or '-'}"
+        f"    created: {info['created_column'] or '-'}"
+        f"    deletions: {info['deletions'] or '-'}",
+        f"statements: {', '.join(info['statements']) or '-'}",
     ]
-    for kind, op in t.operations.items():
-        lines.append(f"  {kind}: {op.method} {op.path}")
+    lines += [f"  {kind}: {call}" for kind, call in info["operations"].items()]
     if t.parent:
         lines.append(f"rows from: {t.parent.table}.{'.'.join(t.parent.path)}")
-    if t.children:
-        lines.append(f"child tables: {', '.join(t.children)}")
-    if t.aliases:
-        lines.append(f"aliases: {', '.join(t.aliases)}")
-    if t.procedures:
-        lines.append(f"procedures: {', '.join(p.name for p in t.procedures)}")
+    if info["children"]:
+        lines.append(f"child tables: {', '.join(info['children'])}")
+    if info["aliases"]:
+        lines.append(f"aliases: {', '.join(info['aliases'])}")
+    if info["procedures"]:
+        lines.append(f"procedures: {', '.join(info['procedures'])}")
     from rich.markup import escape
 
     print_text("\n".join(lines[:1] + [escape(line) for line in lines[1:]]))
@@ -128,15 +96,15 @@ def describe(
         ["column", "type", "pushdown", "sort", "read-only", "required", "description"],
         (
             (
-                c.name,
-                c.type,
-                "; ".join(pushdown.get(c.name, [])),
-                flags[c.name in sort_columns],
-                flags[c.read_only],
-                flags[c.required_on_create],
-                c.description,
+                c["name"],
+                c["type"],
+                "; ".join(c["pushdown"]),
+                flags[c["sortable"]],
+                flags[c["read_only"]],
+                flags[c["required_on_create"]],
+                c["description"],
             )
-            for c in t.columns
+            for c in info["columns"]
         ),
     )
 

@@ -2,9 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Annotated, Any
+from contextlib import ExitStack
+from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
+
+if TYPE_CHECKING:
+    from sagesql.connector.client import SageClient
 
 ConnectionOption = Annotated[
     str | None,
@@ -19,6 +23,29 @@ ProfileOption = Annotated[
     str | None,
     typer.Option("--profile", help="Profile in profiles.toml of the config directory."),
 ]
+
+
+def open_client(
+    stack: ExitStack,
+    connection: str | None,
+    profile: str | None,
+    product: str | None,
+    sandbox: bool,
+    verbose: int = 0,
+) -> SageClient:
+    """The client the options name, closed with ``stack``: on a sandbox started for this
+    command (--sandbox, stopped with it too), or from the connection, profile and
+    environment. Only the CLI starts a sandbox (activities/clients.py says why)."""
+    from sagesql.activities.clients import connected
+
+    if sandbox:
+        from sagesql.sandbox.runner import Sandbox
+
+        box = stack.enter_context(Sandbox(product))
+        return stack.enter_context(connected(verbose=verbose, **box.client_properties()))
+    return stack.enter_context(
+        connected(connection, profile=profile, product=product, verbose=verbose)
+    )
 
 
 def settings_from(

@@ -14,7 +14,7 @@ from typing import Annotated, Any
 
 import typer
 
-from sagesql.cli.connection_options import ConnectionOption, ProfileOption, settings_from
+from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
 
 class RowFormat(str, Enum):
@@ -125,38 +125,16 @@ def query(
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
     from sagesql.cli import rows_output
-    from sagesql.connector.client import SageClient
     from sagesql.engine import pipeline, writes
 
     text = _read_sql(sql)
     params = _params(param)
-    if not explain and not all_rows:
-        _refuse_every_row(text)
     with ExitStack() as stack:
-        if sandbox:
-            from sagesql.sandbox.runner import Sandbox, resolve_product
-
-            box = stack.enter_context(Sandbox(resolve_product(product or "SageAccounting")))
-            props = box.connection_properties()
-            # Tokens of a throw-away sandbox stay in memory, not in the user's token files.
-            props["OAuthSettingsLocation"] = f"memory://sandbox-{box.server.port}"
-            settings = settings_from(None, None, **props)
-        else:
-            settings = settings_from(
-                connection, profile, **({"Product": product} if product else {})
-            )
-        if verbose:
-            from dataclasses import replace
-
-            from sagesql.connector import logs
-
-            settings = replace(settings, verbosity=max(settings.verbosity, min(verbose, 5)))
-            logs.configure(settings, to_stderr=True)
-        conn = stack.enter_context(SageClient(settings))
+        conn = open_client(stack, connection, profile, product, sandbox, verbose)
         if explain:
             typer.echo(pipeline.explain(conn, text, params, max_rows=max_rows))
             return
-        result = pipeline.run(conn, text, params, max_rows=max_rows)
+        result = pipeline.run(conn, text, params, max_rows=max_rows, allow_all_rows=all_rows)
         stack.callback(result.close)
         chosen = format or (
             RowFormat.table if (output is None and sys.stdout.isatty()) else RowFormat.jsonl
@@ -173,23 +151,6 @@ def query(
             typer.echo(result.summary(), err=True)
             if result.failed:
                 raise typer.Exit(1)
-
-
-def _refuse_every_row(text: str) -> None:
-    """UPDATE or DELETE without WHERE needs --all."""
-    from sagesql.engine import procedures, writes
-    from sagesql.engine.statement import parse
-    from sagesql.errors import ProgrammingError
-
-    if procedures.is_exec(text):
-        return
-    tree = parse(text)
-    if writes.affects_every_row(tree):
-        kind = type(tree).__name__.upper()
-        raise ProgrammingError(
-            f"{kind} without WHERE acts on every row of {tree.this.name}",
-            hint="add a WHERE clause, or pass --all if every row is meant",
-        )
 
 
 def procedures(

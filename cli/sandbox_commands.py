@@ -69,28 +69,18 @@ def serve(
     ] = False,
 ) -> None:
     """Serve the sandbox in the foreground, printing URLs and connection strings; Ctrl-C stops."""
-    from sagesql.errors import ConfigurationError
-    from sagesql.sandbox.config import Faults, SandboxConfig
+    from sagesql.sandbox.config import serve_config
     from sagesql.sandbox.serve import serve as serve_sandboxes
     from sagesql.sandbox.serve import start_sandboxes
 
-    problems = []
-    highest = 65535 if product else 65535 - 2  # all three take PORT to PORT+2
-    if not 0 <= port <= highest:
-        problems.append(f"--port {port} is out of range (0 to {highest})")
-    if rows is not None and rows < 1:
-        problems.append(f"--rows {rows} must be at least 1")
-    if token_lifetime is not None and token_lifetime < 1:
-        problems.append(f"--token-lifetime {token_lifetime} must be at least 1 second")
-    if rate_limit is not None and rate_limit < 0:
-        problems.append(f"--rate-limit {rate_limit} must be 0 (off) or more")
-    if problems:
-        raise ConfigurationError("; ".join(problems))
-    config = SandboxConfig(faults=Faults.parse(faults))
-    if token_lifetime is not None:
-        config.access_token_lifetime = token_lifetime
-    if rate_limit is not None:
-        config.rate_limit_per_minute = rate_limit
+    config = serve_config(
+        every_product=product is None,
+        port=port,
+        rows=rows,
+        token_lifetime=token_lifetime,
+        rate_limit=rate_limit,
+        faults=faults,
+    )
     sandboxes = start_sandboxes(
         None if product is None else [product],
         config,

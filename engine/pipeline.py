@@ -17,7 +17,7 @@ from sagesql.engine import procedures, writes
 from sagesql.engine.query import QUERIES, capped, prepare, prepare_tree, run_tree
 from sagesql.engine.result import Result
 from sagesql.engine.statement import Params, bind, parse, too_deep
-from sagesql.errors import NotSupportedError
+from sagesql.errors import NotSupportedError, ProgrammingError
 
 __all__ = ["explain", "prepare", "prepare_tree", "run", "run_tree"]
 
@@ -65,14 +65,23 @@ def _explain(connection: Client, sql: str, params: Params, max_rows: int | None 
 
 
 def run(
-    connection: Client, sql: str, params: Params = None, *, max_rows: int | None = None
+    connection: Client,
+    sql: str,
+    params: Params = None,
+    *,
+    max_rows: int | None = None,
+    allow_all_rows: bool = True,
 ) -> Result:
     """The result of a statement: a query's rows are fetched as they are read; a write
-    (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row."""
+    (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row.
+
+    ``allow_all_rows=False`` refuses an UPDATE or DELETE without WHERE (ProgrammingError,
+    before anything is planned or sent), as ``sagesql query`` does unless ``--all``.
+    """
     started = time.monotonic()
     log.info("statement: %s", " ".join(sql.split()))
     try:
-        result = _run(connection, sql, params, max_rows=max_rows)
+        result = _run(connection, sql, params, max_rows=max_rows, allow_all_rows=allow_all_rows)
     except RecursionError:  # parsing and planning recurse once per level of nesting
         raise too_deep() from None
     result.on_close.append(
@@ -81,10 +90,19 @@ def run(
     return result
 
 
-def _run(connection: Client, sql: str, params: Params, *, max_rows: int | None) -> Result:
+def _run(
+    connection: Client, sql: str, params: Params, *, max_rows: int | None, allow_all_rows: bool
+) -> Result:
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
     tree = _statement(sql, params)
     if writes.is_write(tree):
+        if not allow_all_rows and writes.affects_every_row(tree):
+            raise ProgrammingError(
+                f"{type(tree).__name__.upper()} without WHERE acts on every row of "
+                f"{tree.this.name}",
+                hint="add a WHERE clause, or pass --all (allow_all_rows=True) if every row "
+                "is meant",
+            )
         return writes.run(connection, tree)
     return run_tree(connection, tree, max_rows=max_rows)

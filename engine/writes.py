@@ -60,7 +60,7 @@ def is_write(tree: exp.Expression) -> bool:
 
 
 def affects_every_row(tree: exp.Expression) -> bool:
-    """An UPDATE or DELETE without WHERE (the CLI asks for --all before running one)."""
+    """An UPDATE or DELETE without WHERE (pipeline.run refuses one unless allow_all_rows)."""
     return isinstance(tree, (exp.Update, exp.Delete)) and tree.args.get("where") is None
 
 

@@ -90,3 +90,38 @@ class SandboxConfig:
     crm_users: dict[str, str] = field(default_factory=lambda: {"admin": "sandbox"})
     # CRM writes its dates in the server's local time; minutes east of UTC.
     crm_utc_offset_minutes: int = 0
+
+
+def serve_config(
+    *,
+    every_product: bool = False,
+    port: int = 0,
+    rows: int | None = None,
+    token_lifetime: int | None = None,
+    rate_limit: int | None = None,
+    faults: str = "",
+) -> SandboxConfig:
+    """The base SandboxConfig of ``sagesql sandbox serve``'s options, checked.
+
+    Every bad option is named in one ConfigurationError (all three products take
+    ``port`` to ``port + 2``); ``rows`` is only checked here, since a ``--db`` file may
+    supply it (see serve.start_sandboxes).
+    """
+    problems = []
+    highest = 65535 - 2 if every_product else 65535
+    if not 0 <= port <= highest:
+        problems.append(f"--port {port} is out of range (0 to {highest})")
+    if rows is not None and rows < 1:
+        problems.append(f"--rows {rows} must be at least 1")
+    if token_lifetime is not None and token_lifetime < 1:
+        problems.append(f"--token-lifetime {token_lifetime} must be at least 1 second")
+    if rate_limit is not None and rate_limit < 0:
+        problems.append(f"--rate-limit {rate_limit} must be 0 (off) or more")
+    if problems:
+        raise ConfigurationError("; ".join(problems))
+    config = SandboxConfig(faults=Faults.parse(faults))
+    if token_lifetime is not None:
+        config.access_token_lifetime = token_lifetime
+    if rate_limit is not None:
+        config.rate_limit_per_minute = rate_limit
+    return config

@@ -31,6 +31,9 @@ from sagesql.sandbox.products import SITES, ProductSite
 from sagesql.sandbox.server import RunningServer
 from sagesql.schemas.catalog import default_catalog
 
+# The product served when none is named (the Product connection property's default).
+DEFAULT_PRODUCT = "sage_accounting"
+
 # Names of the store's meta entries that tie a file to the data it holds.
 META_PRODUCT, META_SEED, META_ROWS = "sandbox.product", "sandbox.seed", "sandbox.rows"
 
@@ -113,14 +116,15 @@ class Sandbox:
 
     def __init__(
         self,
-        product: str = "sage_accounting",
+        product: str | None = None,
         config: SandboxConfig | None = None,
         *,
         host: str = "127.0.0.1",
         port: int = 0,
         quiet: bool = True,
     ) -> None:
-        product = resolve_product(product)
+        # Any spelling of a product's name; none: Accounting, as the Product property.
+        product = resolve_product(product or DEFAULT_PRODUCT)
         self.product = product
         self.site = SITES[product]
         self.config = replace(config, product=product) if config else SandboxConfig(product)
@@ -216,6 +220,16 @@ class Sandbox:
         else:
             user, password = next(iter(self.config.crm_users.items()))
             props.update(User=user, Password=password)
+        return props
+
+    def client_properties(self) -> dict[str, str]:
+        """:meth:`connection_properties` for a client that lives and dies with this sandbox.
+
+        Its tokens stay in memory (``memory://sandbox-PORT``), never in the user's token
+        files: a throw-away sandbox's logins mean nothing once it stops.
+        """
+        props = self.connection_properties()
+        props["OAuthSettingsLocation"] = f"memory://sandbox-{self.server.port}"
         return props
 
     def connection_string(self, properties: dict[str, str] | None = None) -> str:

@@ -334,6 +334,43 @@ class Table:
                     out.setdefault(col, []).append(f"{listed} ({expr.parameter})")
         return out
 
+    def to_description(self, product_name: str) -> dict[str, Any]:
+        """What ``sagesql describe`` shows, as JSON-ready data.
+
+        ``product_name`` is the product's connection name (``SageAccounting``): a table
+        knows its product's key only, the catalog knows its names.
+        """
+        pushdown = self.pushdown_by_column()
+        sort_columns = set(self.pushdown.sort.columns) if self.pushdown.sort else set()
+        return {
+            "name": self.name,
+            "product": product_name,
+            "description": self.description,
+            "aliases": list(self.aliases),
+            "key": self.key,
+            "updated_column": self.updated_column,
+            "created_column": self.created_column,
+            "deletions": self.deletions.parameter if self.deletions else None,
+            "statements": list(self.statements),
+            "operations": {k: f"{op.method} {op.path}" for k, op in self.operations.items()},
+            "parent": self.parent.table if self.parent else None,
+            "children": list(self.children),
+            "procedures": [p.name for p in self.procedures],
+            "columns": [
+                {
+                    "name": c.name,
+                    "type": c.type,
+                    "nullable": c.nullable,
+                    "read_only": c.read_only,
+                    "required_on_create": c.required_on_create,
+                    "pushdown": pushdown.get(c.name, []),
+                    "sortable": c.name in sort_columns,
+                    "description": c.description,
+                }
+                for c in self.columns
+            ],
+        }
+
 
 _OPERATOR_ORDER = ["=", "!=", "<", "<=", ">", ">=", "IN", "LIKE", "IS NULL", "IS NOT NULL"]
 

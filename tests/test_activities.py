@@ -12,7 +12,8 @@ import jsonschema
 import pytest
 from conftest import write_connection
 
-from sagesql import NotSupportedError, ProgrammingError, UnknownColumnError
+import sagesql
+from sagesql import InterfaceError, NotSupportedError, ProgrammingError, UnknownColumnError
 from sagesql.activities import (
     ActivityResult,
     Create,
@@ -23,6 +24,7 @@ from sagesql.activities import (
     input_schema,
     output_schema,
 )
+from sagesql.activities.clients import client_of, connected
 from sagesql.activities.schema import procedure_schemas
 from sagesql.cli.activity_commands import to_json
 from sagesql.connector.client import SageClient
@@ -39,6 +41,16 @@ def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, SageClient]]
     sbx = write_sandbox("sage_accounting")
     with connect(sbx) as conn:
         yield sbx, conn
+
+
+def dbapi_connect(sbx: Any) -> sagesql.engine.dbapi.Connection:
+    """``sagesql.connect()`` to the sandbox, with write_connection's settings."""
+    return sagesql.connect(
+        **sbx.connection_properties(),
+        OAuthSettingsLocation=f"memory://dbapi-{sbx.server.port}",
+        RateLimit="0",
+        MaxConcurrency="1",
+    )
 
 
 def writes(sbx: Any) -> list[dict[str, Any]]:
@@ -293,6 +305,105 @@ def test_a_dropped_create_is_unknown_and_sent_once(books: Any) -> None:
     assert result.status == "unknown" and "not retried" in result.error.message
     assert [e["method"] for e in sbx.app.requests] == ["POST"]
     sbx.app.faults.reconfigure(Faults())
+
+
+# -- the DB-API connection -----------------------------------------------------------------
+
+
+def test_query_takes_the_dbapi_connection(write_sandbox: Callable[..., Any]) -> None:
+    sbx = write_sandbox("sage_accounting")
+    with dbapi_connect(sbx) as conn:
+        query = Query(conn, table="contacts", fields=["id", "name"], order_by=["id"], limit=2)
+        assert query.connection is conn.client
+        rows = list(query)
+        assert len(rows) == 2 and all(set(r) == {"id", "name"} for r in rows)
+        again = Query(conn, "SELECT id FROM contacts WHERE id = ?", params=[rows[0]["id"]])
+        assert list(again) == [{"id": rows[0]["id"]}]
+        cursor = conn.cursor()  # the connection stays usable as a DB-API connection
+        cursor.execute("SELECT name FROM contacts WHERE id = ?", [rows[1]["id"]])
+        assert cursor.fetchall() == [(rows[1]["name"],)]
+
+
+def test_create_update_delete_take_the_dbapi_connection(
+    write_sandbox: Callable[..., Any],
+) -> None:
+    sbx = write_sandbox("sage_accounting")
+    with dbapi_connect(sbx) as conn:
+        create = Create(conn, "contacts")
+        assert create.connection is conn.client
+        (made,) = create([{"name": "Via connect", "contact_types": ["CUSTOMER"]}])
+        assert made.status == "created" and made.record["name"] == "Via connect"
+        (changed,) = Update(conn, "contacts")([{"id": made.key, "notes": "through the DB-API"}])
+        assert changed.status == "updated" and changed.record["notes"] == "through the DB-API"
+        (gone,) = Delete(conn, "contacts")([made.key])
+        assert gone.status == "deleted"
+        cursor = conn.cursor()
+        cursor.execute("SELECT id FROM contacts WHERE name = 'Via connect'")
+        assert cursor.fetchall() == []
+    assert [e["method"] for e in writes(sbx)] == ["POST", "PUT", "DELETE"]
+
+
+def test_execute_takes_the_dbapi_connection(write_sandbox: Callable[..., Any]) -> None:
+    sbx = write_sandbox("sage_accounting")
+    with dbapi_connect(sbx) as conn:
+        ledger = next(iter(Query(conn, table="ledger_accounts", fields=["id"], limit=1)))["id"]
+        contact = next(iter(Query(conn, table="contacts", fields=["id"], limit=1)))["id"]
+        (draft,) = Create(conn, "sales_invoices")(
+            [
+                {
+                    "contact_id": contact,
+                    "date": "2025-08-03",
+                    "status_id": "DRAFT",
+                    "invoice_lines": [
+                        {"description": "f", "ledger_account_id": ledger, "unit_price": 3}
+                    ],
+                }
+            ]
+        )
+        assert draft.status == "created", draft.error
+        release = Execute(conn, "ReleaseSalesInvoice")
+        assert release.connection is conn.client
+        (released,) = release([{"Id": draft.key}])
+        assert released.status == "ok" and released.record["id"] == draft.key
+        cursor = conn.cursor()
+        cursor.execute("SELECT status_id FROM sales_invoices WHERE id = ?", [draft.key])
+        assert cursor.fetchall() == [("UNPAID",)]
+
+
+def test_a_closed_dbapi_connection_is_refused_and_a_client_passes_as_it_is(
+    write_sandbox: Callable[..., Any],
+) -> None:
+    sbx = write_sandbox("sage_accounting")
+    conn = dbapi_connect(sbx)
+    client = conn.client
+    assert client_of(conn) is client and client_of(client) is client
+    conn.close()
+    for make in (
+        lambda: Query(conn, table="contacts"),
+        lambda: Create(conn, "contacts"),
+        lambda: Update(conn, "contacts"),
+        lambda: Delete(conn, "contacts"),
+        lambda: Execute(conn, "ReleaseSalesInvoice"),
+    ):
+        with pytest.raises(InterfaceError, match="the connection is closed"):
+            make()
+
+
+def test_connected_opens_a_client_of_a_sandboxs_client_properties(
+    start_sandbox: Callable[..., Any],
+) -> None:
+    sbx = start_sandbox("sage_200", rows=5)
+    with connected(verbose=0, **sbx.client_properties()) as client:
+        assert client.product.id == "sage_200" and client.settings.url == sbx.base_url
+        assert client.settings.oauth_settings_location == f"memory://sandbox-{sbx.server.port}"
+        assert len(list(Query(client, "SELECT name FROM customers LIMIT 2"))) == 2
+    assert client.closed
+    crm = "Product=SageCRM;URL=http://127.0.0.1:9;User=me;Password=pw"
+    with connected(crm, RateLimit="7") as client:
+        assert client.product.id == "sage_crm" and client.settings.user == "me"
+        assert client.settings.rate_limit == 7
+    with connected(crm, product="Sage200", InitiateOAuth="OFF", OAuthAccessToken="t") as client:
+        assert client.product.id == "sage_200"  # product overrides the connection string's
 
 
 def test_threads_share_one_connection_safely(write_sandbox: Callable[..., Any]) -> None:

@@ -166,3 +166,28 @@ def test_query_command_prints_per_row_results_and_fails_on_a_partial_write(
     )  # fmt: skip
     assert code in (0, 1) and "deleted" in err
     assert len(lines(out)) == len([e for e in books.app.requests if e["method"] == "DELETE"])
+
+
+def test_a_statement_is_parsed_once_on_the_command_path(
+    books: Any, cli: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    import sqlglot
+
+    parses: list[str] = []
+    original = sqlglot.parse
+
+    def counting(sql: str, *args: Any, **kwargs: Any) -> Any:
+        parses.append(sql)
+        return original(sql, *args, **kwargs)
+
+    monkeypatch.setattr(sqlglot, "parse", counting)
+    connection = conn_string(books)
+    key = next(iter(lines(cli("query", "-c", connection, "SELECT id FROM contacts LIMIT 1")[1])))
+    for sql in (
+        "UPDATE contacts SET notes = 'all'",  # refused: the guard reads the one parse
+        f"UPDATE contacts SET notes = 'one' WHERE id = '{key['id']}'",
+        "SELECT id FROM contacts LIMIT 2",
+    ):
+        parses.clear()
+        code, _, err = cli("query", "-c", connection, "-f", "jsonl", sql)
+        assert code in (0, 2) and parses == [sql], (sql, parses, err)

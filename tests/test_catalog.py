@@ -3,10 +3,12 @@
 from __future__ import annotations
 
 import dataclasses
+import json
 from importlib import resources
 from typing import Any
 
 import pytest
+from typer.testing import CliRunner
 
 from sagesql import ConfigurationError, UnknownColumnError, UnknownTableError
 from sagesql.schemas.catalog import Catalog, default_catalog
@@ -106,3 +108,37 @@ def test_product_definitions() -> None:
         catalog.product("Sage200").base_urls["ProfessionalUK"].endswith("sage200extra/accounts/v1")
     )
     assert catalog.product("SageCRM").auth["type"] == "basic"
+
+
+@pytest.mark.parametrize(
+    ("name", "product"),
+    [
+        ("customers", "SageAccounting"),
+        ("customers", "Sage200"),
+        ("sales_invoice_lines", "SageAccounting"),
+    ],
+)
+def test_a_table_description_is_what_describe_prints_as_json(name: str, product: str) -> None:
+    from sagesql.cli.main import app
+
+    catalog = default_catalog()
+    table = catalog.table(name, product)
+    info = table.to_description(product)
+    assert json.loads(json.dumps(info)) == info  # plain JSON data
+    assert (info["name"], info["product"], info["key"]) == (table.name, product, table.key)
+    assert [c["name"] for c in info["columns"]] == [c.name for c in table.columns]
+    assert info["statements"] == list(table.statements)
+    assert info["parent"] == (table.parent.table if table.parent else None)
+    printed = CliRunner().invoke(app, ["describe", name, "-p", product, "-f", "json"])
+    assert printed.exit_code == 0 and json.loads(printed.stdout) == info
+
+
+def test_a_table_description_says_how_each_column_is_pushed_and_sorted() -> None:
+    table = default_catalog().table("customers", "SageAccounting")
+    info = table.to_description("SageAccounting")
+    columns = {c["name"]: c for c in info["columns"]}
+    assert "> (updated_or_created_since, re-checked locally)" in columns["updated_at"]["pushdown"]
+    assert columns["id"]["pushdown"][0].startswith("= (GET ")
+    sortable = set(table.pushdown.sort.columns) if table.pushdown.sort else set()
+    assert {n for n, c in columns.items() if c["sortable"]} == sortable
+    assert info["operations"]["list"] == f"GET {table.operations['list'].path}"

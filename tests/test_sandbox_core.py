@@ -29,7 +29,7 @@ from werkzeug.wrappers import Request, Response
 from sagesql.errors import ConfigurationError, NotSupportedError
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import sortable
-from sagesql.sandbox.config import Faults, SandboxConfig
+from sagesql.sandbox.config import Faults, SandboxConfig, serve_config
 from sagesql.sandbox.products import SITES, ProductSite
 from sagesql.sandbox.server import RunningServer
 
@@ -510,6 +510,23 @@ def test_faults_parse_reports_every_problem_and_reads_good_specs() -> None:
     assert faults.active and not Faults.parse("").active and not Faults.parse("seed=4").active
 
 
+def test_serve_config_names_every_bad_option_and_applies_the_good_ones() -> None:
+    with pytest.raises(ConfigurationError) as caught:
+        serve_config(
+            every_product=True, port=65534, rows=0, token_lifetime=0, rate_limit=-1, faults="x=1"
+        )
+    assert str(caught.value) == (
+        "--port 65534 is out of range (0 to 65533); --rows 0 must be at least 1; "
+        "--token-lifetime 0 must be at least 1 second; --rate-limit -1 must be 0 (off) or more"
+    )
+    assert serve_config(port=65535).rate_limit_per_minute == SandboxConfig().rate_limit_per_minute
+    with pytest.raises(ConfigurationError, match="bad --faults"):
+        serve_config(faults="errors=2")
+    config = serve_config(token_lifetime=30, rate_limit=0, faults="latency=5", rows=3)
+    assert (config.access_token_lifetime, config.rate_limit_per_minute) == (30, 0)
+    assert config.faults.latency_ms == 5.0 and config.rows == SandboxConfig().rows
+
+
 # -- clock, Date, request log, lag ------------------------------------------------------------
 
 
@@ -698,6 +715,22 @@ def test_sandbox_resolves_product_names_and_gives_connection_properties() -> Non
             "/uk/sage200extra/accounts/v1"
         )
         assert "Site" not in props and "Company" not in props
+
+
+@pytest.mark.usefixtures("fake_products")
+def test_a_throwaway_client_keeps_its_tokens_in_memory_and_accounting_is_the_default() -> None:
+    from sagesql.sandbox.runner import Sandbox
+
+    with Sandbox() as sbx:
+        assert sbx.product == "sage_accounting"
+        props = sbx.client_properties()
+        assert props.pop("OAuthSettingsLocation") == f"memory://sandbox-{sbx.server.port}"
+        assert set(props) == set(sbx.connection_properties())
+        assert props["Product"] == "SageAccounting" and props["URL"] == sbx.base_url
+    with Sandbox("SageCRM") as sbx:
+        props = sbx.client_properties()
+        assert props["OAuthSettingsLocation"].startswith("memory://sandbox-")
+        assert props["User"] == "admin"
 
 
 @pytest.mark.usefixtures("fake_products")

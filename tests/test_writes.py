@@ -510,6 +510,30 @@ def test_crm_insert_update_delete(write_sandbox: Callable[..., Any]) -> None:
         assert column(conn, "SELECT comp_name FROM company WHERE comp_name LIKE '%eta Ltd'") == []
 
 
+def test_update_or_delete_without_where_is_refused_when_every_row_is_not_allowed(
+    books: Any,
+) -> None:
+    sbx, conn = books
+    sbx.app.requests.clear()
+    for sql in ("UPDATE contacts SET notes = 'all'", "delete from contacts"):
+        kind = sql.split()[0].upper()
+        with pytest.raises(ProgrammingError) as caught:
+            pipeline.run(conn, sql, allow_all_rows=False)
+        assert caught.value.message == f"{kind} without WHERE acts on every row of contacts"
+        assert "--all" in str(caught.value.hint) and "allow_all_rows" in str(caught.value.hint)
+    assert sent(sbx) == []  # refused before planning: nothing read, nothing written
+    # A WHERE (even one no row matches), an INSERT, a SELECT and an EXEC are not concerned.
+    result = pipeline.run(
+        conn, "UPDATE contacts SET notes = 'x' WHERE name = 'nobody'", allow_all_rows=False
+    )
+    assert isinstance(result, WriteResult) and list(result) == []
+    assert pipeline.run(conn, "SELECT count(*) FROM contacts", allow_all_rows=False).rows
+    # Allowed by default (the DB-API's behaviour): every row is updated.
+    _, rows = run(conn, "UPDATE contacts SET notes = 'every one'")
+    assert rows and {r["status"] for r in rows} == {"updated"}
+    assert column(conn, "SELECT DISTINCT notes FROM contacts") == ["every one"]
+
+
 def test_explain_of_writes_sends_nothing(books: Any) -> None:
     sbx, conn = books
     plan = pipeline.explain(
