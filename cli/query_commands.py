@@ -165,32 +165,12 @@ def procedures(
 
     catalog = default_catalog()
     found = catalog.procedures(product or "SageAccounting")
-    rows = [
-        {
-            "name": p.name,
-            "table": table,
-            "parameters": [
-                {"name": q.name, "type": q.type, "required": q.required} for q in p.parameters
-            ],
-            "returns": [name for name, _, _ in p.result_columns],
-            "description": p.description,
-        }
-        for table, p in found
-    ]
     if format == "json":
-        print_json(rows)
+        print_json([p.to_description(table) for table, p in found])
         return
     print_table(
         ["procedure", "table", "parameters", "description"],
-        (
-            (
-                r["name"],
-                r["table"] or "",
-                ", ".join(f"@{q['name']}{'' if q['required'] else '?'}" for q in r["parameters"]),
-                r["description"],
-            )
-            for r in rows
-        ),
+        ((p.name, table or "", p.signature, p.description) for table, p in found),
     )
 
 

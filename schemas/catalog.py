@@ -220,6 +220,23 @@ class Procedure:
     result_columns: tuple[tuple[str, str, str], ...]
     request: Mapping[str, Any]
 
+    def to_description(self, table: str | None) -> dict[str, Any]:
+        """What ``sagesql procedures --format json`` shows of it (``table``: its table)."""
+        return {
+            "name": self.name,
+            "table": table,
+            "parameters": [
+                {"name": q.name, "type": q.type, "required": q.required} for q in self.parameters
+            ],
+            "returns": [name for name, _, _ in self.result_columns],
+            "description": self.description,
+        }
+
+    @property
+    def signature(self) -> str:
+        """``@Id, @VoidReason?``: its parameters, the optional ones marked."""
+        return ", ".join(f"@{q.name}{'' if q.required else '?'}" for q in self.parameters)
+
     @classmethod
     def from_dict(cls, d: Mapping[str, Any]) -> Procedure:
         return cls(
