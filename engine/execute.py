@@ -137,6 +137,7 @@ def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = No
             scan.ref.local_name,
             [(name, scan.table.column(name).type) for name in scan.columns],
             read.rows(i, transport, settings),
+            product=scan.table.product,
         )
         for i, scan in enumerate(the_plan.scans)
     ]

@@ -60,7 +60,7 @@ MEMORY_ROWS = 200_000
 MEMORY_BYTES = 64 * 2**20
 # The types whose stored values values.from_storage changes (the others come out as
 # stored); skipping the rest halves the cost of a wide SELECT *. A test keeps this true.
-CONVERTED_TYPES = frozenset({"DECIMAL", "BOOLEAN"})
+CONVERTED_TYPES = frozenset({"DECIMAL", "BOOLEAN", "DATETIME"})
 # SQLite's page cache for a database in a temporary file (negative: KiB).
 FILE_CACHE_KIB = 16 * 1024
 
@@ -113,6 +113,8 @@ class LocalSource:
     name: str
     columns: Sequence[tuple[str, str]]  # (column name, catalog SQL type)
     rows: Iterator[tuple[Any, ...]]
+    # The product the rows come from: how DATETIME values are written on the way out.
+    product: str | None = None
 
 
 @dataclass
@@ -194,6 +196,7 @@ def evaluate(
     """
     database = _Database()
     state = _Closer(database, sources)
+    product = next((s.product for s in sources if s.product), None)
     evaluation = Evaluation(reason=why_not_streaming(select, sources))
     try:
         for source in sources:
@@ -215,7 +218,7 @@ def evaluate(
                 sources[0],
                 sql,
                 window,
-                _converter(columns),
+                _converter(columns, product),
                 evaluation,
                 state,
                 batch_rows,
@@ -229,7 +232,7 @@ def evaluate(
                 _load(database, source, evaluation, memory_rows, memory_bytes)
             cursor = database.run(sql)
             columns = _result_columns(select, sources, cursor.description)
-            rows = _read(cursor, _converter(columns), state)
+            rows = _read(cursor, _converter(columns, product), state)
     except BaseException:
         state.close()
         raise
@@ -468,7 +471,7 @@ def _window(database: _Database, select: exp.Expression) -> tuple[int, int | Non
 
 
 def _converter(
-    columns: list[ResultColumn],
+    columns: list[ResultColumn], product: str | None = None
 ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
     """A function giving a stored row its Python values, or None when nothing changes."""
     typed = [(i, c.sql_type) for i, c in enumerate(columns) if c.sql_type in CONVERTED_TYPES]
@@ -479,7 +482,7 @@ def _converter(
     def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
         out = list(row)
         for i, sql_type in typed:
-            out[i] = from_storage(sql_type, out[i])
+            out[i] = from_storage(sql_type, out[i], product)
         return tuple(out)
 
     return convert

@@ -63,7 +63,7 @@ from sagesql.activities.polling.state import Mark, SnapshotChange, StateStore, T
 from sagesql.activities.polling.tables import SNAPSHOT, TableSpec
 from sagesql.activities.polling.timeparse import iso, parse_iso
 from sagesql.activities.polling.window import MATCH, Query, Window
-from sagesql.engine.values import datetime_text
+from sagesql.engine.values import datetime_text, from_storage
 from sagesql.errors import Error, OperationalError
 
 log = logging.getLogger("sagesql.poll")
@@ -489,6 +489,7 @@ class Poller:
         params[deletions.parameter] = datetime_text(since, spec.product)
         mark = self.clock.mark()
         flatten = flattener(table, [spec.key, deletions.column, spec.id_field])
+        deletions_type = table.column(deletions.column).type
         found: list[Event] = []
         records = self.transport.records(
             table.operations["list"].path, params, paginator_for(table), page_size=self._chunk(spec)
@@ -498,7 +499,8 @@ class Poller:
             if key is None:
                 continue
             if deleted_text:
-                stamp = str(deleted_text)
+                # The stored form back as the product writes it, like every stamp.
+                stamp = str(from_storage(deletions_type, deleted_text, spec.product))
                 if parse_iso(stamp) > upper:
                     continue  # the next cycle's
             else:
