@@ -8,6 +8,8 @@ patch): the catalog, the token store, the auth object and the transport.
 from __future__ import annotations
 
 import threading
+from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from sagesql.connector import sources
@@ -48,6 +50,10 @@ def token_store_for(settings: Settings, product: Product, url: str) -> TokenStor
     return open_store(location)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class Connection:
     """An open connection (thread-safe); close it, or use it as a context manager."""
 
@@ -59,8 +65,12 @@ class Connection:
         store: TokenStore | None = None,
         auth: Any = None,
         transport: Any = None,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
+        # "now" of SQL's date and time functions ('now', CURRENT_TIMESTAMP): one reading
+        # per statement (engine/fold.py); the machine's UTC clock unless one is given.
+        self.clock: Callable[[], datetime] = clock or _utc_now
         if settings.logfile:
             from sagesql.connector import logs
 

@@ -222,11 +222,13 @@ def expression_types(tree: exp.Expression, columns: dict[int, tuple[TableRef, Co
         outputs[id(scope)] = []  # a recursive CTE refers to itself: no type
         node = scope.expression
         out: list[tuple[str, str | None]] = []
-        if isinstance(node, exp.SetOperation) and len(scope.union_scopes) == 2:
-            left, right = (scope_outputs(s) for s in scope.union_scopes)
+        if isinstance(node, exp.SetOperation) and scope.set_operation_scopes:
+            branches = [scope_outputs(s) for s in scope.set_operation_scopes]
+            first = branches[0]
+            same = all(len(b) == len(first) for b in branches)
             out = [
-                (n, t if len(left) == len(right) and t == right[i][1] else None)
-                for i, (n, t) in enumerate(left)
+                (n, t if same and all(b[i][1] == t for b in branches) else None)
+                for i, (n, t) in enumerate(first)
             ]
         elif isinstance(node, exp.Select):
             out = [(p.alias_or_name, type_of(p.unalias())) for p in node.expressions]
@@ -276,8 +278,8 @@ def expression_types(tree: exp.Expression, columns: dict[int, tuple[TableRef, Co
             kind = kinds.pop() if len(kinds) == 1 else None
         elif isinstance(node, exp.Date):
             kind = "DATE"
-        elif isinstance(node, exp.Anonymous) and node.name.lower() == "datetime":
-            kind = "DATETIME"
+        elif isinstance(node, exp.Anonymous) and node.name.lower() in ("date", "datetime"):
+            kind = node.name.upper()
         return (kind, False) if kind in ("DATE", "DATETIME") else None
 
     return typed

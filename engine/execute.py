@@ -16,6 +16,7 @@ from typing import Any
 from sqlglot import exp
 
 from sagesql.engine import fetch, local, procedures, writes
+from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
@@ -41,6 +42,7 @@ def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
 
 def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
+    tree = _folded(connection, tree)
     qualified, refs = resolve(tree, connection.catalog, connection.product.product)
     the_plan = plan(qualified, refs, connection.catalog)
     for scan in the_plan.scans:
@@ -55,8 +57,14 @@ def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
     return the_plan
 
 
-def _statement(sql: str, params: Params) -> exp.Expression:
-    tree = bind(parse(sql), params)
+def _folded(connection: Any, tree: exp.Expression) -> exp.Expression:
+    """Constant date and time expressions as literals, 'now' read from the connection's
+    clock (engine/fold.py), so that the planner pushes them like any literal."""
+    return fold(tree, getattr(connection, "clock", None))
+
+
+def _statement(connection: Any, sql: str, params: Params) -> exp.Expression:
+    tree = _folded(connection, bind(parse(sql), params))
     if not isinstance(tree, QUERIES) and not writes.is_write(tree):
         kind = type(tree).__name__.upper()
         raise NotSupportedError(
@@ -86,7 +94,7 @@ def _explain(connection: Any, sql: str, params: Params) -> str:
             else f"{request['method']} {request['path']}"
         )
         return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
-    tree = _statement(sql, params)
+    tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)
     return prepare_tree(connection, tree).explain()
@@ -110,7 +118,7 @@ def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | Non
 def _run(connection: Any, sql: str, params: Params, *, max_rows: int | None) -> Result:
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
-    tree = _statement(sql, params)
+    tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         return writes.run(connection, tree)
     return run_tree(connection, tree, max_rows=max_rows)

@@ -193,6 +193,10 @@ def _count_only(tree: exp.Expression, scans: list[Scan]) -> str | None:
     if not (isinstance(count, exp.Count) and isinstance(count.this, exp.Star)):
         return None
     scan = scans[0]
+    from_ = tree.args.get("from_") or tree.args.get("from")
+    source = from_.this if from_ is not None else None
+    if not (isinstance(source, exp.Table) and source.name == scan.ref.local_name):
+        return None  # counts the rows of a derived table, which its own WHERE may filter
     table = scan.source or scan.table
     exact = not scan.local_only and len(scan.pushed.exact) == len(scan.conjuncts)
     if (
