@@ -78,6 +78,9 @@ SQLITE_TYPES = {
 }
 
 
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)", re.ASCII)
+
+
 def parse_datetime(text: str) -> datetime:
     """An ISO-8601 date or date-time as aware UTC (no zone: UTC; a bare date: midnight)."""
     value = text.strip()
@@ -87,6 +90,9 @@ def parse_datetime(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     if " " in value and "T" not in value:
         value = value.replace(" ", "T", 1)
+    # A fraction of any length ('.5', .NET's seven digits) as the six digits Python 3.10
+    # reads (3.11 reads any; digits past the microsecond are dropped, as 3.11 does).
+    value = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
