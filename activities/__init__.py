@@ -4,9 +4,9 @@ The operations of the SQL engine as objects, the way integration platforms use
 connector activities::
 
     from sagesql.activities import Create, Query
-    from sagesql.connector.connection import connect
+    from sagesql.connector.client import open_client
 
-    with connect(profile="books") as conn:
+    with open_client(profile="books") as conn:
         for record in Query(conn, table="contacts", fields=["id", "name"], limit=10):
             ...
         results = Create(conn, "contacts")([{"name": "Acme", "contact_types": ["CUSTOMER"]}])

@@ -79,7 +79,7 @@ class Execute:
             procedures.check_arguments(
                 self.procedure,
                 {str(k).lstrip("@"): v for k, v in record.items()},
-                self.connection.product.product,
+                self.connection.product.id,
             )
             answer = procedures.run(self.connection, self.statement(record))
         except Error as exc:

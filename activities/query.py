@@ -181,9 +181,9 @@ class Query:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The rows as dicts, fetched as they are read (stopping early stops the paging)."""
-        from sagesql.engine import execute
+        from sagesql.engine import pipeline
 
-        result = execute.run_tree(self.connection, self.tree.copy())
+        result = pipeline.run_tree(self.connection, self.tree.copy())
         names = [c.name for c in result.columns]
         try:
             for row in result.rows:

@@ -56,7 +56,7 @@ class Target:
         max_concurrency: int | None = None,
     ) -> None:
         self.connection = connection
-        product = connection.product.product
+        product = connection.product.id
         self.table = table if isinstance(table, Table) else connection.catalog.table(table, product)
         if self.table.product != product:
             raise ProgrammingError(

@@ -20,7 +20,7 @@ from werkzeug.wrappers import Request, Response
 
 from sagesql.connector import paging
 from sagesql.connector.properties import Settings
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 from sagesql.sandbox.app import ProductApp, json_response
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.server import RunningServer
@@ -80,7 +80,7 @@ def main() -> None:
     settings = Settings(oauth_access_token="bench", rate_limit=0, max_concurrency=args.concurrency)
     auth_header = {"Authorization": f"Bearer {app.oauth.issue()['access_token']}"}
     product = default_catalog().product("sage_accounting")
-    transport = Transport(
+    transport = HTTPTransport(
         settings, product, base_url=server.url + "/v3.1", auth=None, extra_headers=auth_header
     )
     pager = paging.PageNumber()

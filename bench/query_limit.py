@@ -19,9 +19,9 @@ from pathlib import Path
 
 import requests
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import run
+from sagesql.engine.pipeline import run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 
@@ -74,7 +74,7 @@ def main() -> None:
             times: list[float] = []
             made: list[str] = []
             for _ in range(args.repeat):
-                with Connection(validate(props)) as connection:
+                with SageClient(validate(props)) as connection:
                     sbx.app.requests.clear()
                     started = time.perf_counter()
                     result = run(connection, sql)

@@ -18,9 +18,9 @@ from urllib.parse import parse_qsl
 
 import requests
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import run
+from sagesql.engine.pipeline import run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 
@@ -32,7 +32,7 @@ def sagesql_bytes(sbx: Sandbox, sql: str) -> tuple[int, int, list[dict[str, Any]
     run through sagesql on a fresh connection."""
     props = {**sbx.connection_properties(), "OAuthSettingsLocation": "memory://b", "RateLimit": "0"}
     sizes: list[int] = []
-    with Connection(validate(props)) as connection:
+    with SageClient(validate(props)) as connection:
         session = connection.transport.session  # Sage 200 resolves /sites here
         session.hooks["response"].append(lambda r, *a, **k: sizes.append(len(r.content)))
         sbx.app.requests.clear()

@@ -35,9 +35,9 @@ from typing import Any
 
 import requests
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import run
+from sagesql.engine.pipeline import run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 
@@ -55,7 +55,7 @@ class Probe:
     product: str
     session: requests.Session
     base_url: str
-    connection: Connection
+    connection: SageClient
 
     def total(self, path: str, params: dict[str, str]) -> int:
         url = self.base_url + path
@@ -461,7 +461,7 @@ CORPUS: dict[str, list[Query]] = {
 
 def open_product(
     product: str, rows: int
-) -> tuple[Sandbox, Connection, requests.Session, list[int]]:
+) -> tuple[Sandbox, SageClient, requests.Session, list[int]]:
     """The sandbox (its store kept in bench/results), a connection whose answers' sizes
     are recorded, and a plain session for probing totals."""
     RESULTS.mkdir(exist_ok=True)
@@ -474,7 +474,7 @@ def open_product(
         "OAuthSettingsLocation": "memory://bench",
         "RateLimit": "0",
     }
-    connection = Connection(validate(props))
+    connection = SageClient(validate(props))
     sizes: list[int] = []
 
     def record(response: requests.Response, *args: Any, **kwargs: Any) -> None:

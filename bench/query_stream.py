@@ -8,7 +8,7 @@ that its peak memory (``ru_maxrss`` from ``wait4``) is the client's alone:
 
 - ``hand``: a requests session reading the pages one after the other (the very URLs
   sagesql asks for) and writing each item's fields with ``json.dumps``;
-- ``sagesql``: ``engine.execute.run("SELECT id, name, balance, updated_at FROM
+- ``sagesql``: ``engine.pipeline.run("SELECT id, name, balance, updated_at FROM
   contacts")`` and ``cli.rows_output.write(result, "jsonl", out)``, as ``sagesql query``
   does, with MaxConcurrency=1 (the same sequential reading) and with the default 4.
 
@@ -70,9 +70,9 @@ def client_hand(url: str, token: str, query: str) -> int:
 
 def client_sagesql(url: str, token: str, concurrency: int) -> int:
     from sagesql.cli import rows_output
-    from sagesql.connector.connection import Connection
+    from sagesql.connector.client import SageClient
     from sagesql.connector.properties import validate
-    from sagesql.engine.execute import run
+    from sagesql.engine.pipeline import run
 
     props = {
         "Product": "SageAccounting",
@@ -82,7 +82,7 @@ def client_sagesql(url: str, token: str, concurrency: int) -> int:
         "RateLimit": "0",
         "MaxConcurrency": str(concurrency),
     }
-    with Connection(validate(props)) as connection:
+    with SageClient(validate(props)) as connection:
         result = run(connection, SQL)
         try:
             with open(os.devnull, "w", encoding="utf-8") as out:

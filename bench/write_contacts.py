@@ -19,9 +19,9 @@ from collections import Counter
 from typing import Any
 
 from sagesql.activities import Create
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute
+from sagesql.engine import pipeline
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 
@@ -64,12 +64,12 @@ def one_run(rows: int, concurrency: int, latency: int, sql: bool) -> dict[str, A
             "MaxConcurrency": str(concurrency),
         }
         data = records(rows)
-        with Connection(validate(props)) as conn:
+        with SageClient(validate(props)) as conn:
             sbx.app.requests.clear()
             started = time.perf_counter()
             if sql:
                 statement, params = insert_statement(data)
-                table = list(execute.run(conn, statement, params))
+                table = list(pipeline.run(conn, statement, params))
                 statuses = [row[2] for row in table]
                 order_ok = [row[0] for row in table] == list(range(1, rows + 1))
             else:

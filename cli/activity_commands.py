@@ -150,7 +150,7 @@ def open_connection(
     product: str | None,
     sandbox: bool,
 ) -> Any:
-    from sagesql.connector.connection import Connection
+    from sagesql.connector.client import SageClient
 
     if sandbox:
         from sagesql.sandbox.runner import Sandbox, resolve_product
@@ -162,7 +162,7 @@ def open_connection(
     else:
         chosen: dict[str, Any] = {"Product": product} if product else {}
         settings = settings_from(connection, profile, **chosen)
-    return stack.enter_context(Connection(settings))
+    return stack.enter_context(SageClient(settings))
 
 
 def _output(stack: ExitStack, output: str | None) -> IO[str]:

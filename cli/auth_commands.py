@@ -50,10 +50,10 @@ STORED_TOKENS = {"InitiateOAuth": "GETANDREFRESH"}
 
 
 def _oauth_connection(connection: str | None, profile: str | None, **overrides: object):
-    from sagesql.connector.connection import Connection
+    from sagesql.connector.client import SageClient
     from sagesql.errors import ConfigurationError
 
-    conn = Connection(settings_from(connection, profile, defaults=STORED_TOKENS, **overrides))
+    conn = SageClient(settings_from(connection, profile, defaults=STORED_TOKENS, **overrides))
     if not conn.oauth:
         raise ConfigurationError(
             f"{conn.product.connection_name} uses User and Password, not OAuth",

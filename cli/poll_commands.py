@@ -35,7 +35,7 @@ StateOption = Annotated[
 
 
 def _config(path: str | None, state: str | None) -> Any:
-    from sagesql.activities.polling.config import load
+    from sagesql.activities.polling.loading import load
     from sagesql.errors import ConfigurationError
 
     if not path:

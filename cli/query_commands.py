@@ -125,8 +125,8 @@ def query(
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
     from sagesql.cli import rows_output
-    from sagesql.connector.connection import Connection
-    from sagesql.engine import execute, writes
+    from sagesql.connector.client import SageClient
+    from sagesql.engine import pipeline, writes
 
     text = _read_sql(sql)
     params = _params(param)
@@ -152,11 +152,11 @@ def query(
 
             settings = replace(settings, verbosity=max(settings.verbosity, min(verbose, 5)))
             logs.configure(settings, to_stderr=True)
-        conn = stack.enter_context(Connection(settings))
+        conn = stack.enter_context(SageClient(settings))
         if explain:
-            typer.echo(execute.explain(conn, text, params))
+            typer.echo(pipeline.explain(conn, text, params))
             return
-        result = execute.run(conn, text, params, max_rows=max_rows)
+        result = pipeline.run(conn, text, params, max_rows=max_rows)
         stack.callback(result.close)
         chosen = format or (
             RowFormat.table if (output is None and sys.stdout.isatty()) else RowFormat.jsonl

@@ -27,7 +27,7 @@ from typing import Any
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from sagesql.connector import oauth_http
+from sagesql.connector import logs, oauth_http
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenSet, TokenStore
 from sagesql.errors import AuthError, RetriableAPIError
@@ -99,8 +99,6 @@ class OAuthAuth(AuthBase):
     @staticmethod
     def _remember(tokens: TokenSet) -> TokenSet:
         """Tokens obtained at run time join the secrets every log line is scrubbed of."""
-        from sagesql.connector import logs
-
         logs.register_secret(tokens.access_token)
         logs.register_secret(tokens.refresh_token)
         return tokens

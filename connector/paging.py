@@ -1,7 +1,7 @@
 """Paginators: one small object per paging style of the table definitions.
 
 A paginator only builds requests and reads answers; the transport sends them
-(``Transport.pages`` streams pages, ``Transport.pages_parallel`` fetches several at
+(``HTTPTransport.pages`` streams pages, ``HTTPTransport.pages_parallel`` fetches several at
 once when the total is known). The styles (``paging.style`` in table.schema.json):
 
 ``page_number``  Sage Accounting: ``page``/``items_per_page``, records in ``$items``,

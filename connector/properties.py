@@ -14,9 +14,8 @@ from typing import Any
 from urllib.parse import urlsplit
 
 from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import default_catalog, did_you_mean
 
-PRODUCTS = {"sageaccounting": "SageAccounting", "sage200": "Sage200", "sagecrm": "SageCRM"}
-PRODUCT_IDS = {"SageAccounting": "sage_accounting", "Sage200": "sage_200", "SageCRM": "sage_crm"}
 OAUTH_MODES = ("OFF", "GETANDREFRESH", "REFRESH")
 SCHEMAS = ("StandardUK", "ProfessionalUK")
 
@@ -48,7 +47,7 @@ PROPERTIES: tuple[Property, ...] = (
         "choice",
         "SageAccounting",
         "Which Sage product to connect to.",
-        choices=tuple(PRODUCTS.values()),
+        choices=tuple(default_catalog().connection_names()),
     ),
     Property(
         "URL",
@@ -253,7 +252,7 @@ class Settings:
     @property
     def product_id(self) -> str:
         """The catalog's product name (sage_accounting, sage_200, sage_crm)."""
-        return PRODUCT_IDS[self.product]
+        return default_catalog().resolve_product(self.product)
 
     def proxies(self) -> dict[str, str] | None:
         """The proxies mapping requests takes, or None when no proxy is set."""
@@ -331,8 +330,6 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
     for name, value in raw.items():
         prop = lookup(name)
         if prop is None:
-            from sagesql.schemas.catalog import did_you_mean
-
             hint = did_you_mean(name, [p.name for p in PROPERTIES])
             problems.append(f"unknown property {name!r}" + (f" ({hint})" if hint else ""))
             continue
@@ -356,11 +353,14 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
 def _consistency(s: Settings) -> list[str]:
     """Problems that involve several properties."""
     problems: list[str] = []
-    if s.product == "SageCRM":
-        if not s.url:
-            problems.append("SageCRM needs URL (the CRM server, e.g. https://crm.example.com)")
+    product = default_catalog().product(s.product)
+    if product.auth.get("type") == "basic":
+        name = product.connection_name
+        # A product run on the customer's own server has no public URL to default to.
+        if not s.url and "{server}" in product.base_urls.get("default", ""):
+            problems.append(f"{name} needs URL (its server, e.g. https://crm.example.com)")
         if not s.user:
-            problems.append("SageCRM needs User (and Password)")
+            problems.append(f"{name} needs User (and Password)")
         return problems
     if s.initiate_oauth == "OFF" and not s.oauth_access_token and not s.oauth_settings_location:
         problems.append(

@@ -1,6 +1,6 @@
 """The HTTP transport: one requests session per connection, with retries, rate limit and paging.
 
-``Transport.request`` sends one API call and either returns the answer or raises an
+``HTTPTransport.request`` sends one API call and either returns the answer or raises an
 error of the tree. Around each call:
 
 - the token bucket (``RateLimit`` per minute) is waited on first;
@@ -159,7 +159,7 @@ def _failure(exc: requests.RequestException) -> str:
     return type(exc).__name__
 
 
-class Transport:
+class HTTPTransport:
     """HTTP for one connection: session, headers, proxy, timeouts, retries, rate limit, paging."""
 
     def __init__(
@@ -229,7 +229,7 @@ class Transport:
         if self._owns_session:
             self.session.close()
 
-    def __enter__(self) -> Transport:
+    def __enter__(self) -> HTTPTransport:
         return self
 
     def __exit__(self, *exc: object) -> None:

@@ -75,7 +75,7 @@ threadsafety = 1
 paramstyle = "qmark"
 
 Params = Sequence[Any] | Mapping[str, Any] | None
-# sagesql.engine.execute.run's signature: (connection, sql, params, *, max_rows) -> Result.
+# sagesql.engine.pipeline.run's signature: (connection, sql, params, *, max_rows) -> Result.
 Runner = Callable[..., Result]
 
 
@@ -126,17 +126,16 @@ def TimestampFromTicks(ticks: float) -> datetime.datetime:
 
 
 def _default_run() -> Runner:
-    from sagesql.engine.execute import run  # the engine loads only when a cursor runs SQL
+    from sagesql.engine.pipeline import run  # the engine loads only when a cursor runs SQL
 
     return run
 
 
 class Connection:
-    """A DB-API connection around a connector :class:`~sagesql.connector.connection.Connection`.
+    """A DB-API connection around a :class:`~sagesql.connector.client.SageClient`.
 
-    ``run`` executes one statement (default: ``sagesql.engine.execute.run``); tests hand
-    in their own. Closing this connection closes its cursors and the connector
-    connection it wraps.
+    ``run`` executes one statement (default: ``sagesql.engine.pipeline.run``); tests hand
+    in their own. Closing this connection closes its cursors and the client it wraps.
     """
 
     # PEP 249's optional extension: the exceptions as connection attributes.
@@ -151,8 +150,8 @@ class Connection:
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
 
-    def __init__(self, connection: Any, *, run: Runner | None = None) -> None:
-        self.connection = connection
+    def __init__(self, client: Any, *, run: Runner | None = None) -> None:
+        self.client = client
         self._run = run
         self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()
         self.closed = False
@@ -165,7 +164,7 @@ class Connection:
         self._check()
         if self._run is None:
             self._run = _default_run()
-        return self._run(self.connection, sql, params)
+        return self._run(self.client, sql, params)
 
     def cursor(self) -> Cursor:
         self._check()
@@ -190,7 +189,7 @@ class Connection:
         self.closed = True
         for cursor in list(self._cursors):
             cursor.close()
-        close = getattr(self.connection, "close", None)
+        close = getattr(self.client, "close", None)
         if close is not None:
             close()
 
@@ -357,7 +356,6 @@ def connect(
     ``connect(profile="books")`` or ``connect(Product="SageCRM", URL=..., User=...)``.
     """
     # Imported here so that importing the DB-API module stays cheap.
-    from sagesql.connector import connection, sources
+    from sagesql.connector.client import open_client
 
-    settings = sources.load_settings(connection_string, profile=profile, **properties)
-    return Connection(connection.Connection(settings))
+    return Connection(open_client(connection_string, profile=profile, **properties))

@@ -7,14 +7,15 @@ early stops the paging.
 
 from __future__ import annotations
 
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
 from urllib.parse import quote
 
-from sagesql.connector.paging import for_table as paginator_for
+from sagesql.connector.products import paginator_for
+from sagesql.connector.seams import Transport
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
-from sagesql.errors import APIError
+from sagesql.errors import APIError, NotSupportedError
 from sagesql.schemas.catalog import Column, Table
 
 PARENT = "$parent"
@@ -34,7 +35,7 @@ def extract(
     return node
 
 
-def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-def]
+def flattener(table: Table, names: Sequence[str]) -> Callable[..., tuple[Any, ...]]:
     """A function from (record, parent record) to the row of those columns."""
     columns: list[Column] = [table.column(n) for n in names]
     product = table.product
@@ -44,6 +45,7 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
     ]
     convert = [storage_converter(c.type, product) for c in columns]
     keys = [key for key, _ in specs]
+    top_keys = [key for key in keys if key is not None]
 
     def flatten(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
         values = [
@@ -53,13 +55,13 @@ def flattener(table: Table, names: Sequence[str]):  # type: ignore[no-untyped-de
         return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
     def flatten_top(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
-        values = map(record.get, keys)  # every column a top-level field: the common case
+        values = map(record.get, top_keys)  # every column a top-level field: the common case
         return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
     return flatten_top if None not in keys else flatten
 
 
-def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:
+def _get_one(transport: Transport, table: Table, key: Any) -> dict[str, Any] | None:
     path = table.operations["get"].path.replace("{key}", quote(str(key), safe=""))
     try:
         record = transport.get_json(path)
@@ -71,7 +73,7 @@ def _get_one(transport: Any, table: Table, key: Any) -> dict[str, Any] | None:
 
 
 def records(
-    scan: Scan, transport: Any, *, page_size: int | None, parallel: bool
+    scan: Scan, transport: Transport, *, page_size: int | None, parallel: bool
 ) -> Iterator[dict[str, Any]]:
     """The records of the table the scan requests (the parent, for a line table)."""
     table = scan.source or scan.table
@@ -83,30 +85,44 @@ def records(
         return
     listing = table.operations.get("list")
     if listing is None:
-        from sagesql.errors import NotSupportedError
-
         raise NotSupportedError(
             f"{table.name} cannot be read: the API only accepts new records there",
             hint=f"read them back from the table its description names "
             f"('sagesql describe {table.name}')",
         )
-    if table.paging.style == "none":
-        data = transport.get_json(listing.path, params=scan.pushed.params)
-        yield from (data if isinstance(data, list) else [data] if data else [])
-        return
-    size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
-    yield from transport.records(
-        listing.path,
+    yield from _listing(
+        table,
         scan.pushed.params,
-        paginator_for(table),
-        page_size=size,
+        transport,
+        page_size=page_size,
         limit=scan.limit,
         parallel=parallel and scan.limit is None,
     )
 
 
+def _listing(
+    table: Table,
+    params: Mapping[str, str],
+    transport: Transport,
+    *,
+    page_size: int | None,
+    limit: int | None = None,
+    parallel: bool = False,
+) -> Iterator[dict[str, Any]]:
+    """The records of the table's list request with these parameters, page by page."""
+    path = table.operations["list"].path
+    if table.paging.style == "none":
+        data = transport.get_json(path, params=params)
+        yield from (data if isinstance(data, list) else [data] if data else [])
+        return
+    size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
+    yield from transport.records(
+        path, params, paginator_for(table), page_size=size, limit=limit, parallel=parallel
+    )
+
+
 def rows(
-    scan: Scan, transport: Any, *, page_size: int | None = None, parallel: bool = False
+    scan: Scan, transport: Transport, *, page_size: int | None = None, parallel: bool = False
 ) -> Iterator[tuple[Any, ...]]:
     """The scan's rows, lazily."""
     flatten = flattener(scan.table, scan.columns)
@@ -121,7 +137,7 @@ def rows(
                 yield flatten(line, record)
 
 
-def total(scan: Scan, transport: Any) -> int | None:
+def total(scan: Scan, transport: Transport) -> int | None:
     """The number of records the scan's list request would return, from the API's own
     total: a one-record page's envelope, or Sage 200's $count. None when it gives none."""
     table = scan.source or scan.table
@@ -132,3 +148,28 @@ def total(scan: Scan, transport: Any) -> int | None:
     request = paginator.first(listing.path, scan.pushed.params, 1)
     page = paginator.parse(transport.get_json(request.path, params=request.params), request)
     return page.total
+
+
+def deleted(
+    table: Table,
+    columns: Sequence[str],
+    transport: Transport,
+    since: str,
+    *,
+    page_size: int | None = None,
+) -> Iterator[tuple[tuple[Any, ...], dict[str, Any]]]:
+    """The tombstones the API reports for records deleted since ``since`` (the text of the
+    table's deletions parameter), lazily: each as the row of ``columns`` and the record.
+
+    The same listing as a scan's (the table's fixed parameters, its paging), with the
+    deletions parameter beside them."""
+    deletions = table.deletions
+    if deletions is None:
+        raise NotSupportedError(
+            f"{table.name}: the API reports no deletions",
+            hint="compare the keys of two scans to find deleted records",
+        )
+    params = {**table.fixed_parameters, deletions.parameter: since}
+    flatten = flattener(table, columns)
+    for record in _listing(table, params, transport, page_size=page_size):
+        yield flatten(record), record

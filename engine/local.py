@@ -538,11 +538,11 @@ def _stream(
             evaluation.rows_loaded += len(batch)
             evaluation.batches += 1
             projected = project(batch) if project is not None else None
-            cursor = None
+            cursor: sqlite3.Cursor | None = None
             if projected is None:
                 database.insert(source, batch)
                 cursor = database.connection.execute(sql)
-            found: Iterable[tuple[Any, ...]] = cursor if projected is None else projected
+            found: Iterable[tuple[Any, ...]] = projected if projected is not None else cursor or ()
             try:
                 if wanted is None and matched >= offset:  # no window left to apply
                     yield from found if convert is None else map(convert, found)

@@ -70,7 +70,7 @@ def resolve(
         node.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         refs.append(TableRef(table, local, alias))
     _check_qualifiers(tree)
-    schema = {
+    schema: dict[str, object] = {
         ref.local_name: {c.name: SQLITE_TYPES[c.type] for c in ref.table.columns} for ref in refs
     }
     try:

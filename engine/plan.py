@@ -25,8 +25,9 @@ from typing import Any
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
-from sagesql.connector.dialects import Pushed, SortKey, for_table
+from sagesql.connector.dialects import Pushed, SortKey
 from sagesql.connector.predicates import And, Comparison, Predicate
+from sagesql.connector.products import dialect_for
 from sagesql.engine.conditions import column_map, normalize_literals, split_and, to_predicate
 from sagesql.engine.names import TableRef
 from sagesql.engine.statement import READ_DIALECT
@@ -54,6 +55,9 @@ class Scan:
     join: JoinKey | None = None
     order: list[SortKey] = field(default_factory=list)
     empty: bool = False  # narrowed to no value at all: nothing to fetch
+    # The API applies the whole WHERE exactly, in the statement's order: a LIMIT on the
+    # statement (the number in ``limit``, when it has one) stops this scan's paging.
+    pushes_limit: bool = False
 
     @property
     def table(self) -> Table:
@@ -94,6 +98,12 @@ class Plan:
     # SELECT count(*) FROM t [WHERE ...all applied exactly by the API]: the API's own total
     # answers it with one request (the result column's name).
     count_only: str | None = None
+
+    @property
+    def pushes_limit(self) -> bool:
+        """Whether a LIMIT on this statement reaches the API (its one table's paging stops
+        there), whether or not the statement has one."""
+        return len(self.scans) == 1 and self.scans[0].pushes_limit
 
     def explain(self) -> str:
         lines: list[str] = []
@@ -152,7 +162,7 @@ def _scope_of(tree: exp.Expression, ref: TableRef) -> tuple[Scope, exp.Table] | 
     return None
 
 
-def _is_simple(select: exp.Expression, scope: Scope) -> bool:
+def _is_simple(select: exp.Expr, scope: Scope) -> bool:
     """One source, no grouping, aggregates, DISTINCT or windows: rows map one to one."""
     if not isinstance(select, exp.Select) or len(scope.sources) != 1:
         return False
@@ -221,7 +231,7 @@ def _plan_scan(
     scan = Scan(ref, needed)
     found = _scope_of(tree, ref)
     candidates: list[exp.Expression] = []
-    select: exp.Expression | None = None
+    select: exp.Expr | None = None
     scope: Scope | None = None
     if found is not None:
         scope, source = found
@@ -253,6 +263,7 @@ def _plan_scan(
         and len(scan.pushed.exact) == len(scan.conjuncts)
         and (not select.args.get("order") or scan.pushed.sorted)
     ):
+        scan.pushes_limit = True
         limit, offset = (
             _int_literal(select.args.get("limit")),
             _int_literal(select.args.get("offset")),
@@ -268,7 +279,7 @@ def _plan_scan(
 def _choose_requests(scan: Scan) -> bool:
     """Set the scan's list parameters or key lookups; True when it reads keys one by one."""
     table = scan.table
-    dialect = for_table(table)
+    dialect = dialect_for(table)
     lookup = dialect.key_values(scan.conjuncts)
     needed = None if len(scan.columns) == len(table.columns) else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
@@ -302,11 +313,11 @@ def _plan_joins(tree: exp.Expression, scans: list[Scan], columns: dict[int, Any]
                 if not isinstance(condition, exp.EQ):
                     continue
                 ends = [
-                    columns.get(id(n))
+                    end
                     for n in (condition.this, condition.expression)
-                    if isinstance(n, exp.Column)
+                    if isinstance(n, exp.Column) and (end := columns.get(id(n))) is not None
                 ]
-                if len(ends) != 2 or None in ends:
+                if len(ends) != 2:
                     continue
                 mine = [e for e in ends if e[0] is inner.ref]
                 other = [e for e in ends if e[0] is not inner.ref]
@@ -384,7 +395,7 @@ def _candidates(select: exp.Select, source: exp.Table) -> list[exp.Expression]:
     return found
 
 
-def _order(select: exp.Expression, ref: TableRef, columns: dict[int, Any]) -> list[SortKey]:
+def _order(select: exp.Expr, ref: TableRef, columns: dict[int, Any]) -> list[SortKey]:
     """The ORDER BY as sort keys when every item is a plain column of this table."""
     order = select.args.get("order") if isinstance(select, exp.Select) else None
     if order is None:
@@ -420,5 +431,5 @@ def _plan_child(scan: Scan, catalog: Catalog) -> None:
         scan.keys = tuple(dict.fromkeys(keys))
         return
     array = next((c.name for c in parent.columns if c.path == parent_info.path), None)
-    pushed = for_table(parent).push([], columns=[array] if array else None)
+    pushed = dialect_for(parent).push([], columns=[array] if array else None)
     scan.pushed = Pushed(params=pushed.params, notes=pushed.notes)

@@ -20,6 +20,11 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
+from sagesql.connector import logs
+from sagesql.connector.auth import OAuthAuth
+from sagesql.connector.login import authorization_url, code_from, exchange_code, run_login
+from sagesql.connector.seams import Client
+from sagesql.connector.tokenstore import TokenSet
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind
@@ -64,9 +69,9 @@ def parse_exec(sql: str, params: Params = None) -> tuple[str, dict[str, Any]]:
     return tree.this.name, args
 
 
-def find(connection: Any, name: str) -> tuple[str | None, Procedure]:
+def find(connection: Client, name: str) -> tuple[str | None, Procedure]:
     """The procedure of that name (any case) among the product's and its tables'."""
-    found = connection.catalog.procedures(connection.product.product)
+    found = connection.catalog.procedures(connection.product.id)
     for table, procedure in found:
         if procedure.name.lower() == name.lower():
             return table, procedure
@@ -109,15 +114,13 @@ def check_arguments(procedure: Procedure, args: dict[str, Any], product: str) ->
     return typed
 
 
-def run(connection: Any, sql: str, params: Params = None) -> Result:
+def run(connection: Client, sql: str, params: Params = None) -> Result:
     name, raw = parse_exec(sql, params)
-    from sagesql.connector import logs
-
     for key, value in raw.items():  # a token or code passed to an auth procedure
         if key.lower() in ("oauthrefreshtoken", "oauthaccesstoken", "verifier"):
             logs.register_secret(str(value))
     _, procedure = find(connection, name)
-    args = check_arguments(procedure, raw, connection.product.product)
+    args = check_arguments(procedure, raw, connection.product.id)
     request = procedure.request
     if "builtin" in request:
         answer = _builtin(connection, str(request["builtin"]), args)
@@ -163,7 +166,7 @@ def _fill(template: Any, args: dict[str, Any]) -> Any:
 _ABSENT = object()
 
 
-def _http(connection: Any, procedure: Procedure, args: dict[str, Any]) -> Any:
+def _http(connection: Client, procedure: Procedure, args: dict[str, Any]) -> Any:
     request = procedure.request
     path = re.sub(
         r"\{(\w+)\}", lambda m: quote(str(args.get(m.group(1), "")), safe=""), str(request["path"])
@@ -179,10 +182,7 @@ def _http(connection: Any, procedure: Procedure, args: dict[str, Any]) -> Any:
     return answer
 
 
-def _builtin(connection: Any, builtin: str, args: dict[str, Any]) -> dict[str, Any]:
-    from sagesql.connector.login import authorization_url, exchange_code, run_login
-    from sagesql.connector.tokenstore import TokenSet
-
+def _builtin(connection: Client, builtin: str, args: dict[str, Any]) -> dict[str, Any]:
     if not connection.oauth or connection.endpoints is None:
         raise ConfigurationError(
             f"{connection.product.connection_name} does not use OAuth",
@@ -206,8 +206,6 @@ def _builtin(connection: Any, builtin: str, args: dict[str, Any]) -> dict[str, A
                     "AuthMode=WEB needs @Verifier (the code from the redirect)",
                     hint="pass the code your redirect URI received",
                 )
-            from sagesql.connector.login import code_from
-
             code = code_from(str(args["Verifier"]), None)
             token = exchange_code(settings, endpoints, code, callback_url=callback)
         else:
@@ -227,10 +225,8 @@ def _builtin(connection: Any, builtin: str, args: dict[str, Any]) -> dict[str, A
     }
 
 
-def _refresh(connection: Any, refresh_token: str) -> dict[str, Any]:
-    from sagesql.connector.auth import OAuthAuth
-    from sagesql.connector.tokenstore import TokenSet
-
+def _refresh(connection: Client, refresh_token: str) -> dict[str, Any]:
+    assert connection.store is not None and connection.endpoints is not None  # OAuth checked
     auth = OAuthAuth(
         connection.settings, connection.store, token_url=connection.endpoints.token_url
     )

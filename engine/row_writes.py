@@ -24,6 +24,7 @@ from concurrent.futures import Future, ThreadPoolExecutor
 from dataclasses import dataclass, field
 from typing import Any
 
+from sagesql.connector.seams import Transport
 from sagesql.errors import (
     AuthError,
     Error,
@@ -113,7 +114,7 @@ def fatal(exc: Error) -> bool:
     return isinstance(exc, AuthError | InterfaceError)
 
 
-def send(transport: Any, request: RowRequest) -> tuple[RowOutcome, bool]:
+def send(transport: Transport, request: RowRequest) -> tuple[RowOutcome, bool]:
     """(the row's outcome, whether the error is fatal for the rest)."""
     if request.outcome is not None:
         return request.outcome, False
@@ -142,7 +143,7 @@ def _skipped(request: RowRequest, why: RowError | None) -> RowOutcome:
 
 
 def send_all(
-    transport: Any,
+    transport: Transport,
     requests: Iterable[RowRequest],
     *,
     workers: int = 1,

@@ -92,6 +92,7 @@ def parse(sql: str) -> exp.Expression:
             f"unsupported statement {tree.name.upper()!r}",
             hint="use SELECT, INSERT, UPDATE, DELETE or EXEC",
         )
+    assert isinstance(tree, exp.Expression)
     return tree
 
 

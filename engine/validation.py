@@ -27,6 +27,7 @@ from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
 
+from sagesql.connector import products
 from sagesql.engine.values import coerce
 from sagesql.errors import (
     DatabaseError,
@@ -59,19 +60,11 @@ def operation(table: Table, kind: str) -> Operation:
         hint += (
             f"; its procedures: {procedures} (EXEC Name @Param = 'value'; see 'sagesql procedures')"
         )
+    api = products.for_table(table).short_title
     raise NotSupportedError(
-        f"{table.name} does not support {kind}: the {_product_title(table)} API has no "
-        f"{name} call for it",
+        f"{table.name} does not support {kind}: the {api} API has no {name} call for it",
         hint=hint,
     )
-
-
-def _product_title(table: Table) -> str:
-    return {
-        "sage_accounting": "Sage Accounting",
-        "sage_200": "Sage 200",
-        "sage_crm": "Sage CRM",
-    }.get(table.product, table.product)
 
 
 @dataclass

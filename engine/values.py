@@ -62,10 +62,11 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+from sagesql.connector import products
 from sagesql.errors import DataError
 
-# Products whose timestamps carry milliseconds.
-MILLISECOND_PRODUCTS = frozenset({"sage_200"})
+# Products whose timestamps carry milliseconds (their modules say so).
+MILLISECOND_PRODUCTS = frozenset(p.id for p in products.all_products() if p.keeps_milliseconds)
 
 SQLITE_TYPES = {
     "TEXT": "TEXT",
@@ -102,10 +103,7 @@ def parse_datetime(text: str) -> datetime:
 def datetime_text(value: datetime, product: str) -> str:
     """An instant as the product's API writes it: ISO 8601 UTC with a Z, to the second
     ('...THH:MM:SSZ'), or to the millisecond for Sage 200 ('...SS.fffZ')."""
-    value = value.astimezone(timezone.utc) if value.tzinfo else value
-    if _keeps_milliseconds(product):
-        return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
-    return value.strftime("%Y-%m-%dT%H:%M:%SZ")
+    return products.get(product).datetime_text(value)
 
 
 def _keeps_milliseconds(product: str | None) -> bool:

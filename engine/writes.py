@@ -31,7 +31,8 @@ from typing import Any
 
 from sqlglot import exp
 
-from sagesql.engine import bodies, validation
+from sagesql.connector.seams import Client
+from sagesql.engine import bodies, query, validation
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value, split_and
 from sagesql.engine.fetch import flattener
 from sagesql.engine.result import Result, ResultColumn
@@ -112,8 +113,8 @@ class Write:
     void: Procedure | None = None  # DELETE voids non-drafts: the procedure that does it
 
 
-def _table_of(connection: Any, node: exp.Table) -> Table:
-    product = connection.product.product
+def _table_of(connection: Client, node: exp.Table) -> Table:
+    product = connection.product.id
     scope = node.args.get("db")
     table = connection.catalog.table(node.name, scope.name if scope else product)
     if table.product != product:
@@ -141,7 +142,7 @@ def _unsupported(tree: exp.Expression) -> None:
             )
 
 
-def plan(connection: Any, tree: exp.Expression) -> Write:
+def plan(connection: Client, tree: exp.Expression) -> Write:
     """The checked write (names, operation, columns, key predicate); nothing is sent."""
     _unsupported(tree)
     kind = type(tree).__name__.upper()
@@ -189,12 +190,12 @@ def _plan_insert(write: Write) -> None:
                     f"{len(items)} values for {len(names)} columns", row=n, names=True
                 )
     elif isinstance(source, (exp.Select, exp.Union, exp.Intersect, exp.Except, exp.Subquery)):
-        query = source.this if isinstance(source, exp.Subquery) else source
+        finder = source.this if isinstance(source, exp.Subquery) else source
         with_ = tree.args.get("with_")
         if with_ is not None:
-            query = query.copy()
-            query.set("with_", with_.copy())
-        write.finder = query
+            finder = finder.copy()
+            finder.set("with_", with_.copy())
+        write.finder = finder
     else:
         raise ProgrammingError(
             "INSERT takes VALUES (...) or a SELECT", hint="write INSERT INTO t (a) VALUES (1)"
@@ -314,17 +315,16 @@ def _returning(write: Write) -> list[Column]:
 # -- the rows ------------------------------------------------------------------------------
 
 
-def _query(connection: Any, tree: exp.Expression) -> list[tuple[Any, ...]]:
-    from sagesql.engine import execute  # the query path (execute imports this module)
+def _query(connection: Client, tree: exp.Expression) -> list[tuple[Any, ...]]:
 
-    result = execute.run_tree(connection, tree.copy())
+    result = query.run_tree(connection, tree.copy())
     try:
         return list(result.rows)
     finally:
         result.close()
 
 
-def _values_rows(connection: Any, write: Write) -> list[list[Any]]:
+def _values_rows(connection: Client, write: Write) -> list[list[Any]]:
     source = write.tree.expression
     out: list[list[Any]] = []
     for row in source.expressions:
@@ -337,7 +337,7 @@ def _values_rows(connection: Any, write: Write) -> list[list[Any]]:
     return out
 
 
-def rows(connection: Any, write: Write) -> list[Row]:
+def rows(connection: Client, write: Write) -> list[Row]:
     """Every row to write, checked and typed; raises one error listing every problem."""
     if write.finder is not None:
         write.problems.raise_if_any()  # a wrong name makes reading the rows pointless
@@ -458,7 +458,7 @@ def requests(write: Write, found: Sequence[Row]) -> Iterator[RowRequest]:
         )
 
 
-def run(connection: Any, tree: exp.Expression) -> WriteResult:
+def run(connection: Client, tree: exp.Expression) -> WriteResult:
     """Carry out a write statement: every row checked first, then one request per row."""
     write = plan(connection, tree)
     found = rows(connection, write)
@@ -516,9 +516,8 @@ def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
 # -- explain --------------------------------------------------------------------------------
 
 
-def explain(connection: Any, tree: exp.Expression) -> str:
+def explain(connection: Client, tree: exp.Expression) -> str:
     """What the write would send, and the SELECT that finds its rows; nothing is sent."""
-    from sagesql.engine import execute
 
     write = plan(connection, tree)
     write.problems.raise_if_any()
@@ -551,7 +550,7 @@ def explain(connection: Any, tree: exp.Expression) -> str:
             lines.append("  rows from the SELECT:")
             lines.extend(
                 "    " + line
-                for line in execute.prepare_tree(connection, write.finder.copy())
+                for line in query.prepare_tree(connection, write.finder.copy())
                 .explain()
                 .splitlines()
             )
@@ -572,7 +571,7 @@ def explain(connection: Any, tree: exp.Expression) -> str:
         )
         lines.extend(
             "    " + line
-            for line in execute.prepare_tree(connection, write.finder.copy()).explain().splitlines()
+            for line in query.prepare_tree(connection, write.finder.copy()).explain().splitlines()
         )
         lines.append(sent.replace(" per row", " per row found"))
     if write.void is not None:

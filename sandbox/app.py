@@ -19,6 +19,7 @@ import json
 import threading
 from collections import deque
 from collections.abc import Iterable
+from datetime import timedelta
 from typing import Any
 
 from werkzeug.http import http_date
@@ -26,7 +27,7 @@ from werkzeug.wrappers import Request, Response
 
 from sagesql.errors import ConfigurationError
 from sagesql.sandbox import faults as fault_kinds
-from sagesql.sandbox.clock import Clock, iso, parse_time
+from sagesql.sandbox.clock import Clock, iso, parse_time, sortable
 from sagesql.sandbox.config import Faults, SandboxConfig
 from sagesql.sandbox.faults import FaultInjector, drop_connection, truncated
 from sagesql.sandbox.oauth import OAuthServer, TokenProblem
@@ -131,10 +132,6 @@ class ProductApp:
 
     def visible_before(self) -> str | None:
         """Store time text: records updated at or after it are not yet visible to lists."""
-        from datetime import timedelta
-
-        from sagesql.sandbox.clock import sortable
-
         if not self.config.visibility_lag:
             return None
         return sortable(self.clock.now() - timedelta(seconds=self.config.visibility_lag))

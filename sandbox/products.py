@@ -17,7 +17,7 @@ class ProductSite:
 
     def load(self) -> type[ProductApp]:
         module = importlib.import_module(f"sagesql.sandbox.{self.module}")
-        return getattr(module, self.app_class)  # type: ignore[no-any-return]
+        return getattr(module, self.app_class)
 
 
 SITES = {

@@ -29,6 +29,7 @@ from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.oauth import AUTHORIZE_PATH, REVOKE_PATH, TOKEN_PATH
 from sagesql.sandbox.products import SITES, ProductSite
 from sagesql.sandbox.server import RunningServer
+from sagesql.schemas.catalog import default_catalog
 
 # Names of the store's meta entries that tie a file to the data it holds.
 META_PRODUCT, META_SEED, META_ROWS = "sandbox.product", "sandbox.seed", "sandbox.rows"
@@ -38,15 +39,11 @@ def resolve_product(name: str) -> str:
     """``sage_200`` from Sage200, sage_200 or any case of either; ConfigurationError if unknown."""
     if name in SITES:
         return name
-    from sagesql.schemas.catalog import default_catalog
-
     return default_catalog().resolve_product(name)
 
 
 def connection_name(product: str) -> str:
     """The Product connection property's value for a product (SageAccounting...)."""
-    from sagesql.schemas.catalog import default_catalog
-
     return default_catalog().product(product).connection_name
 
 
@@ -187,8 +184,6 @@ class Sandbox:
     @property
     def title(self) -> str:
         """The product's name for people (Sage Accounting...)."""
-        from sagesql.schemas.catalog import default_catalog
-
         return default_catalog().product(self.product).title
 
     # -- how to connect ------------------------------------------------------------------

@@ -425,7 +425,7 @@ class CompanyData:
     def records(self, resource: str) -> Iterable[dict[str, Any]]:
         maker = getattr(self, "make_" + resource, None)
         if maker is not None:
-            return maker()  # type: ignore[no-any-return]
+            return maker()
         return self.generic(self.table(resource))
 
     def make_currencies(self) -> Iterable[dict[str, Any]]:

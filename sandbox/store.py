@@ -51,10 +51,10 @@ class Store:
         self._db = sqlite_utils.Database(self._conn)
         self._lock = threading.RLock()
         self._seeders: dict[str, Seeder] = {}
-        self._db["_seeded"].create(
+        self._db.table("_seeded").create(
             {"scope": str, "resource": str}, pk=("scope", "resource"), if_not_exists=True
         )
-        self._db["_meta"].create({"name": str, "value": str}, pk="name", if_not_exists=True)
+        self._db.table("_meta").create({"name": str, "value": str}, pk="name", if_not_exists=True)
 
     # -- setup ---------------------------------------------------------------------------
 
@@ -67,7 +67,7 @@ class Store:
 
     def set_meta(self, name: str, value: str) -> None:
         with self._lock:
-            self._db["_meta"].upsert({"name": name, "value": value}, pk="name")
+            self._db.table("_meta").upsert({"name": name, "value": value}, pk="name")
 
     @staticmethod
     def table_name(resource: str) -> str:

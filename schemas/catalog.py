@@ -340,9 +340,13 @@ _OPERATOR_ORDER = ["=", "!=", "<", "<=", ">", ">=", "IN", "LIKE", "IS NULL", "IS
 
 @dataclass(frozen=True)
 class Product:
+    """A product's definition (``_product.json``): names, base URLs, auth, headers."""
+
     product: str
     title: str
+    short_title: str
     connection_name: str
+    element_keys: tuple[str, ...]
     api_version: str
     base_urls: Mapping[str, str]
     auth: Mapping[str, Any]
@@ -355,7 +359,9 @@ class Product:
         return cls(
             product=d["product"],
             title=d["title"],
+            short_title=d["short_title"],
             connection_name=d["connection_name"],
+            element_keys=tuple(d["element_keys"]),
             api_version=d["api_version"],
             base_urls=_frozen(d["base_urls"]),
             auth=_frozen(d["auth"]),
@@ -402,11 +408,16 @@ class Catalog:
     def product_names(self) -> list[str]:
         return [p["product"] for p in self.index["products"]]
 
+    def connection_names(self) -> list[str]:
+        """The values of the Product connection property (SageAccounting...)."""
+        return [p["connection_name"] for p in self.index["products"]]
+
     def resolve_product(self, name: str) -> str:
-        """``sage_accounting`` from SageAccounting, sage_accounting or any case of either."""
+        """``sage_accounting`` from SageAccounting, sage_accounting, an integration
+        platform's element key (sageone) or any case of these."""
         wanted = name.strip().lower().replace("-", "_")
         for p in self.index["products"]:
-            if wanted in (p["product"], p["connection_name"].lower()):
+            if wanted in (p["product"], p["connection_name"].lower(), *p["element_keys"]):
                 return str(p["product"])
         names = [p["connection_name"] for p in self.index["products"]]
         raise ConfigurationError(

@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 REPO = Path(__file__).resolve().parent.parent
-REFERENCE = REPO.parent / "shared" / "reference"
+REFERENCE = REPO / "schemas" / "definitions"
 
 
 @pytest.fixture(scope="session")
@@ -66,7 +66,7 @@ def write_sandbox(start_sandbox):
 def write_connection(sbx, name: str, **extra: str):
     """A connection to the sandbox; one request at a time unless MaxConcurrency is given,
     so that the request log's order is the rows' order."""
-    from sagesql.connector.connection import Connection
+    from sagesql.connector.client import SageClient
     from sagesql.connector.properties import validate
 
     props = {
@@ -76,4 +76,4 @@ def write_connection(sbx, name: str, **extra: str):
         "MaxConcurrency": "1",
         **extra,
     }
-    return Connection(validate(props))
+    return SageClient(validate(props))

@@ -25,17 +25,17 @@ from sagesql.activities import (
 )
 from sagesql.activities.schema import procedure_schemas
 from sagesql.cli.activity_commands import to_json
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.sandbox.config import Faults
 from sagesql.schemas.catalog import default_catalog
 
 
-def connect(sbx: Any, **extra: str) -> Connection:
+def connect(sbx: Any, **extra: str) -> SageClient:
     return write_connection(sbx, "activities", **extra)
 
 
 @pytest.fixture
-def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
+def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, SageClient]]:
     sbx = write_sandbox("sage_accounting")
     with connect(sbx) as conn:
         yield sbx, conn

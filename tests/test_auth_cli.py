@@ -25,7 +25,7 @@ from typer.testing import CliRunner
 
 from sagesql.cli.main import app
 from sagesql.connector import connection_string, login
-from sagesql.connector.connection import connect
+from sagesql.connector.client import open_client
 from sagesql.connector.properties import PROPERTIES
 
 runner = CliRunner()
@@ -144,7 +144,7 @@ def test_properties_table_for_people() -> None:
 def test_auth_status_shows_store_and_expiry_never_a_token(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_accounting", rows=5)
     props = sbx.connection_properties()
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         conn.transport.get_json("/contacts")
         # The token expires at Sage; the next call refreshes it and stores the new pair.
         requests.post(sbx.url + "/_sandbox/clock", json={"advance": 301}, timeout=10)
@@ -326,7 +326,7 @@ def test_auth_login_on_a_busy_callback_port(start_sandbox: Any) -> None:
 def test_auth_logout_revokes_and_forgets(start_sandbox: Any, data_dir: Path) -> None:
     sbx = start_sandbox("sage_accounting", rows=5)
     props = sbx.connection_properties()
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         conn.transport.get_json("/contacts")
         store = Path(conn.store.location)
     stored = json.loads(store.read_text())

@@ -16,7 +16,7 @@ import requests
 import sagesql
 from sagesql import AuthError, ConfigurationError, InterfaceError
 from sagesql.connector import connection_string
-from sagesql.connector.connection import Connection, connect
+from sagesql.connector.client import SageClient, open_client
 from sagesql.connector.properties import validate
 from sagesql.connector.tokenstore import FileTokenStore, MemoryTokenStore
 from sagesql.sandbox.oauth import TokenProblem
@@ -66,9 +66,9 @@ def names(page: Any) -> list[str]:
     ],
 )
 def test_base_url_of_oauth_products(props: dict[str, str], expected: str) -> None:
-    conn = Connection(validate({"OAuthAccessToken": "t", **props}))
+    conn = SageClient(validate({"OAuthAccessToken": "t", **props}))
     assert conn.base_url == expected and conn.oauth
-    if conn.product.product == "sage_accounting":  # Sage 200's transport would ask /sites
+    if conn.product.id == "sage_accounting":  # Sage 200's transport would ask /sites
         assert conn.transport.base_url == expected
     conn.close()
 
@@ -85,16 +85,16 @@ def test_base_url_of_oauth_products(props: dict[str, str], expected: str) -> Non
     ],
 )
 def test_base_url_of_crm(url: str, expected: str) -> None:
-    conn = Connection(validate({"Product": "SageCRM", "URL": url, "User": "u", "Password": "p"}))
+    conn = SageClient(validate({"Product": "SageCRM", "URL": url, "User": "u", "Password": "p"}))
     assert conn.base_url == expected
     assert not conn.oauth and conn.store is None and conn.endpoints is None
 
 
 def test_default_oauth_endpoints_are_sages() -> None:
-    accounting = Connection(validate({"OAuthAccessToken": "t"}))
+    accounting = SageClient(validate({"OAuthAccessToken": "t"}))
     assert accounting.endpoints is not None
     assert accounting.endpoints.token_url == "https://oauth.accounting.sage.com/token"
-    sage200 = Connection(validate({"Product": "Sage200", "OAuthAccessToken": "t"}))
+    sage200 = SageClient(validate({"Product": "Sage200", "OAuthAccessToken": "t"}))
     assert sage200.endpoints is not None
     assert sage200.endpoints.token_url == "https://id.sage.com/oauth/token"
     assert sage200.endpoints.extra == {"audience": "s200ukipd/sage200"}
@@ -103,7 +103,7 @@ def test_default_oauth_endpoints_are_sages() -> None:
 def test_crm_server_root_gets_the_sdata_path(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_crm", rows=5)
     props = {**sbx.connection_properties(), "URL": sbx.url + "/"}  # the server root
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         assert conn.base_url == sbx.base_url
         page = conn.transport.get_json("/Company")
         assert page["$resources"]
@@ -113,7 +113,7 @@ def test_url_override_reaches_the_sandbox(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_200", rows=5)
     standard = sbx.url + "/uk/sage200/accounts/v1"
     props = {**sbx.connection_properties(), "URL": standard, "Schema": "ProfessionalUK"}
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         assert conn.base_url == standard  # the URL wins over the Schema's public URL
         assert conn.transport.get_json("/customers")
     assert "/uk/sage200/accounts/v1/customers" in requests_to(sbx)
@@ -125,7 +125,10 @@ def test_url_override_reaches_the_sandbox(start_sandbox: Any) -> None:
 def test_two_sandboxes_never_share_a_token_file(start_sandbox: Any, data_dir: Path) -> None:
     one = start_sandbox("sage_accounting", rows=5)
     two = start_sandbox("sage_accounting", rows=5)
-    with connect(**one.connection_properties()) as a, connect(**two.connection_properties()) as b:
+    with (
+        open_client(**one.connection_properties()) as a,
+        open_client(**two.connection_properties()) as b,
+    ):
         assert isinstance(a.store, FileTokenStore) and isinstance(b.store, FileTokenStore)
         assert a.store.path != b.store.path
         for conn in (a, b):
@@ -147,7 +150,7 @@ def test_default_token_file_is_per_profile_product_api_and_client(data_dir: Path
     base = {"InitiateOAuth": "GETANDREFRESH", "OAuthClientId": "app", "URL": "http://127.0.0.1:9/a"}
 
     def location(profile: str | None = None, **props: str) -> Path:
-        conn = Connection(validate({**base, **props}, profile=profile))
+        conn = SageClient(validate({**base, **props}, profile=profile))
         assert isinstance(conn.store, FileTokenStore)
         return conn.store.path
 
@@ -167,9 +170,9 @@ def test_default_token_file_is_per_profile_product_api_and_client(data_dir: Path
 
 def test_oauth_settings_location_names_the_store(tmp_path: Path) -> None:
     file = tmp_path / "mine.json"
-    given = Connection(validate({"OAuthAccessToken": "t", "OAuthSettingsLocation": str(file)}))
+    given = SageClient(validate({"OAuthAccessToken": "t", "OAuthSettingsLocation": str(file)}))
     assert isinstance(given.store, FileTokenStore) and given.store.path == file
-    memory = Connection(validate({"OAuthAccessToken": "t", "OAuthSettingsLocation": "memory://x"}))
+    memory = SageClient(validate({"OAuthAccessToken": "t", "OAuthSettingsLocation": "memory://x"}))
     assert isinstance(memory.store, MemoryTokenStore) and memory.store.location == "memory://x"
 
 
@@ -179,17 +182,17 @@ def test_oauth_settings_location_names_the_store(tmp_path: Path) -> None:
 def test_business_id_sends_x_business(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_accounting", rows=5)
     props = sbx.connection_properties()
-    with connect(**props) as lead, connect(**props, BusinessId=sbx.app.second) as second:
+    with open_client(**props) as lead, open_client(**props, BusinessId=sbx.app.second) as second:
         assert "X-Business" not in lead.transport.session.headers
         assert second.transport.session.headers["X-Business"] == sbx.app.second
         lead_names = names(lead.transport.get_json("/contacts"))
         second_names = names(second.transport.get_json("/contacts"))
         assert lead_names and second_names and set(lead_names).isdisjoint(second_names)
         # The lead business answers the same without the header and with its id.
-        with connect(**props, BusinessId=sbx.app.lead) as explicit:
+        with open_client(**props, BusinessId=sbx.app.lead) as explicit:
             assert names(explicit.transport.get_json("/contacts")) == lead_names
     # A business the login cannot see is refused by Sage, and said so.
-    with connect(**props, BusinessId="not-mine") as stranger, pytest.raises(AuthError) as err:
+    with open_client(**props, BusinessId="not-mine") as stranger, pytest.raises(AuthError) as err:
         stranger.transport.get_json("/contacts")
     assert "X-Business" in str(err.value) and "MultiUserAccessDenied" in str(err.value)
 
@@ -210,18 +213,18 @@ def test_site_and_company_resolved_from_sites(start_sandbox: Any) -> None:
         str(sites[1]["company_id"]),
     )
     props = sbx.connection_properties()
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         headers = conn.transport.session.headers
         assert (headers["X-Site"], headers["X-Company"]) == (site, first)
         first_customers = conn.transport.get_json("/customers")
-    with connect(**props, Company=other) as conn:
+    with open_client(**props, Company=other) as conn:
         headers = conn.transport.session.headers
         assert (headers["X-Site"], headers["X-Company"]) == (site, other)
         other_customers = conn.transport.get_json("/customers")
     assert first_customers and other_customers and first_customers != other_customers
     # Both given: /sites is not asked.
     requests.delete(sbx.url + "/_sandbox/requests", timeout=10)
-    with connect(**props, Site=site, Company=other) as conn:
+    with open_client(**props, Site=site, Company=other) as conn:
         assert conn.transport.get_json("/customers") == other_customers
     assert not any(path.endswith("/sites") for path in requests_to(sbx))
 
@@ -229,7 +232,7 @@ def test_site_and_company_resolved_from_sites(start_sandbox: Any) -> None:
 @pytest.mark.parametrize("props", [{"Site": "no-such-site"}, {"Company": "99"}])
 def test_site_or_company_that_matches_nothing(start_sandbox: Any, props: dict[str, str]) -> None:
     sbx = start_sandbox("sage_200", rows=5)
-    with connect(**sbx.connection_properties(), **props) as conn:
+    with open_client(**sbx.connection_properties(), **props) as conn:
         for _ in range(2):  # the failure repeats: no request goes out without the headers
             with pytest.raises(ConfigurationError) as err:
                 _ = conn.transport
@@ -245,10 +248,10 @@ def test_site_or_company_that_matches_nothing(start_sandbox: Any, props: dict[st
 def test_crm_basic_auth(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_crm", rows=5)
     props = sbx.connection_properties()
-    with connect(**props) as conn:
+    with open_client(**props) as conn:
         assert conn.transport.get_json("/Company")["$resources"]
     wrong = {**props, "Password": "wrong-pass-123"}
-    with connect(**wrong) as conn, pytest.raises(AuthError) as err:
+    with open_client(**wrong) as conn, pytest.raises(AuthError) as err:
         conn.transport.get_json("/Company")
     message = str(err.value)
     assert "User" in message and "Password" in message
@@ -261,7 +264,7 @@ def test_crm_basic_auth(start_sandbox: Any) -> None:
 def test_transport_is_built_on_first_use(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_200", rows=5)
     requests.delete(sbx.url + "/_sandbox/requests", timeout=10)
-    conn = connect(**sbx.connection_properties())
+    conn = open_client(**sbx.connection_properties())
     assert requests_to(sbx) == []  # opening sends nothing, not even GET /sites
     transport = conn.transport
     assert conn.transport is transport
@@ -273,14 +276,14 @@ def test_transport_is_built_on_first_use(start_sandbox: Any) -> None:
 
 def test_a_closed_connection_refuses_use(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_accounting", rows=5)
-    with connect(**sbx.connection_properties()) as conn:
+    with open_client(**sbx.connection_properties()) as conn:
         transport = conn.transport
         transport.get_json("/contacts")
     assert conn.closed
     with pytest.raises(InterfaceError, match="closed"):
         _ = conn.transport
     conn.close()  # twice is fine
-    never_used = connect(**sbx.connection_properties())
+    never_used = open_client(**sbx.connection_properties())
     never_used.close()
     with pytest.raises(InterfaceError, match="closed"):
         _ = never_used.transport

@@ -35,7 +35,7 @@ class FakeConnector:
 
 
 class FakeRun:
-    """A statement runner over SQLite with the signature of engine.execute.run."""
+    """A statement runner over SQLite with the signature of engine.pipeline.run."""
 
     def __init__(self, rows: int = 50) -> None:
         self.db = sqlite3.connect(":memory:")
@@ -136,17 +136,17 @@ def test_constructors() -> None:
 
 
 def test_the_default_runner_is_the_engine() -> None:
-    from sagesql.engine import execute
+    from sagesql.engine import pipeline
 
-    assert dbapi._default_run() is execute.run
+    assert dbapi._default_run() is pipeline.run
 
 
 def test_connect_builds_a_connector_connection(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in [n for n in os.environ if n.startswith("SAGESQL_")]:
         monkeypatch.delenv(name)
     conn = dbapi.connect("Product=SageCRM;URL=http://127.0.0.1:9", User="me", Password="pw")
-    inner = conn.connection
-    assert inner.product.product == "sage_crm" and inner.settings.user == "me"
+    inner = conn.client
+    assert inner.product.id == "sage_crm" and inner.settings.user == "me"
     assert not inner.closed  # nothing was sent: the transport is built on first use
     conn.close()
     assert inner.closed
@@ -251,7 +251,7 @@ def test_qmark_and_named_parameters(conn: dbapi.Connection, fake: FakeRun) -> No
     assert fake.calls[-1][2] == {"key": 9}
     cursor.execute("SELECT count(*) FROM customers")
     assert fake.calls[-1][2] is None
-    assert fake.calls[-1][0] is conn.connection
+    assert fake.calls[-1][0] is conn.client
 
 
 @pytest.mark.parametrize("bad", ["x", b"x", 5, {1, 2}])

@@ -32,7 +32,8 @@ import requests
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from sagesql.connector.dialects import Dialect, Pushed, SortKey, for_table
+from sagesql.connector import products
+from sagesql.connector.dialects import Dialect, Pushed, SortKey
 from sagesql.connector.dialects.accounting import AccountingDialect
 from sagesql.connector.dialects.base import (
     LikePattern,
@@ -44,6 +45,7 @@ from sagesql.connector.dialects.base import (
 from sagesql.connector.dialects.odata import ODataDialect
 from sagesql.connector.dialects.sdata import SDataDialect
 from sagesql.connector.predicates import And, Comparison, Not, Or, Predicate
+from sagesql.connector.products import dialect_for as for_table
 from sagesql.engine.values import SQLITE_TYPES, literal_storage, parse_datetime, to_storage
 from sagesql.sandbox import odata as odata_parser
 from sagesql.sandbox import sdata as sdata_parser
@@ -909,7 +911,7 @@ def test_filters_too_long_for_a_url_are_left_to_sqlite() -> None:
 
 
 def test_odata_child_table_is_read_through_its_parent() -> None:
-    got = ODataDialect(table(S200, "sop_order_lines")).push([C("id", "=", 1)])
+    got = for_table(table(S200, "sop_order_lines")).push([C("id", "=", 1)])
     assert (got.params, got.pushed) == ({}, set())
     assert "sop_orders" in got.notes[0]
 
@@ -926,7 +928,7 @@ def test_accounting_bounds_of_another_kind_stay_supersets() -> None:
             if p["parameter"] == "contact_id":
                 data["fixed_parameters"] = {"contact_id": "FIXED"}
 
-    invoices = AccountingDialect(variant(ACC, "sales_invoices", change))
+    invoices = for_table(variant(ACC, "sales_invoices", change))
     got = invoices.push([C("updated_at", "<=", T), C("date", ">", date(2025, 1, 1))])
     assert got.params["to_date"] == "2025-02-01"  # the whole day that holds 10:00
     assert got.params["from_date"] == "2025-01-02T00:00:00Z"
@@ -952,7 +954,7 @@ def test_sdata_refuses_booleans_and_writes_dates() -> None:
         ]
         data["pushdown"]["expression"]["columns"].update(comp_flag=["=", "!="], comp_day=["="])
 
-    company = SDataDialect(variant(CRM, "company", change))
+    company = for_table(variant(CRM, "company", change))
     got = company.push([C("comp_flag", "=", True), C("comp_day", "=", date(2025, 1, 31))])
     assert got.params == {"where": "comp_day eq @2025-01-31@"}
     assert (got.pushed, got.exact) == ({1}, {1})
@@ -960,7 +962,7 @@ def test_sdata_refuses_booleans_and_writes_dates() -> None:
 
 
 def test_base_dialect_pushes_nothing_but_fixed_parameters() -> None:
-    got = Dialect(table(ACC, "customers")).push([C("updated_at", ">=", T)])
+    got = Dialect(table(ACC, "customers"), products.get(ACC)).push([C("updated_at", ">=", T)])
     assert got == Pushed(params={"contact_type_id": "CUSTOMER"})
 
 
@@ -983,9 +985,9 @@ SDATA_FIELDS = {
     for c in table(CRM, "company").columns
 }
 
-ODATA = ODataDialect(table(S200, "customers"))
-SDATA = SDataDialect(table(CRM, "company"))
-ACCOUNTING = AccountingDialect(table(ACC, "contacts"))
+ODATA = for_table(table(S200, "customers"))
+SDATA = for_table(table(CRM, "company"))
+ACCOUNTING = for_table(table(ACC, "contacts"))
 # At most 60 characters: a longer non-ASCII value can pass the URL-length cap
 # (max_filter_length), beyond which a conjunct is rightly left to SQLite.
 TRICKY = st.text(alphabet=st.sampled_from("aB%_'\"&#+=@()[]\\ \n\t,;éÉ日€"), max_size=60) | st.text(

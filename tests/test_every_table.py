@@ -10,9 +10,9 @@ from typing import Any
 
 import pytest
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute
+from sagesql.engine import pipeline
 from sagesql.schemas.catalog import default_catalog
 
 
@@ -27,14 +27,14 @@ def test_select_from_every_readable_table(start_sandbox: Any, product: str) -> N
     catalog = default_catalog()
     failures: list[str] = []
     read = 0
-    with Connection(validate(props)) as conn:
+    with SageClient(validate(props)) as conn:
         for summary in catalog.tables(product):
             table = catalog.table(summary.name, product)
             if "SELECT" not in table.statements:
                 continue
             sql = f"SELECT * FROM {table.name} LIMIT 3"
             try:
-                result = execute.run(conn, sql)
+                result = pipeline.run(conn, sql)
                 rows = list(result)
                 result.close()
             except Exception as exc:  # collected: one failure must not hide the others

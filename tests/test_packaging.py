@@ -104,6 +104,7 @@ def test_wheel_holds_only_the_sagesql_package(wheel: Path) -> None:
     assert "sagesql/py.typed" in names
     assert not any(n.startswith("sagesql/tests/") or n.startswith("sagesql/bench/") for n in names)
     assert not any("/generator/" in n for n in names), "the generator is a development tool"
+    assert not any("/definitions/" in n for n in names), "Sage's definitions are not installed"
 
 
 def test_installed_package_runs_from_a_fresh_venv(venv: Path) -> None:

@@ -21,7 +21,7 @@ from werkzeug.wrappers import Request, Response
 
 from sagesql.connector import paging
 from sagesql.connector.properties import Settings
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 from sagesql.errors import APIError
 from sagesql.sandbox.server import RunningServer
 from sagesql.schemas.catalog import default_catalog
@@ -141,12 +141,12 @@ class SingleObject(ListServer):
 @pytest.fixture
 def serve():
     """serve(ServerClass, n, **kw) -> (server, transport); everything is stopped afterwards."""
-    started: list[tuple[ListServer, Transport]] = []
+    started: list[tuple[ListServer, HTTPTransport]] = []
 
     def start(cls: type[ListServer], n: int, *, max_concurrency: int = 4, **kwargs: Any):
         server = cls(n, **kwargs)
         config = Settings(oauth_access_token="t", rate_limit=0, max_concurrency=max_concurrency)
-        transport = Transport(
+        transport = HTTPTransport(
             config, ACCOUNTING, base_url=server.server.url + cls.base_path, auth=None
         )
         started.append((server, transport))
@@ -375,7 +375,7 @@ class Bearer(requests.auth.AuthBase):
         return request
 
 
-def sandbox_transport(sbx: Any, product: str, **kwargs: Any) -> Transport:
+def sandbox_transport(sbx: Any, product: str, **kwargs: Any) -> HTTPTransport:
     """A transport to a running sandbox with the product's credentials and headers."""
     headers: dict[str, str] = {}
     if product == "sage_crm":
@@ -386,7 +386,7 @@ def sandbox_transport(sbx: Any, product: str, **kwargs: Any) -> Transport:
         site = requests.get(sbx.base_url + "/sites", auth=auth, timeout=10).json()[0]
         headers = {"X-Site": site["site_id"], "X-Company": str(site["company_id"])}
     config = Settings(oauth_access_token="t", rate_limit=0, max_concurrency=4)
-    return Transport(
+    return HTTPTransport(
         config,
         default_catalog().product(product),
         base_url=sbx.base_url,

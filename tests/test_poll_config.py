@@ -12,7 +12,7 @@ from pathlib import Path
 
 import pytest
 
-from sagesql.activities.polling import config as cfg
+from sagesql.activities.polling import loading
 from sagesql.activities.polling.instance import render, substitute
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.tables import resolve
@@ -46,7 +46,7 @@ def _instance(tmp_path: Path, entries: dict, element: str = "sage200", **conf: s
 
 
 def _resolve(path: Path, product: str) -> list:
-    return resolve(cfg.load(path), default_catalog(), product)
+    return resolve(loading.load(path), default_catalog(), product)
 
 
 def test_native_toml(tmp_path) -> None:
@@ -89,7 +89,7 @@ give_up_after = "1h"
 events_per_message = 5
 """,
     )
-    config = cfg.load(path)
+    config = loading.load(path)
     assert config.instance_id == config.instance_name == "acme"
     assert config.interval == timedelta(seconds=30) and config.lookback == timedelta(minutes=5)
     assert config.start == datetime(2026, 1, 1, tzinfo=timezone.utc)
@@ -110,7 +110,7 @@ def test_native_json_of_the_same_shape(tmp_path) -> None:
         "p.json",
         json.dumps({"tables": ["customers"], "sinks": [{"type": "stdout"}], "interval": "1h"}),
     )
-    config = cfg.load(path)
+    config = loading.load(path)
     assert config.tables[0].table == "customers" and config.sinks[0].kind == "stdout"
     assert resolve(config, default_catalog(), "sage_accounting")[0].deletes == "api"
 
@@ -134,14 +134,14 @@ def test_native_json_of_the_same_shape(tmp_path) -> None:
 def test_native_mistakes_are_named(tmp_path, text, message) -> None:
     path = _write(tmp_path, "bad.toml", text)
     with pytest.raises(ConfigurationError) as info:
-        cfg.load(path)
+        loading.load(path)
     assert message in str(info.value)
 
 
 def test_close_matches_for_unknown_settings(tmp_path) -> None:
     path = _write(tmp_path, "bad.toml", 'tables = ["x"]\nlookbak = "1m"\n[[sinks]]\ntype="stdout"')
     with pytest.raises(ConfigurationError, match="did you mean lookback"):
-        cfg.load(path)
+        loading.load(path)
 
 
 def test_durations() -> None:
@@ -189,7 +189,7 @@ def test_instance_json_keys(tmp_path) -> None:
             "event.poller.refresh_interval": "3",
         },
     )
-    config = cfg.load(path)
+    config = loading.load(path)
     (sink,) = config.sinks
     assert (sink.url, sink.username, sink.password, sink.signature_key) == (
         "https://hooks.example.com/x",
@@ -318,13 +318,13 @@ def test_instance_mistakes_are_reported_clearly(tmp_path, entries, product, mess
 def test_instance_notification_settings_are_checked(tmp_path, conf, message) -> None:
     path = _instance(tmp_path, {"customers": {"url": "/hubs/finance/customers"}}, **conf)
     with pytest.raises(ConfigurationError, match=message):
-        cfg.load(path)
+        loading.load(path)
 
 
 def test_an_unknown_element_is_refused(tmp_path) -> None:
     path = _instance(tmp_path, {"x": {"url": "/hubs/crm/x"}}, element="salesforce")
     with pytest.raises(ConfigurationError, match="not a Sage element"):
-        cfg.load(path)
+        loading.load(path)
 
 
 def test_the_readme_example_is_a_valid_configuration(tmp_path) -> None:
@@ -334,7 +334,7 @@ def test_the_readme_example_is_a_valid_configuration(tmp_path) -> None:
     section = readme.split("## Polling for changes", 1)[1]
     block = re.search(r"```toml\n(.*?)```", section, re.S)
     assert block is not None
-    config = cfg.load(_write(tmp_path, "acme.toml", block.group(1)))
+    config = loading.load(_write(tmp_path, "acme.toml", block.group(1)))
     specs = resolve(config, default_catalog(), "sage_200")
     assert [s.table.name for s in specs] == ["customers", "products", "sales_posted_transactions"]
     assert config.sinks[0].signature_key == "..."

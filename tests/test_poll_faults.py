@@ -25,9 +25,9 @@ from test_poll_helpers import (
 
 from sagesql.activities.polling import runner
 from sagesql.activities.polling.runner import open_session
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.sources import load_settings
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 
 T0 = utc(2026, 3, 1, 8, 0, 0)
 
@@ -39,8 +39,8 @@ def _faults(sbx: Any, spec: str) -> None:
 
 def _session(sbx: Any, config: Any, attempts: int) -> Any:
     settings = load_settings(connection_string(sbx, "faults"), use_environment=False)
-    connection = Connection(settings)
-    connection._transport = Transport(
+    connection = SageClient(settings)
+    connection._transport = HTTPTransport(
         settings,
         connection.product,
         base_url=connection.base_url,

@@ -26,8 +26,7 @@ import requests
 from test_poll_config import EXAMPLES
 from test_poll_helpers import Receiver, connection_string, frozen_at, seconds, utc
 
-from sagesql.activities.polling import config as cfg
-from sagesql.activities.polling import runner
+from sagesql.activities.polling import loading, runner
 from sagesql.activities.polling.sinks import SIGNATURE_HEADER
 from sagesql.connector.sources import load_settings
 
@@ -51,7 +50,7 @@ def _example(tmp_path: Path, product: str, receiver: Receiver) -> Path:
 
 
 def _run_once(sbx: Any, path: Path) -> None:
-    config = cfg.load(path)
+    config = loading.load(path)
     settings = load_settings(connection_string(sbx, "instance"), use_environment=False)
     assert runner.run(config, settings, once=True) == 0
 

@@ -13,21 +13,21 @@ import pytest
 import requests
 
 from sagesql import AuthError, ProgrammingError
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute
+from sagesql.engine import pipeline
 
 
 @pytest.fixture
-def accounting(start_sandbox: Any) -> Iterator[tuple[Any, Connection]]:
+def accounting(start_sandbox: Any) -> Iterator[tuple[Any, SageClient]]:
     sbx = start_sandbox("sage_accounting")
     props = {**sbx.connection_properties(), "OAuthSettingsLocation": "memory://procedures"}
-    with Connection(validate(props)) as conn:
+    with SageClient(validate(props)) as conn:
         yield sbx, conn
 
 
-def one(conn: Connection, sql: str) -> dict[str, Any]:
-    result = execute.run(conn, sql)
+def one(conn: SageClient, sql: str) -> dict[str, Any]:
+    result = pipeline.run(conn, sql)
     rows = list(result)
     assert len(rows) == 1
     return dict(zip([c.name for c in result.columns], rows[0], strict=True))
@@ -60,8 +60,8 @@ def test_authorization_url_then_web_code_exchange_then_refresh(accounting: Any) 
         )
 
 
-def _invoice(sbx: Any, conn: Connection, status: str) -> str:
-    result = execute.run(conn, "SELECT id, status_id FROM sales_invoices")
+def _invoice(sbx: Any, conn: SageClient, status: str) -> str:
+    result = pipeline.run(conn, "SELECT id, status_id FROM sales_invoices")
     ids = [row[0] for row in result if row[1] == status]
     assert ids, f"the demo data has a {status} invoice"
     return str(ids[0])
@@ -72,11 +72,11 @@ def test_release_and_void_a_sales_invoice(accounting: Any) -> None:
     draft = _invoice(sbx, conn, "DRAFT")
     released = one(conn, f"EXEC ReleaseSalesInvoice @Id = '{draft}'")
     assert released["id"] == draft
-    status = list(execute.run(conn, f"SELECT status_id FROM sales_invoices WHERE id = '{draft}'"))
+    status = list(pipeline.run(conn, f"SELECT status_id FROM sales_invoices WHERE id = '{draft}'"))
     assert status == [("UNPAID",)] or status[0][0] != "DRAFT"
     voided = one(conn, f"EXEC VoidSalesInvoice @Id = '{draft}', @VoidReason = 'raised twice'")
     assert voided["success"] in (True, 1)
-    after = list(execute.run(conn, f"SELECT status_id FROM sales_invoices WHERE id = '{draft}'"))
+    after = list(pipeline.run(conn, f"SELECT status_id FROM sales_invoices WHERE id = '{draft}'"))
     assert after == [("VOID",)]
     void_calls = [r for r in sent(sbx) if r["method"] == "DELETE"]
     assert len(void_calls) == 1 and void_calls[0]["path"] == f"/v3.1/sales_invoices/{draft}"
@@ -101,13 +101,13 @@ def test_bad_exec_is_refused_before_anything_is_sent(
 ) -> None:
     sbx, conn = accounting
     with pytest.raises(ProgrammingError, match=message):
-        execute.run(conn, sql)
+        pipeline.run(conn, sql)
     assert sent(sbx) == []
 
 
 def test_explain_exec_names_the_call(accounting: Any) -> None:
     _, conn = accounting
-    text = execute.explain(conn, "EXEC VoidSalesInvoice @Id = 'a', @VoidReason = 'b'")
+    text = pipeline.explain(conn, "EXEC VoidSalesInvoice @Id = 'a', @VoidReason = 'b'")
     assert "DELETE /sales_invoices/{Id}" in text and "sales_invoices" in text
 
 

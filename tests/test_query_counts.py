@@ -6,9 +6,9 @@ from typing import Any
 
 import pytest
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute
+from sagesql.engine import pipeline
 
 CASES = [
     ("sage_accounting", "customers", "updated_at >= '2025-03-01'"),
@@ -17,8 +17,8 @@ CASES = [
 ]
 
 
-def _count(conn: Connection, sql: str) -> tuple[str, Any]:
-    result = execute.run(conn, sql)
+def _count(conn: SageClient, sql: str) -> tuple[str, Any]:
+    result = pipeline.run(conn, sql)
     try:
         (row,) = list(result)
         return result.columns[0].name, row[0]
@@ -36,15 +36,15 @@ def test_count_uses_the_api_total(
 ) -> None:
     sbx = start_sandbox(product, rate_limit_per_minute=0)
     props = {**sbx.connection_properties(), "OAuthSettingsLocation": f"memory://count-{product}"}
-    with Connection(validate(props)) as conn:
-        every = len(list(execute.run(conn, f"SELECT * FROM {table}")))
-        some = len(list(execute.run(conn, f"SELECT * FROM {table} WHERE {condition}")))
+    with SageClient(validate(props)) as conn:
+        every = len(list(pipeline.run(conn, f"SELECT * FROM {table}")))
+        some = len(list(pipeline.run(conn, f"SELECT * FROM {table} WHERE {condition}")))
         for where, expected in (("", every), (f" WHERE {condition}", some)):
             sbx.app.requests.clear()
             name, value = _count(conn, f"SELECT count(*) AS n FROM {table}{where}")
             assert (name, value) == ("n", expected)
             assert len(_listed(sbx)) == 1, "one request answers the count"
-        assert "the API's total answers it" in execute.explain(
+        assert "the API's total answers it" in pipeline.explain(
             conn, f"SELECT count(*) FROM {table}"
         )
 
@@ -52,15 +52,15 @@ def test_count_uses_the_api_total(
 def test_a_filter_the_api_cannot_apply_exactly_counts_the_rows(start_sandbox: Any) -> None:
     sbx = start_sandbox("sage_accounting", rate_limit_per_minute=0)
     props = {**sbx.connection_properties(), "OAuthSettingsLocation": "memory://count-local"}
-    with Connection(validate(props)) as conn:
+    with SageClient(validate(props)) as conn:
         expected = len(
             [
                 r
-                for r in execute.run(conn, "SELECT name FROM contacts")
+                for r in pipeline.run(conn, "SELECT name FROM contacts")
                 if "a" in (r[0] or "").lower()
             ]
         )
-        assert "the API's total" not in execute.explain(
+        assert "the API's total" not in pipeline.explain(
             conn, "SELECT count(*) FROM contacts WHERE name LIKE '%a%'"
         )
         assert _count(conn, "SELECT count(*) FROM contacts WHERE name LIKE '%a%'") == (

@@ -1,7 +1,7 @@
 """Fuzzing: malformed and hostile SQL never raises anything but sagesql's errors, and
 a statement that fails sends nothing.
 
-Statements run through ``engine.execute.run`` against each product's sandbox, whose
+Statements run through ``engine.pipeline.run`` against each product's sandbox, whose
 request log must stay empty whenever the statement fails: every name, type, parameter
 and piece of syntax is checked before the first request. The inputs are random text,
 random soups of SQL tokens (real table and column names among them, so that some
@@ -32,9 +32,9 @@ from hypothesis import strategies as st
 from test_query_oracle import api_session
 
 import sagesql
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import explain, run
+from sagesql.engine.pipeline import explain, run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 from sagesql.schemas.catalog import default_catalog
@@ -64,7 +64,7 @@ class Box:
             "OAuthSettingsLocation": "memory://fuzz",
             "RateLimit": "0",
         }
-        self.connection = Connection(validate(props))
+        self.connection = SageClient(validate(props))
         _ = self.connection.transport  # Sage 200 asks for its site and company once, here
         self.session = api_session(self.sandbox)
 

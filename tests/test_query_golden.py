@@ -34,9 +34,9 @@ from urllib.parse import parse_qsl
 import pytest
 import requests
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import run
+from sagesql.engine.pipeline import run
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
 
@@ -94,8 +94,8 @@ def render_requests(log: list[dict[str, object]]) -> list[str]:
 
 
 @pytest.fixture(scope="module")
-def sandboxes() -> Iterator[dict[str, tuple[Sandbox, Connection]]]:
-    started: dict[str, tuple[Sandbox, Connection]] = {}
+def sandboxes() -> Iterator[dict[str, tuple[Sandbox, SageClient]]]:
+    started: dict[str, tuple[Sandbox, SageClient]] = {}
     for product in PRODUCTS:
         sbx = Sandbox(product, SandboxConfig(product=product, rate_limit_per_minute=10**6)).start()
         frozen = {"set": NOW.isoformat(), "frozen": True}
@@ -105,7 +105,7 @@ def sandboxes() -> Iterator[dict[str, tuple[Sandbox, Connection]]]:
             "OAuthSettingsLocation": "memory://golden",
             "RateLimit": "0",
         }
-        connection = Connection(validate(props), clock=lambda: NOW)
+        connection = SageClient(validate(props), clock=lambda: NOW)
         _ = connection.transport  # Sage 200 resolves its site and company once, here
         started[product] = (sbx, connection)
     yield started
@@ -114,7 +114,7 @@ def sandboxes() -> Iterator[dict[str, tuple[Sandbox, Connection]]]:
         sbx.stop()
 
 
-def actual_text(path: Path, sbx: Sandbox, connection: Connection) -> str:
+def actual_text(path: Path, sbx: Sandbox, connection: SageClient) -> str:
     """The golden file as it should read after running each of its statements now."""
     out: list[str] = []
     for block in blocks(path.read_text(encoding="utf-8")):
@@ -135,7 +135,7 @@ def actual_text(path: Path, sbx: Sandbox, connection: Connection) -> str:
 
 @pytest.mark.parametrize("product", PRODUCTS)
 def test_requests_match_the_golden_file(
-    sandboxes: dict[str, tuple[Sandbox, Connection]], product: str
+    sandboxes: dict[str, tuple[Sandbox, SageClient]], product: str
 ) -> None:
     path = GOLDEN / f"{product}.sql"
     expected = path.read_text(encoding="utf-8")

@@ -7,22 +7,22 @@ from typing import Any
 
 import pytest
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute, plan
+from sagesql.engine import pipeline, plan
 
 
-def connect(sbx: Any, name: str) -> Connection:
+def connect(sbx: Any, name: str) -> SageClient:
     props = {
         **sbx.connection_properties(),
         "OAuthSettingsLocation": f"memory://joins-{name}",
         "RateLimit": "0",
     }
-    return Connection(validate(props))
+    return SageClient(validate(props))
 
 
-def rows(conn: Connection, sql: str) -> list[tuple[Any, ...]]:
-    result = execute.run(conn, sql)
+def rows(conn: SageClient, sql: str) -> list[tuple[Any, ...]]:
+    result = pipeline.run(conn, sql)
     try:
         return list(result)
     finally:
@@ -34,7 +34,7 @@ def requests_to(sbx: Any, fragment: str) -> list[dict[str, Any]]:
 
 
 @pytest.fixture
-def sage200(start_sandbox: Any) -> Iterator[tuple[Any, Connection]]:
+def sage200(start_sandbox: Any) -> Iterator[tuple[Any, SageClient]]:
     sbx = start_sandbox("sage_200", rate_limit_per_minute=0)
     with connect(sbx, "s200") as conn:
         yield sbx, conn
@@ -60,7 +60,7 @@ def test_sage200_inner_table_is_filtered_by_the_outer_keys(sage200: Any) -> None
 
 def test_explain_names_the_join_narrowing(sage200: Any) -> None:
     _, conn = sage200
-    text = execute.explain(
+    text = pipeline.explain(
         conn, "SELECT c.name FROM sop_orders o JOIN customers c ON c.id = o.customer_id"
     )
     assert "join: narrowed at run time to the o.customer_id values" in text

@@ -12,7 +12,7 @@ pushable and non-pushable kind (comparisons, BETWEEN, IN, LIKE with ``%`` and ``
 IS [NOT] NULL, AND/OR/NOT nesting) on TEXT, INTEGER, DECIMAL, BOOLEAN, DATE and
 DATETIME columns, with literals drawn from the data, its boundaries and values not in
 it; ORDER BY, LIMIT/OFFSET, joins, aggregates with GROUP BY/HAVING. Each statement
-runs through sagesql (``engine.execute.run`` over real HTTP, with whatever pushdown,
+runs through sagesql (``engine.pipeline.run`` over real HTTP, with whatever pushdown,
 key lookups and paging the planner chooses) and through the oracle:
 
 - an ordered statement (its ORDER BY ends with a unique key) must give the same list;
@@ -46,11 +46,11 @@ import requests
 from hypothesis import HealthCheck, given, note, settings
 from hypothesis import strategies as st
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine.execute import explain, run
 from sagesql.engine.fetch import extract, flattener
 from sagesql.engine.local import register_functions
+from sagesql.engine.pipeline import explain, run
 from sagesql.engine.values import SQLITE_TYPES
 from sagesql.sandbox.config import SandboxConfig
 from sagesql.sandbox.runner import Sandbox
@@ -366,7 +366,7 @@ def _all_records(session: requests.Session, sbx: Sandbox, table: Any) -> Iterato
                 return
 
 
-def load_oracle(sbx: Sandbox, tables: list[TableSpec]) -> sqlite3.Connection:
+def load_oracle(sbx: Sandbox, tables: list[TableSpec]) -> sqlite3.SageClient:
     """The oracle database: each table's full, flattened data."""
     catalog = default_catalog()
     db = sqlite3.connect(":memory:")
@@ -558,16 +558,16 @@ class TableData:
 class World:
     product: str
     sandbox: Sandbox
-    oracle: sqlite3.Connection
+    oracle: sqlite3.SageClient
     tables: dict[str, TableData]
     joins: list[JoinSpec]
-    connections: list[Connection]
+    connections: list[SageClient]
 
     def oracle_rows(self, sql: str) -> tuple[list[str], list[tuple[Any, ...]]]:
         cursor = self.oracle.execute(sql)
         return [d[0] for d in cursor.description], cursor.fetchall()
 
-    def sagesql_rows(self, sql: str, connection: Connection) -> tuple[list[str], list[tuple]]:
+    def sagesql_rows(self, sql: str, connection: SageClient) -> tuple[list[str], list[tuple]]:
         """sagesql's rows, DATETIME columns (returned as ISO 8601) read back into the
         oracle's form."""
         result = run(connection, sql)
@@ -630,9 +630,9 @@ def build_world(product: str) -> World:
             "RateLimit": "0",  # the sandbox's limit is off too: no waiting between pages
         }
         connections = [
-            Connection(validate(base)),
+            SageClient(validate(base)),
             # Small pages: several requests per table, LIMIT stopping the paging mid-way.
-            Connection(validate({**base, "Pagesize": "7"})),
+            SageClient(validate({**base, "Pagesize": "7"})),
         ]
         return World(product, sbx, oracle, data, joins, connections)
     except BaseException:
@@ -876,7 +876,7 @@ def canon_rows(rows: list[tuple[Any, ...]]) -> list[tuple[tuple[Any, ...], ...]]
     return [tuple(canon(v) for v in row) for row in rows]
 
 
-def check(world: World, statement: Statement, connection: Connection) -> None:
+def check(world: World, statement: Statement, connection: SageClient) -> None:
     note(f"sagesql: {statement.sql}")
     note(f"oracle:  {statement.oracle}")
     note(f"plan:\n{explain(connection, statement.sql)}")

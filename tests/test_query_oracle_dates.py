@@ -56,7 +56,7 @@ from test_query_oracle import (  # noqa: F401 (worlds: the fixture, for this mod
     worlds,
 )
 
-from sagesql.engine.execute import explain, run
+from sagesql.engine.pipeline import explain, run
 from sagesql.schemas.catalog import default_catalog
 
 # The statement's 'now' (every connection's clock), inside the sandbox data's years.

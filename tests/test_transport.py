@@ -25,7 +25,7 @@ from sagesql import __version__
 from sagesql.connector import api_errors, logs
 from sagesql.connector.properties import Settings
 from sagesql.connector.throttle import TokenBucket
-from sagesql.connector.transport import Transport
+from sagesql.connector.transport import HTTPTransport
 from sagesql.errors import (
     APIError,
     AuthError,
@@ -89,15 +89,15 @@ def settings(**kwargs: Any) -> Settings:
 
 @pytest.fixture
 def make():
-    """make(base_url, **transport kwargs) -> Transport with fake time unless sleep= is given."""
-    made: list[Transport] = []
+    """make(base_url, **transport kwargs) -> HTTPTransport with fake time unless sleep= is given."""
+    made: list[HTTPTransport] = []
 
     def build(base_url: str, *, product=ACCOUNTING, auth=None, config=None, **kwargs: Any):
         fake = FakeTime()
         kwargs.setdefault("sleep", fake.sleep)
         kwargs.setdefault("monotonic", fake.monotonic)
         kwargs.setdefault("jitter", lambda: 1.0)
-        transport = Transport(
+        transport = HTTPTransport(
             config or settings(),
             product,
             base_url=base_url,
@@ -180,7 +180,7 @@ def test_read_timeout_from_settings_is_retried() -> None:
         return json_answer({"ok": True})(environ, start_response)
 
     server = RunningServer(app).start()
-    transport = Transport(
+    transport = HTTPTransport(
         settings(timeout=1), ACCOUNTING, base_url=server.url, auth=None, jitter=lambda: 0.0
     )
     try:
@@ -792,7 +792,7 @@ def test_no_secret_in_the_log_at_verbosity_5(
     )
     oauth.close()
 
-    transport = Transport(
+    transport = HTTPTransport(
         config,
         ACCOUNTING,
         base_url="http://sage.example.invalid/v3.1",

@@ -1,4 +1,4 @@
-"""Write bodies conform to Sage's published definitions (../shared/reference).
+"""Write bodies conform to Sage's published definitions (schemas/definitions).
 
 Every JSON body a write test sends is read back from the sandbox's request log and
 validated against the request schema its table's operation names (``body_schema``):
@@ -27,9 +27,9 @@ import jsonschema
 import pytest
 from conftest import REFERENCE
 
-from sagesql.connector.connection import Connection
+from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
-from sagesql.engine import execute
+from sagesql.engine import pipeline
 from sagesql.schemas.catalog import Table, default_catalog
 
 WRITE_OPERATIONS = ("create", "update")
@@ -179,17 +179,17 @@ def test_the_checker_refuses_what_the_definitions_refuse() -> None:
     assert problems_of("sage_200", "PUT", "/customers/3", {"balance": 5})  # readOnly
 
 
-def _connection(sbx: Any) -> Connection:
+def _connection(sbx: Any) -> SageClient:
     props = {
         **sbx.connection_properties(),
         "OAuthSettingsLocation": f"memory://conformance-{sbx.server.port}",
         "RateLimit": "0",
     }
-    return Connection(validate(props))
+    return SageClient(validate(props))
 
 
-def _one(conn: Connection, sql: str) -> Any:
-    return next(iter(execute.run(conn, sql)))[0]
+def _one(conn: SageClient, sql: str) -> Any:
+    return next(iter(pipeline.run(conn, sql)))[0]
 
 
 def test_accounting_statements_send_bodies_the_swagger_accepts(start_sandbox: Any) -> None:
@@ -199,7 +199,7 @@ def test_accounting_statements_send_bodies_the_swagger_accepts(start_sandbox: An
         rate = _one(conn, "SELECT id FROM tax_rates LIMIT 1")
         country = _one(conn, "SELECT id FROM countries LIMIT 1")
         created = list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "INSERT INTO contacts (name, contact_types, reference, credit_limit, credit_days,"
                 " main_address_address_line_1, main_address_city, main_address_country_id,"
@@ -219,7 +219,7 @@ def test_accounting_statements_send_bodies_the_swagger_accepts(start_sandbox: An
             ]
         )  # fmt: skip
         list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "INSERT INTO sales_invoices (contact_id, date, reference, invoice_lines)"
                 " VALUES (?, '2025-05-01', 'PO-1', ?)",
@@ -227,14 +227,14 @@ def test_accounting_statements_send_bodies_the_swagger_accepts(start_sandbox: An
             )
         )
         list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "UPDATE contacts SET notes = 'checked', credit_limit = NULL,"
                 " main_address_city = 'York' WHERE id = ?",
                 [key],
             )
         )
-        list(execute.run(conn, "INSERT INTO ledger_accounts (ledger_account_type_id,"
+        list(pipeline.run(conn, "INSERT INTO ledger_accounts (ledger_account_type_id,"
                          " included_in_chart, name, display_name, nominal_code)"
                          " VALUES ('SALES', TRUE, 'Conformance', 'Conf', 4999)"))  # fmt: skip
     assert [m for m, _, _ in logged_bodies(sbx)] == ["POST", "POST", "PUT", "POST"]
@@ -247,7 +247,7 @@ def test_sage200_statements_send_bodies_the_openapi_accepts(start_sandbox: Any) 
         customer = _one(conn, "SELECT id FROM customers LIMIT 1")
         product = _one(conn, "SELECT id FROM products LIMIT 1")
         list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "INSERT INTO customers (reference, name, credit_limit, on_hold, account_opened,"
                 " main_address_city) VALUES ('CONF01', 'Conform', 1000, FALSE, '2025-01-02',"
@@ -255,10 +255,12 @@ def test_sage200_statements_send_bodies_the_openapi_accepts(start_sandbox: Any) 
             )
         )
         list(
-            execute.run(conn, "UPDATE customers SET credit_limit = 5.25 WHERE reference = 'CONF01'")
+            pipeline.run(
+                conn, "UPDATE customers SET credit_limit = 5.25 WHERE reference = 'CONF01'"
+            )
         )
         list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "INSERT INTO sales_invoices (customer_id, transaction_date, reference,"
                 " document_goods_value, document_tax_value) VALUES (?, '2025-03-01', 'C-1', 100,"
@@ -277,7 +279,7 @@ def test_sage200_statements_send_bodies_the_openapi_accepts(start_sandbox: Any) 
         }
         lines = json.dumps([line])  # fmt: skip
         list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "INSERT INTO sop_orders (customer_id, document_no, document_date, lines)"
                 " VALUES (?, 'SO-CONF', ?, ?)",

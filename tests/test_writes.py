@@ -17,13 +17,13 @@ import pytest
 from conftest import write_connection
 
 from sagesql import DataError, NotSupportedError, ProgrammingError
-from sagesql.connector.connection import Connection
-from sagesql.engine import dbapi, execute
+from sagesql.connector.client import SageClient
+from sagesql.engine import dbapi, pipeline
 from sagesql.engine.writes import WriteResult
 from sagesql.sandbox.config import Faults
 
 
-def connect(sbx: Any, **extra: str) -> Connection:
+def connect(sbx: Any, **extra: str) -> SageClient:
     return write_connection(sbx, "writes", **extra)
 
 
@@ -36,19 +36,19 @@ def sent(sbx: Any, *methods: str) -> list[dict[str, Any]]:
     ]
 
 
-def run(conn: Connection, sql: str, params: Any = None) -> tuple[WriteResult, list[dict[str, Any]]]:
-    result = execute.run(conn, sql, params)
+def run(conn: SageClient, sql: str, params: Any = None) -> tuple[WriteResult, list[dict[str, Any]]]:
+    result = pipeline.run(conn, sql, params)
     assert isinstance(result, WriteResult)
     names = [c.name for c in result.columns]
     return result, [dict(zip(names, row, strict=True)) for row in result]
 
 
-def column(conn: Connection, sql: str) -> list[Any]:
-    return [row[0] for row in execute.run(conn, sql)]
+def column(conn: SageClient, sql: str) -> list[Any]:
+    return [row[0] for row in pipeline.run(conn, sql)]
 
 
 @pytest.fixture
-def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, Connection]]:
+def books(write_sandbox: Callable[..., Any]) -> Iterator[tuple[Any, SageClient]]:
     sbx = write_sandbox("sage_accounting")
     with connect(sbx) as conn:
         yield sbx, conn
@@ -91,7 +91,7 @@ def test_insert_values_sends_one_create_per_row_and_returns_the_records(books: A
         "Cogs & Co (COG1)",
     ]
     assert rows[0]["credit_limit"] == pytest.approx(1500.5) and rows[1]["credit_limit"] is None
-    stored = execute.run(conn, "SELECT id, name FROM contacts WHERE reference IN ('ACW1', 'COG1')")
+    stored = pipeline.run(conn, "SELECT id, name FROM contacts WHERE reference IN ('ACW1', 'COG1')")
     assert {r[0]: r[1] for r in stored} == {
         rows[0]["id"]: "Acme Widgets",
         rows[2]["id"]: "Cogs & Co",
@@ -103,7 +103,7 @@ def test_insert_document_with_json_lines_returns_the_server_totals(books: Any) -
     contact = column(conn, "SELECT id FROM contacts LIMIT 1")[0]
     ledger = column(conn, "SELECT id FROM ledger_accounts LIMIT 1")[0]
     rate, percent = next(
-        (r[0], r[1]) for r in execute.run(conn, "SELECT id, percentage FROM tax_rates") if r[1]
+        (r[0], r[1]) for r in pipeline.run(conn, "SELECT id, percentage FROM tax_rates") if r[1]
     )
     lines = [
         {"description": "Widget", "ledger_account_id": ledger, "quantity": 3, "unit_price": "10.00",
@@ -133,7 +133,7 @@ def test_insert_document_with_json_lines_returns_the_server_totals(books: Any) -
         "tax_rate_id": rate,
     }
     # The lines are there to read back through the line table.
-    read = execute.run(
+    read = pipeline.run(
         conn, "SELECT description, quantity FROM sales_invoice_lines WHERE sales_invoice_id = ?",
         [row["id"]],
     )  # fmt: skip
@@ -167,7 +167,7 @@ def test_one_row_with_an_unknown_link_fails_alone(books: Any) -> None:
 def test_every_problem_is_listed_in_one_error_and_nothing_is_sent(books: Any) -> None:
     sbx, conn = books
     with pytest.raises(ProgrammingError) as info:
-        execute.run(
+        pipeline.run(
             conn,
             "INSERT INTO contacts (name, balance, nmae, credit_limit, reference, credit_terms,"
             " contact_types) VALUES"
@@ -193,16 +193,16 @@ def test_every_problem_is_listed_in_one_error_and_nothing_is_sent(books: Any) ->
     with pytest.raises(
         DataError, match=r"row 2: '2025-13-01' is not a date.*row 2: invoice_lines is required"
     ):
-        execute.run(
+        pipeline.run(
             conn,
             "INSERT INTO sales_invoices (contact_id, date, invoice_lines) VALUES"
             ' (\'c\', \'2025-01-01\', \'[{"description": "x", "ledger_account_id": "l",'
             " \"unit_price\": 1}]'), ('c', '2025-13-01', '[]')",
         )
     with pytest.raises(ProgrammingError, match="column contact_types is required to create"):
-        execute.run(conn, "INSERT INTO contacts (name) VALUES ('x')")
+        pipeline.run(conn, "INSERT INTO contacts (name) VALUES ('x')")
     with pytest.raises(DataError, match=r"invoice_lines\[0\]: unit_price required"):
-        execute.run(
+        pipeline.run(
             conn,
             "INSERT INTO sales_invoices (contact_id, date, invoice_lines) VALUES ('c',"
             ' \'2025-01-01\', \'[{"description": "x", "ledger_account_id": "l"}]\')',
@@ -213,7 +213,7 @@ def test_every_problem_is_listed_in_one_error_and_nothing_is_sent(books: Any) ->
 def test_insert_select_copies_rows_through_the_query_engine(books: Any) -> None:
     sbx, conn = books
     source = list(
-        execute.run(conn, "SELECT name, contact_types FROM contacts ORDER BY name LIMIT 2")
+        pipeline.run(conn, "SELECT name, contact_types FROM contacts ORDER BY name LIMIT 2")
     )
     sbx.app.requests.clear()
     result, rows = run(
@@ -260,12 +260,12 @@ def test_update_by_key_goes_straight_to_put_with_only_the_columns_set(books: Any
 
 def test_update_by_other_predicate_finds_the_keys_with_a_select_first(books: Any) -> None:
     sbx, conn = books
-    targets = dict(execute.run(conn, "SELECT id, credit_limit FROM contacts WHERE name LIKE 'A%'"))
+    targets = dict(pipeline.run(conn, "SELECT id, credit_limit FROM contacts WHERE name LIKE 'A%'"))
     assert targets, "the demo data has contacts named A..."
     statement = (
         "UPDATE contacts SET credit_limit = coalesce(credit_limit, 0) + 100 WHERE name LIKE 'A%'"
     )
-    plan = execute.explain(conn, statement)
+    plan = pipeline.explain(conn, statement)
     assert "rows found by a SELECT first" in plan and "GET /contacts?search=A" in plan
     assert "PUT /contacts/{key} per row found" in plan
     sbx.app.requests.clear()
@@ -276,12 +276,12 @@ def test_update_by_other_predicate_finds_the_keys_with_a_select_first(books: Any
     for entry in log[1:]:
         key = entry["path"].rsplit("/", 1)[1]
         assert entry["body"] == {"contact": {"credit_limit": float((targets[key] or 0) + 100)}}
-    after = dict(execute.run(conn, "SELECT id, credit_limit FROM contacts WHERE name LIKE 'A%'"))
+    after = dict(pipeline.run(conn, "SELECT id, credit_limit FROM contacts WHERE name LIKE 'A%'"))
     assert after == {k: (v or 0) + 100 for k, v in targets.items()}
     # A SET value that is wrong for some rows: every such row named, no PUT sent.
     sbx.app.requests.clear()
     with pytest.raises(DataError) as info:
-        execute.run(conn, "UPDATE contacts SET credit_days = name WHERE name LIKE 'A%'")
+        pipeline.run(conn, "UPDATE contacts SET credit_days = name WHERE name LIKE 'A%'")
     assert info.value.message.count("is not a whole number (for credit_days)") == len(targets)
     assert "row 1:" in info.value.message and sent(sbx, "PUT") == []
 
@@ -312,12 +312,12 @@ def test_statements_the_table_does_not_support_fail_before_sending(books: Any) -
     }
     for sql, hint in cases.items():
         with pytest.raises(NotSupportedError) as info:
-            execute.run(conn, sql)
+            pipeline.run(conn, sql)
         assert hint in str(info.value), (sql, str(info.value))
     with pytest.raises(NotSupportedError, match="INSERT OR"):
-        execute.run(conn, "INSERT OR REPLACE INTO contacts (name) VALUES ('x')")
+        pipeline.run(conn, "INSERT OR REPLACE INTO contacts (name) VALUES ('x')")
     with pytest.raises(ProgrammingError, match="needs its column list"):
-        execute.run(conn, "INSERT INTO contacts VALUES ('x')")
+        pipeline.run(conn, "INSERT INTO contacts VALUES ('x')")
     assert sent(sbx) == []
 
 
@@ -334,11 +334,11 @@ def test_delete_of_a_sales_invoice_deletes_drafts_and_points_to_void_for_others(
     )
     draft = created[0]["key"]
     assert created[0]["status_id"] == "DRAFT"
-    invoices = dict(execute.run(conn, "SELECT id, status_id FROM sales_invoices"))
+    invoices = dict(pipeline.run(conn, "SELECT id, status_id FROM sales_invoices"))
     issued = next(k for k, s in invoices.items() if s not in ("DRAFT", "VOID"))
     sbx.app.requests.clear()
     with pytest.raises(NotSupportedError) as info:
-        execute.run(conn, "DELETE FROM sales_invoices WHERE id IN (?, ?)", [draft, issued])
+        pipeline.run(conn, "DELETE FROM sales_invoices WHERE id IN (?, ?)", [draft, issued])
     text = str(info.value)
     assert "1 of the rows are not drafts" in text and "nothing was sent" in text
     assert f"EXEC VoidSalesInvoice @Id = '{issued}', @VoidReason = '...'" in text
@@ -351,7 +351,7 @@ def test_delete_of_a_sales_invoice_deletes_drafts_and_points_to_void_for_others(
     assert column(conn, f"SELECT id FROM sales_invoices WHERE id = '{draft}'") == []
     # The way the error names works.
     voided = next(
-        iter(execute.run(conn, f"EXEC VoidSalesInvoice @Id = '{issued}', @VoidReason = 'dup'"))
+        iter(pipeline.run(conn, f"EXEC VoidSalesInvoice @Id = '{issued}', @VoidReason = 'dup'"))
     )
     assert voided[0] in (True, 1)
     assert column(conn, f"SELECT status_id FROM sales_invoices WHERE id = '{issued}'") == ["VOID"]
@@ -465,7 +465,7 @@ def test_sage200_insert_update_delete_and_insert_only_postings(
         assert "customer_id" in posted[1]["error"] and "400" in posted[1]["error"]
         urn = posted[0]["key"]
         found = list(
-            execute.run(
+            pipeline.run(
                 conn,
                 "SELECT urn, reference FROM sales_posted_transactions WHERE customer_id = ?",
                 [customer],
@@ -479,7 +479,7 @@ def test_sage200_insert_update_delete_and_insert_only_postings(
         }.items():
             before = len(sent(sbx))
             with pytest.raises(NotSupportedError, match=hint):
-                execute.run(conn, sql)
+                pipeline.run(conn, sql)
             assert len(sent(sbx)) == before
 
 
@@ -512,13 +512,13 @@ def test_crm_insert_update_delete(write_sandbox: Callable[..., Any]) -> None:
 
 def test_explain_of_writes_sends_nothing(books: Any) -> None:
     sbx, conn = books
-    plan = execute.explain(
+    plan = pipeline.explain(
         conn,
         "INSERT INTO contacts (name, contact_types) SELECT name, contact_types FROM contacts"
         " WHERE name LIKE 'B%'",
     )
     assert "rows from the SELECT" in plan and 'POST /contacts per row, body {"contact"' in plan
-    plan = execute.explain(conn, "DELETE FROM contacts WHERE id = 'abc'")
+    plan = pipeline.explain(conn, "DELETE FROM contacts WHERE id = 'abc'")
     assert "DELETE /contacts/abc" in plan and "SELECT" not in plan
     assert sent(sbx) == []
 

@@ -11,6 +11,7 @@ The modules, in the order a change travels:
 
 =================  ==============================================================
 config, instance   the native TOML/JSON configuration; the platforms' instance JSON
+loading            a configuration file, whichever of the two it is
 javadate           Java date patterns of the platforms' placeholders
 timeparse          durations and instants as configuration writes them
 tables             configured names resolved to tables and checked
@@ -28,8 +29,9 @@ runner             the loop, the lock, status / replay / reset
 
 from __future__ import annotations
 
-from sagesql.activities.polling.config import PollConfig, load
+from sagesql.activities.polling.config import PollConfig
 from sagesql.activities.polling.deliverer import Deliverer
+from sagesql.activities.polling.loading import load
 from sagesql.activities.polling.poller import Poller
 from sagesql.activities.polling.runner import replay, reset, run, status
 from sagesql.activities.polling.sqlite_state import SQLiteStateStore

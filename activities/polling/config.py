@@ -43,7 +43,7 @@ from __future__ import annotations
 import json
 import sys
 from collections.abc import Mapping
-from dataclasses import dataclass, field, replace
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
@@ -142,28 +142,6 @@ class PollConfig:
 
 
 # -- reading -----------------------------------------------------------------------------
-
-
-def load(path: str | Path, *, state: str | Path | None = None) -> PollConfig:
-    """The configuration in ``path``: native TOML/JSON, or a platform instance JSON."""
-    from sagesql.activities.polling import instance
-
-    path = Path(path)
-    try:
-        text = path.read_text(encoding="utf-8")
-    except OSError as exc:
-        raise ConfigurationError(
-            f"cannot read the poll configuration {path}: {exc.strerror}",
-            hint="give --config an existing TOML or JSON file",
-        ) from None
-    data = parse_text(text, path)
-    if instance.is_instance(data):
-        config = instance.from_instance(data, path)
-    else:
-        config = from_native(data, path)
-    if state is not None:
-        config = replace(config, state=Path(state))
-    return config
 
 
 def parse_text(text: str, path: Path) -> dict[str, Any]:

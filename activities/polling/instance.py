@@ -34,10 +34,11 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Mapping
-from datetime import timedelta
+from datetime import timedelta, timezone
 from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qsl, unquote, urlsplit
+from zoneinfo import ZoneInfo
 
 from sagesql.activities.polling.config import (
     DEFAULT_DELAY,
@@ -51,21 +52,11 @@ from sagesql.activities.polling.config import (
 )
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.timeparse import duration
+from sagesql.connector import products
 from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import did_you_mean
 
 POLLER = "event.poller.configuration"
-ELEMENT_PRODUCTS = {
-    "sageaccounting": "sage_accounting",
-    "sageone": "sage_accounting",
-    "sagebusinesscloudaccounting": "sage_accounting",
-    "sage200": "sage_200",
-    "sagecrm": "sage_crm",
-}
-PRODUCT_ELEMENTS = {
-    "sage_accounting": "sageaccounting",
-    "sage_200": "sage200",
-    "sage_crm": "sagecrm",
-}
 PLACEHOLDER = re.compile(r"\$\{(?P<kind>[A-Za-z]+)(?::(?P<format>[^}]*))?\}")
 SINCE = "since"  # the bind parameter that stands for the placeholder
 _ENTRY = {
@@ -115,11 +106,13 @@ def from_instance(data: Mapping[str, Any], path: Path | None) -> PollConfig:
     )
     product = None
     if element_key:
-        product = ELEMENT_PRODUCTS.get(element_key.lower().replace("-", "").replace("_", ""))
+        wanted = element_key.lower().replace("-", "").replace("_", "")
+        known = {key: p.id for p in products.all_products() for key in p.element_keys}
+        product = known.get(wanted)
         if product is None:
             raise ConfigurationError(
                 f"{where}: element {element_key!r} is not a Sage element sagesql polls",
-                hint=f"use one of {', '.join(sorted(ELEMENT_PRODUCTS))}",
+                hint=f"use one of {', '.join(sorted(known))}",
             )
     vendor = conf.get("event.vendor.type")
     if vendor and str(vendor).lower() not in ("polling", "poller"):
@@ -204,8 +197,6 @@ def entry(name: str, value: Any, where: str) -> TableConfig:
         )
     unknown = [k for k in value if k not in _ENTRY]
     if unknown:
-        from sagesql.schemas.catalog import did_you_mean
-
         raise ConfigurationError(
             f"{where}: {origin}: unknown setting {unknown[0]!r}",
             hint=did_you_mean(unknown[0], _ENTRY) or f"known: {', '.join(sorted(_ENTRY))}",
@@ -223,8 +214,6 @@ def entry(name: str, value: Any, where: str) -> TableConfig:
         )
     unknown = [k for k in dates if k not in _DATES]
     if unknown:
-        from sagesql.schemas.catalog import did_you_mean
-
         raise ConfigurationError(
             f"{where}: {origin}.datesConfiguration: unknown setting {unknown[0]!r}",
             hint=did_you_mean(unknown[0], _DATES) or f"known: {', '.join(sorted(_DATES))}",
@@ -331,13 +320,9 @@ def substitute(clause: str, where: str) -> tuple[str, tuple[str, ...]]:
 
 def zone(name: str, where: str) -> Any:
     """The tzinfo of a platform time zone name (GMT, UTC, Europe/London...)."""
-    from datetime import timezone as tz
-
     if name.upper() in ("GMT", "UTC", "Z"):
-        return tz.utc
+        return timezone.utc
     try:
-        from zoneinfo import ZoneInfo
-
         return ZoneInfo(name)
     except Exception:
         raise ConfigurationError(
@@ -347,12 +332,10 @@ def zone(name: str, where: str) -> Any:
 
 def render(placeholder: str, since: Any, timezone_name: str | None) -> str:
     """What the platform would have put in place of a placeholder for ``since``."""
-    from datetime import timezone as tz
-
     match = PLACEHOLDER.fullmatch(placeholder)
     assert match is not None
     kind, fmt = match.group("kind"), match.group("format")
     if kind == "epoch":
         return str(int(since.timestamp() * 1000))
-    zone_info = tz.utc if kind == "gmtDate" else zone(timezone_name or "UTC", "render")
+    zone_info = timezone.utc if kind == "gmtDate" else zone(timezone_name or "UTC", "render")
     return compile_pattern(fmt).format(since.astimezone(zone_info))

@@ -42,7 +42,9 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, Protocol
+
+import requests
 
 from sagesql.activities.polling.clock import ServerClock
 from sagesql.activities.polling.config import PollConfig
@@ -63,6 +65,9 @@ from sagesql.activities.polling.state import Mark, SnapshotChange, StateStore, T
 from sagesql.activities.polling.tables import SNAPSHOT, TableSpec
 from sagesql.activities.polling.timeparse import iso, parse_iso
 from sagesql.activities.polling.window import MATCH, Query, Window
+from sagesql.connector.seams import Client, Transport
+from sagesql.engine.fetch import deleted
+from sagesql.engine.pipeline import run
 from sagesql.engine.values import datetime_text, from_storage
 from sagesql.errors import Error, OperationalError
 
@@ -71,6 +76,23 @@ log = logging.getLogger("sagesql.poll")
 KEYS, ROWS = "keys", "rows"
 # How far the server's time may be ahead of the estimate before a window is read again.
 STALE = timedelta(seconds=2)
+
+
+class PollingTransport(Transport, Protocol):
+    """The transport as the poller also uses it: the requests it sent (each table's share
+    is reported), and its session, whose response hook gives the clock every Date header."""
+
+    sent: int
+    session: requests.Session
+
+
+class PollingClient(Client, Protocol):
+    """A client the poller can own: a PollingTransport, and closed with the session."""
+
+    @property
+    def transport(self) -> PollingTransport: ...
+
+    def close(self) -> None: ...
 
 
 @dataclass
@@ -128,7 +150,7 @@ class Poller:
         self,
         config: PollConfig,
         specs: Sequence[TableSpec],
-        connection: Any,
+        connection: PollingClient,
         store: StateStore,
         *,
         sinks: Sequence[str],
@@ -164,7 +186,7 @@ class Poller:
 
     def _chunk(self, spec: TableSpec) -> int:
         sizes = [spec.table.paging.max_page_size]
-        pagesize = getattr(self.connection.settings, "pagesize", None)
+        pagesize = self.connection.settings.pagesize
         if pagesize:
             sizes.append(pagesize)
         if spec.page_size:
@@ -210,10 +232,8 @@ class Poller:
         """Learn the server's time with one small request when no answer was seen yet."""
         if self.clock.known:
             return
-        from sagesql.engine.execute import run
-
-        key = spec.key
-        result = run(self.connection, f'SELECT "{key}" FROM "{spec.table.name}" LIMIT 1')
+        query = self.windows[spec.name].first_key()
+        result = run(self.connection, query.sql, query.params)
         try:
             list(result)
         finally:
@@ -276,8 +296,6 @@ class Poller:
     # -- rows -----------------------------------------------------------------------------
 
     def _rows(self, query: Query) -> tuple[list[str], list[tuple[Any, ...]]]:
-        from sagesql.engine.execute import run
-
         result = run(self.connection, query.sql, query.params)
         try:
             rows = list(result)
@@ -478,24 +496,21 @@ class Poller:
         deletions = table.deletions
         if spec.deletes != "api" or deletions is None:
             return None
-        from sagesql.connector.paging import for_table as paginator_for
-        from sagesql.engine.fetch import flattener
-
         start = parse_iso(state.deleted_watermark or state.watermark or iso(upper))
         since = start - spec.lookback
         if deletions.inclusive:
             since += timedelta(seconds=1)
-        params = dict(table.fixed_parameters)
-        params[deletions.parameter] = datetime_text(since, spec.product)
         mark = self.clock.mark()
-        flatten = flattener(table, [spec.key, deletions.column, spec.id_field])
         deletions_type = table.column(deletions.column).type
         found: list[Event] = []
-        records = self.transport.records(
-            table.operations["list"].path, params, paginator_for(table), page_size=self._chunk(spec)
+        tombstones = deleted(
+            table,
+            [spec.key, deletions.column, spec.id_field],
+            self.transport,
+            datetime_text(since, spec.product),
+            page_size=self._chunk(spec),
         )
-        for record in records:
-            key, deleted_text, object_id = flatten(record)
+        for (key, deleted_text, object_id), record in tombstones:
             if key is None:
                 continue
             if deleted_text:

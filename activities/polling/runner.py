@@ -24,17 +24,22 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
+from filelock import FileLock, Timeout
+
 from sagesql.activities.polling.config import PollConfig
 from sagesql.activities.polling.deliverer import Deliverer, DeliveryReport
 from sagesql.activities.polling.events import Origin
-from sagesql.activities.polling.instance import PRODUCT_ELEMENTS
-from sagesql.activities.polling.poller import Poller, TableResult
+from sagesql.activities.polling.poller import Poller, PollingClient, TableResult
 from sagesql.activities.polling.sinks import Sink, build
 from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.activities.polling.tables import TableSpec, resolve
 from sagesql.activities.polling.timeparse import describe, iso, parse_iso
+from sagesql.connector import products
+from sagesql.connector.client import SageClient
+from sagesql.connector.properties import Settings
 from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import default_catalog, did_you_mean
 
 log = logging.getLogger("sagesql.poll")
 
@@ -42,8 +47,6 @@ log = logging.getLogger("sagesql.poll")
 @contextlib.contextmanager
 def state_lock(config: PollConfig) -> Iterator[None]:
     """Hold the state file's lock, or say that another poller holds it."""
-    from filelock import FileLock, Timeout
-
     config.state.parent.mkdir(parents=True, exist_ok=True)
     lock = FileLock(str(config.state) + ".lock")
     try:
@@ -60,8 +63,6 @@ def state_lock(config: PollConfig) -> Iterator[None]:
 
 
 def lock_is_free(config: PollConfig) -> bool:
-    from filelock import FileLock, Timeout
-
     lock = FileLock(str(config.state) + ".lock")
     try:
         lock.acquire(timeout=0)
@@ -75,15 +76,13 @@ def origin_of(config: PollConfig, product: str) -> Origin:
     return Origin(
         config.instance_id,
         config.instance_name,
-        config.element_key or PRODUCT_ELEMENTS.get(product, product),
+        config.element_key or products.get(product).element_key,
     )
 
 
-def check_product(config: PollConfig, settings: Any) -> str:
+def check_product(config: PollConfig, settings: Settings) -> str:
     product = str(settings.product_id)
     if config.product:
-        from sagesql.schemas.catalog import default_catalog
-
         wanted = default_catalog().resolve_product(config.product)
         if wanted != product:
             name = default_catalog().product(wanted).connection_name
@@ -100,7 +99,7 @@ class Session:
     """A poller ready to run: connection, tables, store, sinks, poller and deliverer."""
 
     config: PollConfig
-    connection: Any
+    connection: PollingClient
     store: StateStore
     specs: list[TableSpec]
     sinks: dict[str, Sink]
@@ -113,12 +112,12 @@ class Session:
         self.connection.close()
 
 
-def open_session(config: PollConfig, settings: Any, *, connection: Any = None) -> Session:
+def open_session(
+    config: PollConfig, settings: Settings, *, connection: PollingClient | None = None
+) -> Session:
     """Everything checked and built (the tables before any request)."""
-    from sagesql.connector.connection import Connection
-
     product = check_product(config, settings)
-    connection = connection or Connection(settings)
+    connection = connection or SageClient(settings)
     try:
         specs = resolve(config, connection.catalog, product)
         store = SQLiteStateStore(config.state)
@@ -133,13 +132,13 @@ def open_session(config: PollConfig, settings: Any, *, connection: Any = None) -
 
 def run(
     config: PollConfig,
-    settings: Any,
+    settings: Settings,
     *,
     once: bool = False,
     interval: timedelta | None = None,
     stop: threading.Event | None = None,
     report: Callable[[list[TableResult]], None] | None = None,
-    connection: Any = None,
+    connection: PollingClient | None = None,
 ) -> int:
     """Poll until stopped (or once); the exit code: 0, or 1 when a table failed (--once)."""
     stop = stop or threading.Event()
@@ -263,8 +262,6 @@ def reset(config: PollConfig, *, table: str, since: datetime | None) -> None:
     """Rewind one table (the poller must be stopped)."""
     names = {t.name.lower(): t.name for t in config.tables}
     if table.lower() not in names:
-        from sagesql.schemas.catalog import did_you_mean
-
         raise ConfigurationError(
             f"{table!r} is not a polled table of {config.source or 'the configuration'}",
             hint=did_you_mean(table, names.values()) or f"polled: {', '.join(names.values())}",

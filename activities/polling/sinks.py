@@ -25,6 +25,8 @@ import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
 
+import requests
+
 from sagesql.activities.polling.config import SinkConfig
 from sagesql.activities.polling.events import Origin, plain_lines, platform_body
 
@@ -62,8 +64,6 @@ class Sink:
 
 class WebhookSink(Sink):
     def __init__(self, config: SinkConfig, origin: Origin, session: Any = None) -> None:
-        import requests
-
         self.name = config.name
         self.config = config
         self.origin = origin
@@ -78,8 +78,6 @@ class WebhookSink(Sink):
         return headers
 
     def send(self, message_id: str, table: str, events: Sequence[Mapping[str, Any]]) -> None:
-        import requests
-
         body = platform_body(message_id, table, events, self.origin)
         auth = (self.config.username, self.config.password or "") if self.config.username else None
         try:

@@ -24,11 +24,18 @@ import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
-from types import SimpleNamespace
-from typing import Any
+
+import sqlglot
+from sqlglot import exp
+from sqlglot.errors import ParseError, TokenError
 
 from sagesql.activities.polling.config import DEFAULT_COMPARE_EVERY, PollConfig, TableConfig
 from sagesql.activities.polling.instance import SINCE
+from sagesql.connector import products
+from sagesql.connector.products import SageProduct
+from sagesql.engine.conditions import split_and
+from sagesql.engine.pipeline import prepare
+from sagesql.engine.statement import READ_DIALECT, too_deep
 from sagesql.errors import (
     ConfigurationError,
     Error,
@@ -38,24 +45,6 @@ from sagesql.errors import (
 from sagesql.schemas.catalog import Catalog, Table, did_you_mean
 
 log = logging.getLogger("sagesql.poll")
-
-# The platforms' resource names that are not tables: (table, filter) per product.
-PLATFORM_RESOURCES: dict[str, dict[str, tuple[str, str]]] = {
-    "sage_200": {
-        "invoices": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypeInvoice'",
-        ),
-        "credit_notes": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypeCreditNote'",
-        ),
-        "payments": (
-            "sales_posted_transactions",
-            "trader_transaction_type = 'TradingAccountEntryTypePurchasePaymentSalesReceipt'",
-        ),
-    },
-}
 
 WINDOW, SNAPSHOT = "window", "snapshot"
 
@@ -88,9 +77,48 @@ class TableSpec:
         return WINDOW if self.updated else SNAPSHOT
 
 
-def planning_connection(catalog: Catalog, product: str) -> Any:
-    """What the planner needs of a connection (catalog and product): no network."""
-    return SimpleNamespace(catalog=catalog, product=catalog.product(product))
+@dataclass(frozen=True)
+class PlanningOnly:
+    """What the planner needs of a connection (a seams.Planning): no network."""
+
+    catalog: Catalog
+    product: SageProduct
+
+
+def planning_connection(catalog: Catalog, product: str) -> PlanningOnly:
+    return PlanningOnly(catalog, products.get(product))
+
+
+def condition(text: str, what: str = "the filter") -> exp.Expression:
+    """A configured SQL condition as a syntax tree: one condition, nothing before or after
+    it (so that it can only ever be a condition of the statements built around it)."""
+    try:
+        tree = sqlglot.parse_one(text, read=READ_DIALECT, into=exp.Condition)
+    except ParseError as exc:
+        detail = exc.errors[0] if exc.errors else {}
+        at = f" at line {detail['line']}, column {detail['col']}" if detail.get("line") else ""
+        near = f" near {detail['highlight']!r}" if detail.get("highlight") else ""
+        problem = str(detail.get("description", "")).split(". Line")[0]
+        raise ProgrammingError(
+            f"{what} {text!r}: SQL syntax error{at}{near}: {problem}",
+            hint="write one SQL condition on the table's columns",
+        ) from None
+    except TokenError as exc:
+        raise ProgrammingError(
+            f"{what} {text!r}: SQL syntax error: {exc}",
+            hint="check quotes and brackets are closed",
+        ) from None
+    except RecursionError:  # sqlglot recurses once per level of nesting
+        raise too_deep() from None
+    assert isinstance(tree, exp.Expression)  # a parsed condition is a node of the tree
+    return tree
+
+
+def _all(conditions: Sequence[exp.Expr]) -> exp.Expr | None:
+    """``(a) AND (b) ...``, or None."""
+    if not conditions:
+        return None
+    return exp.and_(*(exp.paren(c, copy=False) for c in conditions), copy=False)
 
 
 def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, str | None]:
@@ -98,10 +126,11 @@ def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, 
     try:
         return catalog.table(name, product), None
     except UnknownTableError as exc:
-        mapped = PLATFORM_RESOURCES.get(product, {}).get(name.strip().lower())
+        platform = products.get(product).platform_resources
+        mapped = platform.get(name.strip().lower())
         if mapped is not None:
             return catalog.table(mapped[0], product), mapped[1]
-        extra = list(PLATFORM_RESOURCES.get(product, {}))
+        extra = list(platform)
         summaries = catalog.tables(product)
         names = [t.name for t in summaries] + [a for t in summaries for a in t.aliases] + extra
         raise UnknownTableError(
@@ -151,12 +180,12 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
             hint="poll the table its description names ('sagesql describe " + table.name + "')",
         )
     updated = table.updated_column
-    filters = [f for f in (resource_filter, entry.filter) if f]
+    filters: list[exp.Expr] = [condition(f) for f in (resource_filter, entry.filter) if f]
     if entry.where is not None:
         watermark_column, rest = _split_where(entry, table)
         if watermark_column is not None:
             updated = watermark_column
-        if rest:
+        if rest is not None:
             filters.append(rest)
     if entry.updated_field:
         named = _column(table, entry.updated_field, "the updated-date field")
@@ -180,9 +209,9 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
     if table.key is None:
         raise ProgrammingError(f"{table.name} has no key column", hint="poll another table")
     id_field = _column(table, entry.id_field, "idField") if entry.id_field else table.key
-    condition = " AND ".join(f"({f})" for f in filters) if filters else None
-    if condition:
-        _check_filter(condition, table, catalog, product)
+    combined = _all(filters)
+    if combined is not None:
+        _check_filter(combined, table, catalog, product)
     deletes = entry.deletes
     if updated is None:
         deletes = "off"  # the snapshot comparison reports deletions itself
@@ -204,7 +233,7 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
         name=entry.name,
         table=table,
         product=product,
-        filter=condition,
+        filter=combined.sql(READ_DIALECT) if combined is not None else None,
         updated=updated,
         created=created,
         key=table.key,
@@ -240,23 +269,15 @@ def _same_table(
         )
 
 
-def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, str | None]:
-    """(the column the placeholder compares, the rest of the clause as SQL)."""
-    from sqlglot import exp
-
-    from sagesql.engine.conditions import split_and
-    from sagesql.engine.statement import READ_DIALECT, parse
-
+def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, exp.Expr | None]:
+    """(the column the placeholder compares, the rest of the clause)."""
     assert entry.where is not None
-    tree = parse(f"SELECT 1 WHERE {entry.where}")
-    where = tree.args.get("where")
-    conjuncts = split_and(where.this if where is not None else None)
     column: str | None = None
-    rest: list[str] = []
-    for node in conjuncts:
+    rest: list[exp.Expr] = []
+    for node in split_and(condition(entry.where, "the where clause")):
         holders = [p for p in node.find_all(exp.Placeholder) if p.name == SINCE]
         if not holders:
-            rest.append(node.sql(READ_DIALECT))
+            rest.append(node)
             continue
         found = _watermark_comparison(node, table)
         if column is not None and found != column:
@@ -265,17 +286,19 @@ def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, str | No
                 hint="compare it with the updated-date column only",
             )
         column = found
-    return column, " AND ".join(f"({r})" for r in rest) or None
+    return column, _all(rest)
 
 
-def _watermark_comparison(node: Any, table: Table) -> str:
+def _watermark_comparison(node: exp.Expression, table: Table) -> str:
     """The updated-date column of ``col >= ${...}`` (or ``>``, or the reverse)."""
-    from sqlglot import exp
-
-    from sagesql.engine.statement import READ_DIALECT
-
     text = node.sql(READ_DIALECT)
-    ops = {exp.GTE: ">=", exp.GT: ">", exp.LTE: "<=", exp.LT: "<", exp.EQ: "="}
+    ops: dict[type[exp.Expr], str] = {
+        exp.GTE: ">=",
+        exp.GT: ">",
+        exp.LTE: "<=",
+        exp.LT: "<",
+        exp.EQ: "=",
+    }
     op = ops.get(type(node))
     left, right = node.args.get("this"), node.args.get("expression")
     if op is not None and isinstance(left, exp.Placeholder):
@@ -316,16 +339,19 @@ def _since_parameter(name: str, table: Table) -> str | None:
     return None
 
 
-def _check_filter(condition: str, table: Table, catalog: Catalog, product: str) -> None:
-    """Plan ``SELECT * FROM t WHERE condition``: names, types and syntax, nothing sent."""
-    from sagesql.engine.execute import prepare
-
+def _check_filter(where: exp.Expr, table: Table, catalog: Catalog, product: str) -> None:
+    """Plan ``SELECT * FROM t WHERE condition``: names and types, nothing sent."""
+    statement = (
+        exp.select(exp.Star())
+        .from_(exp.table_(exp.to_identifier(table.name, quoted=True)))
+        .where(where.copy(), copy=False)
+    )
     try:
-        prepare(
-            planning_connection(catalog, product), f'SELECT * FROM "{table.name}" WHERE {condition}'
-        )
+        prepare(planning_connection(catalog, product), statement.sql(READ_DIALECT))
     except Error as exc:
-        raise ProgrammingError(f"the filter {condition!r}: {exc}", hint=None) from None
+        raise ProgrammingError(
+            f"the filter {where.sql(READ_DIALECT)!r}: {exc}", hint=None
+        ) from None
 
 
 def names(specs: Sequence[TableSpec]) -> list[str]:

@@ -29,6 +29,14 @@ how such a read is proven complete before the watermark passes it.
 
 Tables without an updated-date column, and id-set comparisons, scan by key the same
 way: ``key > :ck ORDER BY key LIMIT :n`` chunks where possible, else one query.
+
+The statements are built as sqlglot syntax trees: names are quoted identifiers, values
+are bind parameters, and the configured filter is parsed as one condition, so nothing
+is pasted into SQL text. Whether LIMIT reaches the API is the planner's own answer
+(``Plan.pushes_limit``) for the statement of a chunk, asked once before any bound or
+cursor is known: its placeholders are bound to stand-ins of their columns' types (a day
+in 2000, a key 1 or 'a'), since the answer depends on the statement and the types of
+its values, not on the values themselves.
 """
 
 from __future__ import annotations
@@ -37,15 +45,25 @@ from dataclasses import dataclass
 from functools import cached_property
 from typing import Any
 
-from sagesql.activities.polling.tables import TableSpec, planning_connection
+from sqlglot import exp
+
+from sagesql.activities.polling.tables import TableSpec, condition, planning_connection
+from sagesql.engine.pipeline import prepare
+from sagesql.engine.statement import READ_DIALECT
 from sagesql.schemas.catalog import Catalog
 
 MATCH = "sagesql_poll_match"
-_DUMMY = {"lower": "2000-01-01T00:00:00Z", "upper": "2000-01-02T00:00:00Z"}
+# Stand-ins bound to a chunk's placeholders when the planner is asked about it before
+# the window's bounds and cursor are known: only their types matter to its answer.
+_STAND_IN = {"lower": "2000-01-01T00:00:00Z", "upper": "2000-01-02T00:00:00Z"}
 
 
-def quote(name: str) -> str:
-    return '"' + name.replace('"', '""') + '"'
+def _column(name: str) -> exp.Column:
+    return exp.column(exp.to_identifier(name, quoted=True))
+
+
+def _param(name: str) -> exp.Placeholder:
+    return exp.Placeholder(this=name)
 
 
 @dataclass(frozen=True)
@@ -65,33 +83,73 @@ class Window:
         self.spec = spec
         self.chunk_size = max(1, chunk)
         self._connection = planning_connection(catalog, spec.product)
+        self._filter = condition(spec.filter) if spec.filter else None
+        self._scan_keyset: dict[bool, tuple[bool, bool]] = {}
+
+    # -- building --------------------------------------------------------------------------
+
+    def _select(
+        self,
+        columns: list[exp.Expr],
+        bounds: list[exp.Expr],
+        after: exp.Expr | None,
+        *,
+        flagged: bool,
+    ) -> exp.Select:
+        """``SELECT columns [, filter AS MATCH] FROM t WHERE bounds [AND (filter)] [AND after]``."""
+        where = list(bounds)
+        if self._filter is not None and flagged:
+            match = exp.case().when(exp.paren(self._filter.copy()), exp.Literal.number(1))
+            columns = [*columns, exp.alias_(match.else_(exp.Literal.number(0)), MATCH)]
+        elif self._filter is not None:
+            where.append(exp.paren(self._filter.copy()))
+        if after is not None:
+            where.append(after)
+        select = exp.select(*columns).from_(
+            exp.table_(exp.to_identifier(self.spec.table.name, quoted=True))
+        )
+        if where:
+            select = select.where(exp.and_(*where, copy=False), copy=False)
+        return select
+
+    @staticmethod
+    def _sql(select: exp.Select, *, limit: bool) -> str:
+        if limit:
+            select = select.limit(_param("n"), copy=False)
+        return select.sql(READ_DIALECT)
 
     # -- the window of updated rows --------------------------------------------------------
 
-    def _window_sql(self, *, cursor: bool, limit: bool, flagged: bool) -> str:
+    def _window(self, *, cursor: bool, flagged: bool) -> exp.Select:
         s = self.spec
         assert s.updated is not None
-        upd, key = quote(s.updated), quote(s.key)
-        select = "*"
-        if s.filter and flagged:
-            select = f"*, CASE WHEN ({s.filter}) THEN 1 ELSE 0 END AS {MATCH}"
-        where = [f"{upd} >= :lower", f"{upd} <= :upper"]
-        if s.filter and not flagged:
-            where.append(f"({s.filter})")
+        upd, key = s.updated, s.key
+        bounds: list[exp.Expr] = [
+            exp.GTE(this=_column(upd), expression=_param("lower")),
+            exp.LTE(this=_column(upd), expression=_param("upper")),
+        ]
+        after: exp.Expr | None = None
         if cursor:
-            where.append(f"({upd} > :cu OR ({upd} = :cu AND {key} > :ck))")
-        sql = f"SELECT {select} FROM {quote(s.table.name)} WHERE {' AND '.join(where)} "
-        sql += f"ORDER BY {upd}, {key}"
-        if limit:
-            sql += " LIMIT :n"
-        return sql
+            # (updated, key) > (:cu, :ck)
+            after = exp.or_(
+                exp.GT(this=_column(upd), expression=_param("cu")),
+                exp.paren(
+                    exp.and_(
+                        exp.EQ(this=_column(upd), expression=_param("cu")),
+                        exp.GT(this=_column(key), expression=_param("ck")),
+                    )
+                ),
+            )
+            after = exp.paren(after)
+        select = self._select([exp.Star()], bounds, after, flagged=flagged)
+        return select.order_by(_column(upd), _column(key), copy=False)
 
     @cached_property
     def keyset(self) -> tuple[bool, bool]:
         """(keyset chunks possible, filter as a result column) for the updated window."""
-        for flagged in (False, True) if self.spec.filter else (False,):
-            sql = self._window_sql(cursor=True, limit=True, flagged=flagged)
-            if self._limit_pushed(sql, {**_DUMMY, "cu": _DUMMY["lower"], "ck": self._key_sample()}):
+        stand_ins = {**_STAND_IN, "cu": _STAND_IN["lower"], "ck": self._key_stand_in()}
+        for flagged in (False, True) if self._filter is not None else (False,):
+            if self._pushes_limit(self._window(cursor=True, flagged=flagged), stand_ins):
                 return True, flagged
         return False, False
 
@@ -100,79 +158,70 @@ class Window:
         chunked, flagged = self.keyset
         params: dict[str, Any] = {"lower": lower, "upper": upper}
         if not chunked:
-            return Query(
-                self._window_sql(cursor=False, limit=False, flagged=False), params, False, None
-            )
+            sql = self._sql(self._window(cursor=False, flagged=False), limit=False)
+            return Query(sql, params, False, None)
         if cursor is not None:
             params["cu"], params["ck"] = cursor
         params["n"] = self.chunk_size
-        sql = self._window_sql(cursor=cursor is not None, limit=True, flagged=flagged)
+        sql = self._sql(self._window(cursor=cursor is not None, flagged=flagged), limit=True)
         return Query(sql, params, flagged, self.chunk_size)
 
     # -- scans by key (snapshots, id sets) -------------------------------------------------
 
-    def _scan_sql(self, *, columns: str, cursor: bool, limit: bool, flagged: bool) -> str:
-        s = self.spec
-        key = quote(s.key)
-        select = columns
-        where: list[str] = []
-        if s.filter and flagged:
-            select += f", CASE WHEN ({s.filter}) THEN 1 ELSE 0 END AS {MATCH}"
-        elif s.filter:
-            where.append(f"({s.filter})")
-        if cursor:
-            where.append(f"{key} > :ck")
-        sql = f"SELECT {select} FROM {quote(s.table.name)}"
-        if where:
-            sql += " WHERE " + " AND ".join(where)
-        sql += f" ORDER BY {key}"
-        if limit:
-            sql += " LIMIT :n"
-        return sql
+    def _scan(self, *, keys_only: bool, cursor: bool, flagged: bool) -> exp.Select:
+        key = self.spec.key
+        after = exp.GT(this=_column(key), expression=_param("ck")) if cursor else None
+        select = self._select(self._columns(keys_only), [], after, flagged=flagged)
+        return select.order_by(_column(key), copy=False)
 
-    def _columns(self, keys_only: bool) -> str:
+    def _columns(self, keys_only: bool) -> list[exp.Expr]:
         if not keys_only:
-            return "*"
+            return [exp.Star()]
         key, ident = self.spec.key, self.spec.id_field
-        return quote(key) + (f", {quote(ident)}" if ident != key else "")
+        columns: list[exp.Expr] = [_column(key)]
+        return columns + ([_column(ident)] if ident != key else [])
 
     def scan_keyset(self, keys_only: bool) -> tuple[bool, bool]:
-        for flagged in (False, True) if self.spec.filter else (False,):
-            sql = self._scan_sql(
-                columns=self._columns(keys_only), cursor=True, limit=True, flagged=flagged
-            )
-            if self._limit_pushed(sql, {"ck": self._key_sample()}):
-                return True, flagged
-        return False, False
+        """(keyset chunks possible, filter as a result column) for a scan by key."""
+        found = self._scan_keyset.get(keys_only)
+        if found is None:
+            found = False, False
+            for flagged in (False, True) if self._filter is not None else (False,):
+                select = self._scan(keys_only=keys_only, cursor=True, flagged=flagged)
+                if self._pushes_limit(select, {"ck": self._key_stand_in()}):
+                    found = True, flagged
+                    break
+            self._scan_keyset[keys_only] = found
+        return found
 
     def scan(self, cursor: Any | None, *, keys_only: bool) -> Query:
         chunked, flagged = self.scan_keyset(keys_only)
-        columns = self._columns(keys_only)
         if not chunked:
-            sql = self._scan_sql(columns=columns, cursor=False, limit=False, flagged=False)
-            return Query(sql, {}, False, None)
+            select = self._scan(keys_only=keys_only, cursor=False, flagged=False)
+            return Query(self._sql(select, limit=False), {}, False, None)
         params: dict[str, Any] = {"n": self.chunk_size}
         if cursor is not None:
             params["ck"] = cursor
-        sql = self._scan_sql(
-            columns=columns, cursor=cursor is not None, limit=True, flagged=flagged
+        select = self._scan(keys_only=keys_only, cursor=cursor is not None, flagged=flagged)
+        return Query(self._sql(select, limit=True), params, flagged, self.chunk_size)
+
+    def first_key(self) -> Query:
+        """``SELECT key FROM t LIMIT 1``: the smallest read (its answer tells the time)."""
+        select = exp.select(_column(self.spec.key)).from_(
+            exp.table_(exp.to_identifier(self.spec.table.name, quoted=True))
         )
-        return Query(sql, params, flagged, self.chunk_size)
+        return Query(select.limit(1).sql(READ_DIALECT), {}, False, None)
 
     # -- planning -------------------------------------------------------------------------
 
-    def _key_sample(self) -> Any:
+    def _key_stand_in(self) -> Any:
         column = self.spec.table.column(self.spec.key)
         return 1 if column.type == "INTEGER" else "a"
 
-    def _limit_pushed(self, sql: str, params: dict[str, Any]) -> bool:
-        from sagesql.engine.execute import prepare
-
-        plan = prepare(self._connection, sql, {**params, "n": self.chunk_size})
-        return bool(plan.scans) and plan.scans[0].limit is not None
+    def _pushes_limit(self, select: exp.Select, stand_ins: dict[str, Any]) -> bool:
+        """The planner's answer: would LIMIT reach the API for this chunk's statement?"""
+        return prepare(self._connection, self._sql(select, limit=False), stand_ins).pushes_limit
 
     def explain(self, lower: str, upper: str) -> str:
-        from sagesql.engine.execute import prepare
-
         query = self.updated(lower, upper, None)
         return prepare(self._connection, query.sql, query.params).explain()

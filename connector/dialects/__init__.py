@@ -1,6 +1,6 @@
 """Product dialects: how a table's API applies predicates, sorts, projects and pages.
 
-Each dialect turns the planner's conjuncts (engine.predicates) into the query of one
+Each dialect turns the planner's conjuncts (connector.predicates) into the query of one
 list request, following the table definition's ``pushdown`` section:
 
 - ``accounting``: Sage Accounting's own query parameters (updated_or_created_since,
@@ -16,6 +16,6 @@ those rows, which is what lets LIMIT reach the API.
 
 from __future__ import annotations
 
-from sagesql.connector.dialects.base import Dialect, Pushed, SortKey, for_table
+from sagesql.connector.dialects.base import Dialect, Pushed, SortKey
 
-__all__ = ["Dialect", "Pushed", "SortKey", "for_table"]
+__all__ = ["Dialect", "Pushed", "SortKey"]

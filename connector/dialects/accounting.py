@@ -44,7 +44,6 @@ from sagesql.connector.dialects.base import (
 from sagesql.connector.predicates import Comparison, Predicate
 from sagesql.schemas.catalog import ParameterFilter
 
-SECOND = timedelta(seconds=1)
 DAY = timedelta(days=1)
 LOWER, UPPER = ">=", "<="
 
@@ -171,7 +170,7 @@ class AccountingDialect(Dialect):
                 return None
             text = "true" if value else "false"
         elif f.value_format == "datetime" and isinstance(value, datetime):
-            _, instant, aligned = time_bound("=", value, SECOND) or ("=", value, False)
+            _, instant, aligned = time_bound("=", value, self.quantum) or ("=", value, False)
             text, exact = _datetime_text(instant), exact and aligned
         elif f.value_format == "date" and isinstance(value, date):
             if isinstance(value, datetime):
@@ -233,7 +232,7 @@ class AccountingDialect(Dialect):
                 refuse(f"{f.parameter} is fixed to {self.table.fixed_parameters[f.parameter]}")
                 whole = False
                 continue
-            bound = _inclusive(side, op, value, f.value_format)
+            bound = _inclusive(side, op, value, f.value_format, self.quantum)
             if bound is None:
                 refuse(f"{f.parameter} cannot take {value!r}")
                 whole = False
@@ -316,19 +315,21 @@ def _midnight(day: date) -> datetime:
     return datetime.combine(day, time(), tzinfo=timezone.utc)
 
 
-def _inclusive(side: str, op: str, value: Any, value_format: str) -> tuple[Any, bool] | None:
+def _inclusive(
+    side: str, op: str, value: Any, value_format: str, quantum: timedelta
+) -> tuple[Any, bool] | None:
     """The inclusive bound (in the parameter's kind of value) that keeps every row of
     ``col op value`` on that side, and whether it keeps no other row."""
     lower = side == LOWER
     if value_format == "datetime" and isinstance(value, datetime):
-        restated = time_bound(op, value, SECOND)
+        restated = time_bound(op, value, quantum)
         if restated is None:
             return None
         op2, instant, exact = restated
         if op2 == ">":
-            return instant + SECOND, exact  # whole seconds: x > t is x >= t + 1 s
+            return instant + quantum, exact  # whole quanta: x > t is x >= t + 1 quantum
         if op2 == "<":
-            return instant - SECOND, exact
+            return instant - quantum, exact
         return instant, exact
     if value_format == "datetime" and isinstance(value, date):
         # A date column against a date-time parameter: whole days, never exact.

@@ -5,9 +5,9 @@ from __future__ import annotations
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from typing import Any
+from typing import Any, Protocol
 
-from sagesql.connector.predicates import Predicate
+from sagesql.connector.predicates import Comparison, Predicate, columns_of
 from sagesql.schemas.catalog import Table
 
 
@@ -33,13 +33,28 @@ class Pushed:
     notes: list[str] = field(default_factory=list)
 
 
+class ProductFacts(Protocol):
+    """What a dialect needs of its product (connector.products.SageProduct has it)."""
+
+    @property
+    def short_title(self) -> str: ...  # "Sage 200", in notes
+
+    @property
+    def time_quantum(self) -> timedelta: ...  # the precision of the API's date-times
+
+
 class Dialect:
-    """Base: pushes nothing, sorts nothing, asks for every field (always correct)."""
+    """Base: pushes nothing, sorts nothing, asks for every field (always correct).
+
+    A table's dialect comes from its product: ``products.for_table(t).dialect(t)``.
+    """
 
     name = "none"
 
-    def __init__(self, table: Table) -> None:
+    def __init__(self, table: Table, product: ProductFacts) -> None:
         self.table = table
+        self.product = product.short_title
+        self.quantum = product.time_quantum
 
     def push(
         self,
@@ -72,8 +87,6 @@ class Dialect:
 
     def key_values(self, conjuncts: Sequence[Predicate]) -> tuple[int, tuple[Any, ...]] | None:
         """(conjunct index, keys) when a conjunct is ``key = v`` or ``key IN (...)``."""
-        from sagesql.connector.predicates import Comparison
-
         key = self.table.key
         if key is None or "get" not in self.table.operations:
             return None
@@ -84,24 +97,6 @@ class Dialect:
                 if c.op == "IN":
                     return i, tuple(c.value)
         return None
-
-
-def for_table(table: Table) -> Dialect:
-    """The dialect of a table, from its pushdown definition."""
-    expression = table.pushdown.expression
-    if expression is not None and expression.syntax == "odata":
-        from sagesql.connector.dialects.odata import ODataDialect
-
-        return ODataDialect(table)
-    if expression is not None and expression.syntax == "sdata":
-        from sagesql.connector.dialects.sdata import SDataDialect
-
-        return SDataDialect(table)
-    if table.product == "sage_accounting":
-        from sagesql.connector.dialects.accounting import AccountingDialect
-
-        return AccountingDialect(table)
-    return Dialect(table)
 
 
 # -- helpers shared by the product dialects ---------------------------------------------------
@@ -158,8 +153,6 @@ def needed_fields(
     The columns asked for, those of the conjuncts (re-checked locally) and of the ORDER
     BY, and the key. None when that is every field of the table (or ``columns`` is None).
     """
-    from sagesql.connector.predicates import columns_of
-
     if columns is None:
         return None
     names = {c.lower() for c in columns}

@@ -37,7 +37,7 @@ from __future__ import annotations
 import re
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import date, datetime, timedelta, timezone
+from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
@@ -72,8 +72,6 @@ class Filter:
 class FilterDialect(Dialect):
     """A dialect whose API evaluates a filter expression: the walk over the predicates."""
 
-    product = "the API"  # for notes: "Sage 200 compares text case-insensitively"
-    quantum = timedelta(milliseconds=1)  # the precision of the API's date-times
     # The longest filter sent, URL-encoded: both APIs run on IIS, whose default limit for
     # a whole query string is 2048 bytes. A conjunct that does not fit is applied locally.
     max_filter_length = 1800
@@ -341,8 +339,6 @@ class ODataDialect(FilterDialect):
     """Sage 200's OData: ``$filter``, ``$orderby``, ``$select``."""
 
     name = "odata"
-    product = "Sage 200"
-    quantum = timedelta(milliseconds=1)
 
 
 def _number(value: Any) -> str | None:

@@ -19,7 +19,7 @@ rules); what differs is the syntax Sage CRM takes (SAGE-APIS.md section 3):
 from __future__ import annotations
 
 from collections.abc import Sequence
-from datetime import date, datetime, timedelta
+from datetime import date, datetime
 
 from sagesql.connector.dialects.odata import NAME, Filter, FilterDialect
 from sagesql.schemas.catalog import Column
@@ -29,8 +29,6 @@ class SDataDialect(FilterDialect):
     """Sage CRM's SData 2.0: ``where`` and ``orderBy``."""
 
     name = "sdata"
-    product = "Sage CRM"
-    quantum = timedelta(seconds=1)
 
     def field(self, column: Column) -> str | None:
         if len(column.path) == 1 and NAME.match(column.path[0]):

@@ -1,5 +1,7 @@
 """Generator of the table definitions in schemas/ from Sage's published API definitions.
 
+The published definitions are kept in ``schemas/definitions/`` (see SOURCES.md there).
+
 Run from the repository root::
 
     python -m schemas.generator            # rewrite schemas/*

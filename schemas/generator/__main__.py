@@ -25,6 +25,7 @@ def render(reference: Path) -> dict[Path, str]:
                 "product": product_name,
                 "title": product["title"],
                 "connection_name": product["connection_name"],
+                "element_keys": product["element_keys"],
                 "file": f"{product_name}/_product.json",
             }
         )

@@ -642,7 +642,10 @@ def product() -> dict[str, Any]:
     return {
         "product": PRODUCT,
         "title": "Sage Business Cloud Accounting",
+        "short_title": "Sage Accounting",
         "connection_name": "SageAccounting",
+        # The integration platforms' element keys (the first is the one sagesql writes).
+        "element_keys": ["sageaccounting", "sageone", "sagebusinesscloudaccounting"],
         "api_version": "3.1",
         "base_urls": {"default": "https://api.accounting.sage.com/v3.1"},
         "auth": {

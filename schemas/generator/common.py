@@ -10,7 +10,7 @@ from typing import Any
 
 SCHEMAS_DIR = Path(__file__).resolve().parent.parent
 REPO_ROOT = SCHEMAS_DIR.parent
-DEFAULT_REFERENCE = REPO_ROOT.parent / "shared" / "reference"
+DEFAULT_REFERENCE = SCHEMAS_DIR / "definitions"  # Sage's published definitions (SOURCES.md)
 
 PRODUCTS = ("sage_accounting", "sage_200", "sage_crm")
 

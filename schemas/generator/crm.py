@@ -227,7 +227,9 @@ def build(reference: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
     product = {
         "product": "sage_crm",
         "title": "Sage CRM",
+        "short_title": "Sage CRM",
         "connection_name": "SageCRM",
+        "element_keys": ["sagecrm"],
         "api_version": "sagecrm2",
         "base_urls": {"default": "{server}/sdata/{install}j/sagecrm2/-"},
         "auth": {"type": "basic"},

@@ -484,7 +484,9 @@ def product_definition() -> dict[str, Any]:
     return {
         "product": PRODUCT,
         "title": "Sage 200 (UK Standard and Professional)",
+        "short_title": "Sage 200",
         "connection_name": "Sage200",
+        "element_keys": ["sage200"],
         "api_version": "v1",
         "base_urls": {
             "StandardUK": "https://api.columbus.sage.com/uk/sage200/accounts/v1",

@@ -1,49 +1,47 @@
-"""Running a statement: parse, bind, resolve, plan, fetch and evaluate, as one call.
+"""A query's own path: planned against the catalog, then fetched and evaluated locally.
 
-``run`` returns a Result whose rows stream; ``explain`` returns the plan as text
-without sending anything. Nothing is sent for a statement that fails validation:
-every name, type and parameter is checked while planning, before the first request.
+``prepare`` plans a SELECT (no request is made); ``run_tree`` fetches what the plan
+asks for, narrowing the inner side of a join by the values of its outer side, and lets
+SQLite evaluate the statement over those rows.
 """
 
 from __future__ import annotations
 
 import itertools
-import logging
-import time
 from collections.abc import Iterator
-from typing import Any
+from typing import Any, cast
 
 from sqlglot import exp
 
-from sagesql.engine import fetch, local, procedures, writes
+from sagesql.connector.properties import Settings
+from sagesql.connector.seams import Client, Planning, Transport
+from sagesql.engine import fetch, local
 from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
-from sagesql.engine.statement import Params, bind, parse, too_deep
+from sagesql.engine.statement import Params, bind, parse
 from sagesql.errors import NotSupportedError
 
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
-log = logging.getLogger("sagesql")
 
-
-def prepare(connection: Any, sql: str, params: Params = None) -> Plan:
+def prepare(connection: Planning, sql: str, params: Params = None) -> Plan:
     """The plan of a query (no request is made)."""
     tree = bind(parse(sql), params)
     if not isinstance(tree, QUERIES):
         kind = type(tree).__name__.upper()
         raise NotSupportedError(
             f"{kind} is not a query",
-            hint="run writes with execute.run; prepare plans SELECT queries",
+            hint="run writes with pipeline.run; prepare plans SELECT queries",
         )
     return prepare_tree(connection, tree)
 
 
-def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
+def prepare_tree(connection: Planning, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
-    tree = _folded(connection, tree)
-    qualified, refs = resolve(tree, connection.catalog, connection.product.product)
+    tree = folded(connection, tree)
+    qualified, refs = resolve(tree, connection.catalog, connection.product.id)
     the_plan = plan(qualified, refs, connection.catalog)
     for scan in the_plan.scans:
         source = scan.source or scan.table
@@ -57,81 +55,20 @@ def prepare_tree(connection: Any, tree: exp.Expression) -> Plan:
     return the_plan
 
 
-def _folded(connection: Any, tree: exp.Expression) -> exp.Expression:
+def folded(connection: Planning, tree: exp.Expression) -> exp.Expression:
     """Constant date and time expressions as literals, 'now' read from the connection's
     clock (engine/fold.py), so that the planner pushes them like any literal."""
     return fold(tree, getattr(connection, "clock", None))
 
 
-def _statement(connection: Any, sql: str, params: Params) -> exp.Expression:
-    tree = _folded(connection, bind(parse(sql), params))
-    if not isinstance(tree, QUERIES) and not writes.is_write(tree):
-        kind = type(tree).__name__.upper()
-        raise NotSupportedError(
-            f"{kind} statements are not supported",
-            hint="sagesql runs SELECT, INSERT, UPDATE, DELETE and EXEC",
-        )
-    return tree
-
-
-def explain(connection: Any, sql: str, params: Params = None) -> str:
-    """The plan as text; nothing is sent."""
-    try:
-        return _explain(connection, sql, params)
-    except RecursionError:  # parsing and planning recurse once per level of nesting
-        raise too_deep() from None
-
-
-def _explain(connection: Any, sql: str, params: Params) -> str:
-    if procedures.is_exec(sql):
-        name, args = procedures.parse_exec(sql, params)
-        table, procedure = procedures.find(connection, name)
-        procedures.check_arguments(procedure, args, connection.product.product)
-        request = procedure.request
-        call = (
-            f"built-in {request['builtin']}"
-            if "builtin" in request
-            else f"{request['method']} {request['path']}"
-        )
-        return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
-    tree = _statement(connection, sql, params)
-    if writes.is_write(tree):
-        return writes.explain(connection, tree)
-    return prepare_tree(connection, tree).explain()
-
-
-def run(connection: Any, sql: str, params: Params = None, *, max_rows: int | None = None) -> Result:
-    """The result of a statement: a query's rows are fetched as they are read; a write
-    (INSERT, UPDATE, DELETE) is carried out now and answers one row per input row."""
-    started = time.monotonic()
-    log.info("statement: %s", " ".join(sql.split()))
-    try:
-        result = _run(connection, sql, params, max_rows=max_rows)
-    except RecursionError:  # parsing and planning recurse once per level of nesting
-        raise too_deep() from None
-    result.on_close.append(
-        lambda: log.info("statement done in %.0f ms", (time.monotonic() - started) * 1000)
-    )
-    return result
-
-
-def _run(connection: Any, sql: str, params: Params, *, max_rows: int | None) -> Result:
-    if procedures.is_exec(sql):
-        return procedures.run(connection, sql, params)
-    tree = _statement(connection, sql, params)
-    if writes.is_write(tree):
-        return writes.run(connection, tree)
-    return run_tree(connection, tree, max_rows=max_rows)
-
-
-def run_tree(connection: Any, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
+def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
     """The result of a parsed, bound query."""
     settings = connection.settings
     cap = max_rows if max_rows is not None else settings.max_rows
     the_plan = prepare_tree(connection, _capped(tree, cap))
     # Opened on the first request (Sage 200 asks for its site then), so that a statement
     # SQLite refuses sends nothing.
-    transport = _LazyTransport(connection) if the_plan.scans else None
+    transport = cast(Transport, _LazyTransport(connection))
     if the_plan.count_only is not None:
         total = fetch.total(the_plan.scans[0], transport)
         if total is not None:
@@ -166,9 +103,7 @@ def _load_order(the_plan: Plan) -> list[int]:
     waiting = list(range(len(the_plan.scans)))
     while waiting:
         ready = [
-            i
-            for i in waiting
-            if the_plan.scans[i].join is None or the_plan.scans[i].join.outer in order
+            i for i in waiting if (join := the_plan.scans[i].join) is None or join.outer in order
         ]
         if not ready:  # a cycle cannot be planned; keep the statement's order
             return order + waiting
@@ -190,7 +125,7 @@ class _JoinValues:
                 self.wanted[(scan.join.outer, scan.join.outer_column)] = []
         self.finished: set[int] = set()
 
-    def rows(self, i: int, transport: Any, settings: Any) -> Iterator[tuple[Any, ...]]:
+    def rows(self, i: int, transport: Transport, settings: Settings) -> Iterator[tuple[Any, ...]]:
         scan = self.plan.scans[i]
         if scan.join is not None:
             key = (scan.join.outer, scan.join.outer_column)
@@ -229,7 +164,7 @@ def _capped(tree: exp.Expression, cap: int | None) -> exp.Expression:
 class _LazyTransport:
     """The connection's transport, opened when first used."""
 
-    def __init__(self, connection: Any) -> None:
+    def __init__(self, connection: Client) -> None:
         self._connection = connection
 
     def __getattr__(self, name: str) -> Any:

@@ -1,0 +1,38 @@
+"""Sage CRM (REST, SData 2.0 style ``sagecrm2``): SData ``where=``, basic auth, own server."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any, ClassVar
+
+from requests.auth import AuthBase
+
+from sagesql.connector.auth import CRMBasicAuth
+from sagesql.connector.dialects.base import Dialect
+from sagesql.connector.dialects.sdata import SDataDialect
+from sagesql.connector.products.base import SageProduct
+from sagesql.connector.properties import Settings
+from sagesql.connector.tokenstore import TokenStore
+from sagesql.errors import ConfigurationError
+
+# Where a default install serves sagecrm2 under the CRM server's root.
+SDATA_PATH = "/sdata/crmj/sagecrm2/-"
+
+
+class CRM(SageProduct):
+    id = "sage_crm"
+    dialect_class: ClassVar[type[Dialect]] = SDataDialect
+
+    def base_url(self, settings: Settings) -> str:
+        # Each customer runs their own server: there is no public URL.
+        if not settings.url:
+            raise ConfigurationError("SageCRM needs URL", hint="set URL=https://your-crm-server")
+        return settings.url if "/sdata/" in settings.url else settings.url + SDATA_PATH
+
+    def auth(
+        self, settings: Settings, store: TokenStore | None, token_url: str, login: Callable[[], Any]
+    ) -> AuthBase:
+        return CRMBasicAuth(settings)
+
+
+PRODUCT = CRM()
