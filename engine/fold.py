@@ -37,7 +37,7 @@ DATE_FUNCTIONS = frozenset({"date", "time", "datetime", "julianday", "unixepoch"
 DATE_FUNCTIONS |= {"timediff"}
 # The argument positions that are time values ('now' there is the clock's instant).
 _TIME_ARGUMENTS = {"strftime": (1,), "timediff": (0, 1)}
-_CURRENT = {
+_CURRENT: dict[type, str] = {
     exp.CurrentTimestamp: "DATETIME",
     exp.CurrentDate: "DATE",
     exp.CurrentTime: "TIME",
@@ -61,7 +61,7 @@ def fold(tree: exp.Expression, now: Clock | None = None) -> exp.Expression:
     instant = _now_text((now or utc_now)())
     values = _evaluate([_with_now(node, instant).sql(READ_DIALECT) for node in found])
     for node, value in zip(found, values, strict=True):
-        literal = _literal(value)
+        literal: exp.Expr | None = _literal(value)
         if literal is None:
             continue
         name = _output_name(tree, node)
@@ -117,7 +117,7 @@ def _allowed(node: exp.Expression) -> bool:
     return _is_date_function(node)
 
 
-def _is_date_function(node: exp.Expression) -> bool:
+def _is_date_function(node: exp.Expr) -> bool:
     if isinstance(node, exp.Anonymous):
         return node.name.lower() in DATE_FUNCTIONS
     if isinstance(node, (exp.Date, exp.TimeToStr, *_CURRENT)):
@@ -151,8 +151,9 @@ def _with_now(node: exp.Expression, instant: str) -> exp.Expression:
     holder = exp.Paren(this=node.copy())  # so that the expression itself can be replaced
     now = exp.Literal.string(instant)
     for n in list(holder.this.walk()):
-        if isinstance(n, tuple(_CURRENT)):
-            n.replace(exp.Anonymous(this=_CURRENT[type(n)], expressions=[now.copy()]))
+        current = _CURRENT.get(type(n))
+        if current is not None:
+            n.replace(exp.Anonymous(this=current, expressions=[now.copy()]))
         elif isinstance(n, exp.Anonymous) and n.name.lower() in DATE_FUNCTIONS:
             name = n.name.lower()
             args = n.expressions
@@ -195,7 +196,7 @@ def _evaluate(sql: list[str]) -> list[Any]:
 _UNFOLDED = object()
 
 
-def _literal(value: Any) -> exp.Expression | None:
+def _literal(value: Any) -> exp.Expr | None:
     """A value as a literal node; None when it is left unfolded."""
     if value is None:
         return exp.Null()
