@@ -314,8 +314,12 @@ def normalize_literals(tree: exp.Expression, columns: dict[int, tuple[TableRef, 
             else exp.Literal.string(str(stored))
         )
 
-    for node in list(tree.find_all(*COMPARISONS, exp.Between, exp.In)):
-        if isinstance(node, exp.Between):
+    for node in list(tree.find_all(*COMPARISONS, exp.Between, exp.In, exp.Case)):
+        if isinstance(node, exp.Case):  # CASE x WHEN v THEN ...: each v compared with x
+            if node.this is not None:
+                for branch in node.args.get("ifs") or []:
+                    rewrite(node.this, branch.this)
+        elif isinstance(node, exp.Between):
             rewrite(node.this, node.args["low"])
             rewrite(node.this, node.args["high"])
         elif isinstance(node, exp.In):

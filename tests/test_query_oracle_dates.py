@@ -354,7 +354,9 @@ def functions_of_columns(draw: st.DrawFn, world: World) -> Statement:
     a, b = draw(st.sampled_from(columns)), draw(st.sampled_from(columns))
     op = draw(st.sampled_from(["=", "!=", "<", "<=", ">", ">="]))
     shape = draw(
-        st.sampled_from(["date_literal", "datetime_literal", "shifted", "same", "days", "between"])
+        st.sampled_from(
+            ["date_literal", "datetime_literal", "shifted", "same", "days", "between", "case"]
+        )
     )
     if shape == "date_literal":  # date(col) against any literal: a DATE comparison
         lit_e, lit_o = draw(st.sampled_from(date_literals("DATE", data.values[a], world.product)))
@@ -372,6 +374,11 @@ def functions_of_columns(draw: st.DrawFn, world: World) -> Statement:
         cond_e = cond_o = f"{a} {op} datetime({a})"
     elif shape == "days":
         cond_e = cond_o = f"julianday({a}) - julianday({b}) {op} 1.5"
+    elif shape == "case":  # a simple CASE compares its operand with each WHEN value
+        (l1e, l1o), (l2e, l2o) = (draw(st.sampled_from(data.literals[a])) for _ in range(2))
+        head_e = f"SELECT {key}, CASE {a} WHEN {l1e} THEN 1 WHEN {l2e} THEN 2 ELSE 0 END AS hit"
+        head_o = f"SELECT {key}, CASE {a} WHEN {l1o} THEN 1 WHEN {l2o} THEN 2 ELSE 0 END AS hit"
+        return Statement(f"{head_e} FROM {table}", f"{head_o} FROM {table}", "multiset")
     else:
         (l1e, l1o), (l2e, l2o) = (draw(st.sampled_from(data.literals[a])) for _ in range(2))
         cond_e = f"{a} BETWEEN {l1e} AND {l2e} AND date({b}) <= date({a})"
