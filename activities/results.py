@@ -63,4 +63,4 @@ def flatten(table: Table, response: Any) -> dict[str, Any] | None:
     names = [c.name for c in table.columns if not c.path[0].startswith("$parent")]
     row = flattener(table, names)(response)
     types = [table.column(n).type for n in names]
-    return {n: from_storage(t, v) for n, t, v in zip(names, types, row, strict=True)}
+    return {n: from_storage(t, v, table.product) for n, t, v in zip(names, types, row, strict=True)}

@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import threading
 from collections.abc import Callable
+from datetime import datetime, timezone
 from typing import Any
 
 from requests.auth import AuthBase
@@ -37,6 +38,10 @@ def token_store_for(settings: Settings, product: SageProduct, url: str) -> Token
     return open_store(location)
 
 
+def _utc_now() -> datetime:
+    return datetime.now(timezone.utc)
+
+
 class SageClient:
     """An open client (thread-safe); close it, or use it as a context manager."""
 
@@ -49,10 +54,14 @@ class SageClient:
         auth: AuthBase | None = None,
         transport: HTTPTransport | None = None,
         interactive: Callable[[], bool] = is_interactive,
+        clock: Callable[[], datetime] | None = None,
     ) -> None:
         self.settings = settings
         # Whether a person can sign in in a browser when no token is stored (login.py).
         self.interactive = interactive
+        # "now" of SQL's date and time functions ('now', CURRENT_TIMESTAMP): one reading
+        # per statement (engine/fold.py); the machine's UTC clock unless one is given.
+        self.clock: Callable[[], datetime] = clock or _utc_now
         if settings.logfile:
             logs.configure(settings)
         self.catalog = catalog or default_catalog()

@@ -3,13 +3,17 @@
 ``to_predicate`` reads one WHERE/ON conjunct on one table into engine.predicates (or
 None when it is not a plain comparison of that table's columns with literals);
 ``normalize_literals`` rewrites literals compared with DATE, DATETIME and BOOLEAN
-columns into their stored form (values.py), so that SQLite compares like with like.
-Columns are mapped to tables through sqlglot's scopes, so that the same alias in two
-subqueries cannot be confused.
+columns into their stored form (values.py), so that SQLite compares like with like:
+columns of the catalog's tables, and of derived tables, CTEs and set operations that
+pass one through (by name, ``MIN``/``MAX`` and ``COALESCE`` of one type included), and
+the results of SQLite's date() and datetime(). Columns are mapped to tables through
+sqlglot's scopes, so that the same alias in two subqueries cannot be confused.
 """
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
 
@@ -18,7 +22,9 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from sagesql.connector.predicates import FLIPPED, And, Comparison, Not, Or, Predicate
 from sagesql.engine.names import TableRef
-from sagesql.engine.values import coerce, literal_storage
+from sagesql.engine.statement import READ_DIALECT
+from sagesql.engine.values import comparison_value, literal_storage
+from sagesql.errors import DataError
 from sagesql.schemas.catalog import Column
 
 COMPARISONS: dict[type[exp.Expression], str] = {
@@ -143,7 +149,14 @@ def to_predicate(
         raw = literal_value(node)
         if raw is NOT_A_LITERAL:
             return NOT_A_LITERAL
-        return coerce(column.type, raw, product, column=column.name)
+        return comparison_value(column.type, raw, product, column=column.name)
+
+    def compare(column: Column, op: str, v: Any) -> Predicate | None:
+        if v is NOT_A_LITERAL or v is None:
+            return None
+        if column.type == "DATE" and isinstance(v, datetime):
+            return _date_against_instant(column.name, op, v)
+        return Comparison(column.name, op, v)
 
     def read(n: exp.Expression) -> Predicate | None:
         if isinstance(n, exp.Paren):
@@ -174,16 +187,16 @@ def to_predicate(
                 column, right, op = column_of(right), left, FLIPPED[op]
             if column is None:
                 return None
-            v = value(column, right)
-            return None if v is NOT_A_LITERAL or v is None else Comparison(column.name, op, v)
+            return compare(column, op, value(column, right))
         if isinstance(n, exp.Between):
             column = column_of(n.this)
             if column is None:
                 return None
-            low, high = value(column, n.args["low"]), value(column, n.args["high"])
-            if NOT_A_LITERAL in (low, high) or None in (low, high):
+            low = compare(column, ">=", value(column, n.args["low"]))
+            high = compare(column, "<=", value(column, n.args["high"]))
+            if low is None or high is None:
                 return None
-            return And((Comparison(column.name, ">=", low), Comparison(column.name, "<=", high)))
+            return And((low, high))
         if isinstance(n, exp.In) and not n.args.get("query") and not n.args.get("unnest"):
             column = column_of(n.this)
             if column is None or not n.expressions:
@@ -191,6 +204,11 @@ def to_predicate(
             values = tuple(value(column, e) for e in n.expressions)
             if any(v is NOT_A_LITERAL or v is None for v in values):
                 return None
+            if column.type == "DATE":
+                # An instant that is not a midnight equals no date.
+                values = tuple(v for v in values if not isinstance(v, datetime))
+                if not values:
+                    return None
             return Comparison(column.name, "IN", values)
         if isinstance(n, exp.Like):
             column = column_of(n.this)
@@ -205,30 +223,146 @@ def to_predicate(
     return read(node)
 
 
-def normalize_literals(tree: exp.Expression, columns: dict[int, tuple[TableRef, Column]]) -> None:
-    """Literals compared with DATE, DATETIME and BOOLEAN columns, in their stored form."""
+def _date_against_instant(column: str, op: str, instant: datetime) -> Predicate | None:
+    """``date op instant`` for an instant that is no midnight (a date is its midnight UTC),
+    as a comparison with a date: > and >= keep the days after the instant's, < and <=
+    its day and those before. = and != are left to SQLite (no date equals it)."""
+    day: date = instant.date()
+    if op in (">", ">="):
+        return Comparison(column, ">", day)
+    if op in ("<", "<="):
+        return Comparison(column, "<=", day)
+    return None
 
-    def rewrite(column_node: exp.Expression, other: exp.Expression) -> None:
-        owner = columns.get(id(column_node)) if isinstance(column_node, exp.Column) else None
-        if owner is None or owner[1].type not in ("DATE", "DATETIME", "BOOLEAN"):
+
+Typer = Callable[[exp.Expression], "tuple[str, bool] | None"]
+
+
+def expression_types(tree: exp.Expression, columns: dict[int, tuple[TableRef, Column]]) -> Typer:
+    """A function giving an expression's (SQL type, strict) when it is a DATE, DATETIME or
+    BOOLEAN value the statement stores: a catalog column, a derived table's or CTE's
+    column passing one through (set operations whose branches agree), MIN/MAX or
+    COALESCE of one type, SQLite's date() and datetime(). ``strict``: a column, whose
+    literals must be of its type; literals a function is compared with are rewritten
+    only when they read as dates."""
+    scope_of: dict[int, Scope] = {}
+    for scope in traverse_scope(tree):
+        for column in scope.columns:
+            scope_of[id(column)] = scope
+    outputs: dict[int, list[tuple[str, str | None]]] = {}
+
+    def source_of(scope: Scope | None, name: str) -> Any:
+        while scope is not None:
+            source = scope.sources.get(name)
+            if source is not None:
+                return source
+            scope = scope.parent
+        return None
+
+    def scope_outputs(scope: Scope) -> list[tuple[str, str | None]]:
+        if id(scope) in outputs:
+            return outputs[id(scope)]
+        outputs[id(scope)] = []  # a recursive CTE refers to itself: no type
+        node = scope.expression
+        out: list[tuple[str, str | None]] = []
+        if isinstance(node, exp.SetOperation) and scope.set_operation_scopes:
+            branches = [scope_outputs(s) for s in scope.set_operation_scopes]
+            first = branches[0]
+            same = all(len(b) == len(first) for b in branches)
+            out = [
+                (n, t if same and all(b[i][1] == t for b in branches) else None)
+                for i, (n, t) in enumerate(first)
+            ]
+        elif isinstance(node, exp.Select):
+            out = [(p.alias_or_name, type_of(p.unalias())) for p in node.expressions]
+        parent = node.parent
+        alias = parent.args.get("alias") if isinstance(parent, (exp.CTE, exp.Subquery)) else None
+        renamed = [c.name for c in alias.columns] if alias is not None and alias.columns else []
+        if renamed and len(renamed) == len(out):
+            out = [(n, t) for n, (_, t) in zip(renamed, out, strict=True)]
+        outputs[id(scope)] = out
+        return out
+
+    def column_type(node: exp.Column) -> str | None:
+        owner = columns.get(id(node))
+        if owner is not None:
+            return owner[1].type
+        scope = scope_of.get(id(node))
+        if scope is None:
+            return None
+        if not node.table:  # an output column's alias (HAVING, ORDER BY)
+            select = scope.expression
+            for item in select.expressions if isinstance(select, exp.Select) else []:
+                if isinstance(item, exp.Alias) and item.alias.lower() == node.name.lower():
+                    return type_of(item.this)
+            return None
+        source = source_of(scope, node.table)
+        if isinstance(source, Scope):
+            found = {t for n, t in scope_outputs(source) if n.lower() == node.name.lower()}
+            return found.pop() if len(found) == 1 else None
+        return None
+
+    def type_of(node: exp.Expression) -> str | None:
+        found = typed(node)
+        return found[0] if found is not None else None
+
+    def typed(node: exp.Expression) -> tuple[str, bool] | None:
+        while isinstance(node, exp.Paren):
+            node = node.this
+        kind: str | None = None
+        if isinstance(node, exp.Column) and not isinstance(node.this, exp.Star):
+            kind = column_type(node)
+            return (kind, True) if kind in ("DATE", "DATETIME", "BOOLEAN") else None
+        if isinstance(node, (exp.Min, exp.Max)) and not node.expressions:
+            return typed(node.this)
+        if isinstance(node, exp.Coalesce):
+            parts = [node.this, *node.expressions]
+            kinds = {type_of(p) for p in parts if literal_value(p) is NOT_A_LITERAL}
+            kind = kinds.pop() if len(kinds) == 1 else None
+        elif isinstance(node, exp.Date):
+            kind = "DATE"
+        elif isinstance(node, exp.Anonymous) and node.name.lower() in ("date", "datetime"):
+            kind = node.name.upper()
+        return (kind, False) if kind in ("DATE", "DATETIME") else None
+
+    return typed
+
+
+def normalize_literals(tree: exp.Expression, columns: dict[int, tuple[TableRef, Column]]) -> None:
+    """Literals compared with DATE, DATETIME and BOOLEAN values, in their stored form."""
+    typed = expression_types(tree, columns)
+    products = {ref.table.product for ref, _ in columns.values()}
+    product = products.pop() if len(products) == 1 else ""
+
+    def rewrite(value_node: exp.Expression, other: exp.Expression) -> None:
+        found = typed(value_node)
+        if found is None:
             return
         raw = literal_value(other)
         if raw is NOT_A_LITERAL or raw is None:
             return
-        ref, column = owner
-        stored = literal_storage(
-            column.type,
-            coerce(column.type, raw, ref.table.product, column=column.name),
-            ref.table.product,
-        )
+        sql_type, strict = found
+        owner = columns.get(id(value_node))
+        name = owner[1].name if owner is not None else value_node.sql(READ_DIALECT)
+        try:
+            value = comparison_value(sql_type, raw, product, column=name)
+        except DataError:
+            if strict:
+                raise
+            return
+        stored = literal_storage(sql_type, value, product)
         other.replace(
             exp.Literal.number(stored)
             if isinstance(stored, int)
             else exp.Literal.string(str(stored))
         )
 
-    for node in list(tree.find_all(*COMPARISONS, exp.Between, exp.In)):
-        if isinstance(node, exp.Between):
+    for node in list(tree.find_all(*COMPARISONS, exp.Between, exp.In, exp.Case)):
+        if isinstance(node, exp.Case):  # CASE x WHEN v THEN ...: each v compared with x
+            if node.this is not None:
+                for branch in node.args.get("ifs") or []:
+                    rewrite(node.this, branch.this)
+        elif isinstance(node, exp.Between):
             rewrite(node.this, node.args["low"])
             rewrite(node.this, node.args["high"])
         elif isinstance(node, exp.In):

@@ -60,7 +60,7 @@ MEMORY_ROWS = 200_000
 MEMORY_BYTES = 64 * 2**20
 # The types whose stored values values.from_storage changes (the others come out as
 # stored); skipping the rest halves the cost of a wide SELECT *. A test keeps this true.
-CONVERTED_TYPES = frozenset({"DECIMAL", "BOOLEAN"})
+CONVERTED_TYPES = frozenset({"DECIMAL", "BOOLEAN", "DATETIME"})
 # SQLite's page cache for a database in a temporary file (negative: KiB).
 FILE_CACHE_KIB = 16 * 1024
 
@@ -116,6 +116,8 @@ class LocalSource:
     # DECIMAL column -> decimal places the API wrote, filled while rows are read
     # (fetch.flattener): a result column that is such a column keeps that scale.
     scales: Mapping[str, int] = field(default_factory=dict)
+    # The product the rows come from: how DATETIME values are written on the way out.
+    product: str | None = None
 
 
 @dataclass
@@ -197,6 +199,7 @@ def evaluate(
     """
     database = _Database()
     state = _Closer(database, sources)
+    product = next((s.product for s in sources if s.product), None)
     evaluation = Evaluation(reason=why_not_streaming(select, sources))
     try:
         for source in sources:
@@ -218,7 +221,7 @@ def evaluate(
                 sources[0],
                 sql,
                 window,
-                _converter(columns, _scales(select, sources, len(columns))),
+                _converter(columns, _scales(select, sources, len(columns)), product),
                 evaluation,
                 state,
                 batch_rows,
@@ -232,7 +235,8 @@ def evaluate(
                 _load(database, source, evaluation, memory_rows, memory_bytes)
             cursor = database.run(sql)
             columns = _result_columns(select, sources, cursor.description)
-            rows = _read(cursor, _converter(columns, _scales(select, sources, len(columns))), state)
+            scales = _scales(select, sources, len(columns))
+            rows = _read(cursor, _converter(columns, scales, product), state)
     except BaseException:
         state.close()
         raise
@@ -473,6 +477,7 @@ def _window(database: _Database, select: exp.Expression) -> tuple[int, int | Non
 def _converter(
     columns: list[ResultColumn],
     scales: Sequence[tuple[Mapping[str, int], str] | None] = (),
+    product: str | None = None,
 ) -> Callable[[tuple[Any, ...]], tuple[Any, ...]] | None:
     """A function giving a stored row its Python values, or None when nothing changes.
 
@@ -488,7 +493,7 @@ def _converter(
     def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
         out = list(row)
         for i, sql_type in typed:
-            out[i] = from_storage(sql_type, out[i])
+            out[i] = from_storage(sql_type, out[i], product)
         for i, noted, name in scaled:
             places = noted.get(name)
             if places:

@@ -14,7 +14,7 @@ from sqlglot import exp
 
 from sagesql.connector.seams import Client
 from sagesql.engine import procedures, writes
-from sagesql.engine.query import QUERIES, capped, prepare, prepare_tree, run_tree
+from sagesql.engine.query import QUERIES, capped, folded, prepare, prepare_tree, run_tree
 from sagesql.engine.result import Result
 from sagesql.engine.statement import Params, bind, parse, too_deep
 from sagesql.errors import NotSupportedError, ProgrammingError
@@ -24,8 +24,8 @@ __all__ = ["explain", "prepare", "prepare_tree", "run", "run_tree"]
 log = logging.getLogger("sagesql")
 
 
-def _statement(sql: str, params: Params) -> exp.Expression:
-    tree = bind(parse(sql), params)
+def _statement(connection: Client, sql: str, params: Params) -> exp.Expression:
+    tree = folded(connection, bind(parse(sql), params))
     if not isinstance(tree, QUERIES) and not writes.is_write(tree):
         kind = type(tree).__name__.upper()
         raise NotSupportedError(
@@ -57,7 +57,7 @@ def _explain(connection: Client, sql: str, params: Params, max_rows: int | None 
             else f"{request['method']} {request['path']}"
         )
         return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
-    tree = _statement(sql, params)
+    tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)
     cap = max_rows if max_rows is not None else connection.settings.max_rows
@@ -95,7 +95,7 @@ def _run(
 ) -> Result:
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
-    tree = _statement(sql, params)
+    tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         if not allow_all_rows and writes.affects_every_row(tree):
             raise ProgrammingError(

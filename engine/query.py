@@ -16,6 +16,7 @@ from sqlglot import exp
 from sagesql.connector.properties import Settings
 from sagesql.connector.seams import Client, Planning, Transport
 from sagesql.engine import fetch, local
+from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
 from sagesql.engine.plan import Plan, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
@@ -39,6 +40,7 @@ def prepare(connection: Planning, sql: str, params: Params = None) -> Plan:
 
 def prepare_tree(connection: Planning, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
+    tree = folded(connection, tree)
     qualified, refs = resolve(tree, connection.catalog, connection.product.id)
     the_plan = plan(qualified, refs, connection.catalog)
     for scan in the_plan.scans:
@@ -51,6 +53,12 @@ def prepare_tree(connection: Planning, tree: exp.Expression) -> Plan:
                 f"('sagesql describe {source.name}')",
             )
     return the_plan
+
+
+def folded(connection: Planning, tree: exp.Expression) -> exp.Expression:
+    """Constant date and time expressions as literals, 'now' read from the connection's
+    clock (engine/fold.py), so that the planner pushes them like any literal."""
+    return fold(tree, getattr(connection, "clock", None))
 
 
 def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None = None) -> Result:
@@ -76,6 +84,7 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
             [(name, scan.table.column(name).type) for name in scan.columns],
             read.rows(i, transport, settings, scales[i]),
             scales[i],
+            product=scan.table.product,
         )
         for i, scan in enumerate(the_plan.scans)
     ]

@@ -11,18 +11,46 @@ INTEGER   integer                             (Accounting sometimes sends "12")
 DECIMAL   real (NUMERIC column)               compares as a number; Sage sends money as
                                               strings; returned as Decimal of the digits
 BOOLEAN   0 / 1                               SQLite's booleans; returned as bool
-DATE      'YYYY-MM-DD'                        sorts and compares chronologically
-DATETIME  UTC 'YYYY-MM-DDTHH:MM:SSZ'          one fixed width per product (Sage 200 keeps
-          ('...SS.fffZ' for Sage 200)          milliseconds), so text order is time order
+DATE      'YYYY-MM-DD'                        what SQLite's date() returns
+DATETIME  UTC 'YYYY-MM-DD HH:MM:SS', then     what SQLite's datetime() returns; returned
+          '.fff' when the fraction is not     as ISO 8601 UTC ('...THH:MM:SSZ', Sage
+          zero (Sage 200 keeps milliseconds)  200 '...SS.fffZ'), as the APIs write it
 JSON      JSON text                           json_extract() works on it
 ========  ==================================  ========================================
 
-A literal compared with a DATE or DATETIME column is rewritten into the stored form:
-'2025-01-01' against a DATETIME means midnight UTC; '2025-01-01T10:00:00+02:00' means
-08:00 UTC. An instant finer than the product keeps ('...10:00:00.5Z' where Accounting keeps
-seconds) becomes the stored text of the instant below it followed by the digits left over
-('...10:00:00Z5'), which sorts strictly between the two stored instants around it, so
-that =, <, >= and the others stay chronological.
+Why this form of DATETIME. Statements compare stored values with three kinds of text:
+literals, the results of SQLite's date and time functions (``datetime('now', '-1
+day')``, ``datetime(created_at, '+1 day')``, ``date(updated_at)``) and other stored
+values (of the same or another product, of a derived table). SQLite compares text
+as text, so all three must be one form in which text order is time order and each
+instant has one spelling:
+
+- space, no zone: ``datetime()`` writes 'YYYY-MM-DD HH:MM:SS' (UTC, seconds), and it
+  reads the stored form back unchanged, so ``updated_at = datetime(updated_at)`` holds
+  for whole seconds and ``updated_at > datetime(created_at, '+1 day')`` is right;
+- a fraction only when it is not zero: Sage 200 sends milliseconds, and '...:26.000'
+  would sort after datetime()'s '...:26' although they are the same instant. Without
+  '.000', the only text that starts with another is the same second with a fraction,
+  which is later: so text order is time order at every precision, and equality is
+  instant equality. The fraction has three digits (what strftime('%f') and
+  ``'subsec'`` write), more only for a literal finer than a millisecond (trailing zeros
+  after the third dropped), which then sorts strictly between the stored instants
+  around it;
+- a DATE is 'YYYY-MM-DD', a prefix of the DATETIMEs of its day: it sorts before all of
+  them and after those of the day before, i.e. a date compares as its midnight UTC.
+
+The same text holds for every product: only what an API sends is cut to its precision
+(seconds for Accounting and CRM, milliseconds for Sage 200) before it is stored. What a
+cursor, the CLI and the activities return is the ISO 8601 UTC text the product writes
+(``iso_datetime``): the stored form never leaves the engine as a DATETIME column.
+
+A literal compared with a DATE or DATETIME column (or with an expression of one: a
+derived table's column, MIN/MAX, date()/datetime()) is rewritten into the stored form,
+meaning an instant: '2025-01-01' against a DATETIME means midnight UTC,
+'2025-01-01T10:00:00+02:00' means 08:00 UTC, '2025-01-01T10:00:00.5Z' keeps its
+fraction. Against a DATE, an instant at midnight UTC is that date, any other instant
+stays a DATETIME text (so that ``date >= '2025-01-01T10:00:00Z'`` starts on the 2nd):
+SQLite then compares exactly as it compares DATE with DATETIME values.
 """
 
 from __future__ import annotations
@@ -51,6 +79,9 @@ SQLITE_TYPES = {
 }
 
 
+_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)", re.ASCII)
+
+
 def parse_datetime(text: str) -> datetime:
     """An ISO-8601 date or date-time as aware UTC (no zone: UTC; a bare date: midnight)."""
     value = text.strip()
@@ -60,6 +91,9 @@ def parse_datetime(text: str) -> datetime:
         value = value[:-1] + "+00:00"
     if " " in value and "T" not in value:
         value = value.replace(" ", "T", 1)
+    # A fraction of any length ('.5', .NET's seven digits) as the six digits Python 3.10
+    # reads (3.11 reads any; digits past the microsecond are dropped, as 3.11 does).
+    value = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
     parsed = datetime.fromisoformat(value)
     if parsed.tzinfo is None:
         parsed = parsed.replace(tzinfo=timezone.utc)
@@ -67,7 +101,46 @@ def parse_datetime(text: str) -> datetime:
 
 
 def datetime_text(value: datetime, product: str) -> str:
+    """An instant as the product's API writes it: ISO 8601 UTC with a Z, to the second
+    ('...THH:MM:SSZ'), or to the millisecond for Sage 200 ('...SS.fffZ')."""
     return products.get(product).datetime_text(value)
+
+
+def _keeps_milliseconds(product: str | None) -> bool:
+    return product in MILLISECOND_PRODUCTS
+
+
+def _fraction(microsecond: int) -> str:
+    """'' for a whole second, else '.fff' (more digits only when they are not zeros)."""
+    if not microsecond:
+        return ""
+    return "." + f"{microsecond:06d}".rstrip("0").ljust(3, "0")
+
+
+def stored_datetime(value: datetime) -> str:
+    """An instant in the stored form: UTC 'YYYY-MM-DD HH:MM:SS[.fff]' (naive is UTC)."""
+    value = value.astimezone(timezone.utc) if value.tzinfo else value
+    return value.strftime("%Y-%m-%d %H:%M:%S") + _fraction(value.microsecond)
+
+
+def api_instant(value: datetime, product: str) -> datetime:
+    """An instant cut to what the product's API keeps (milliseconds or seconds)."""
+    cut = value.microsecond - value.microsecond % 1000 if _keeps_milliseconds(product) else 0
+    return value.replace(microsecond=cut)
+
+
+_STORED_FORM = re.compile(r"\d{4}-\d\d-\d\d \d\d:\d\d:\d\d(\.\d{3,6})?", re.ASCII).fullmatch
+
+
+def iso_datetime(stored: Any, product: str | None = None) -> Any:
+    """A stored DATETIME as ISO 8601 UTC text, as the product writes it ('...THH:MM:SSZ';
+    Sage 200 always with milliseconds); anything not in the stored form as it is."""
+    if stored.__class__ is not str or not _STORED_FORM(stored):
+        return stored
+    fraction = stored[19:]
+    if not fraction and _keeps_milliseconds(product):
+        fraction = ".000"
+    return stored[:10] + "T" + stored[11:19] + fraction + "Z"
 
 
 def to_storage(sql_type: str, raw: Any, product: str) -> Any:
@@ -100,7 +173,7 @@ def to_storage(sql_type: str, raw: Any, product: str) -> Any:
         if sql_type == "DATE":
             return str(raw)[:10]
         if sql_type == "DATETIME":
-            return datetime_text(parse_datetime(str(raw)), product)
+            return stored_datetime(api_instant(parse_datetime(str(raw)), product))
         if sql_type == "JSON":
             return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
     except (ValueError, InvalidOperation, TypeError, OverflowError):  # int(1e400): inf
@@ -108,11 +181,13 @@ def to_storage(sql_type: str, raw: Any, product: str) -> Any:
     return raw
 
 
-# A date-time already in the stored form, as the APIs mostly send it, is stored as it is
-# (to_storage would parse it and write the same text back).
-_STORED_DATETIME = {
-    False: re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\dZ", re.ASCII).fullmatch,
-    True: re.compile(r"\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z", re.ASCII).fullmatch,
+# A date-time as the APIs mostly send it, ISO 8601 UTC in the product's precision, is
+# rewritten by slicing (to_storage would parse it and give the same text). Days after
+# the 28th, hour 24 or second 60 take the slow path, which keeps invalid ones as sent.
+_VALID_TIME = r"\d{4}-(?:0[1-9]|1[0-2])-(?:0[1-9]|1\d|2[0-8])T(?:[01]\d|2[0-3]):[0-5]\d:[0-5]\d"
+_API_DATETIME = {
+    False: re.compile(_VALID_TIME + "Z", re.ASCII).fullmatch,
+    True: re.compile(_VALID_TIME + r"\.\d{3}Z", re.ASCII).fullmatch,
 }
 
 
@@ -122,10 +197,17 @@ def storage_converter(sql_type: str, product: str) -> Callable[[Any], Any]:
     if sql_type == "TEXT":
         return lambda raw: raw if raw.__class__ is str else to_storage("TEXT", raw, product)
     if sql_type == "DATETIME":
-        stored = _STORED_DATETIME[product in MILLISECOND_PRODUCTS]
-        return lambda raw: (
-            raw if raw.__class__ is str and stored(raw) else to_storage("DATETIME", raw, product)
-        )
+        millis = _keeps_milliseconds(product)
+        sent = _API_DATETIME[millis]
+
+        def convert(raw: Any) -> Any:
+            if raw.__class__ is not str or not sent(raw):
+                return to_storage("DATETIME", raw, product)
+            if millis and raw[20:23] != "000":
+                return raw[:10] + " " + raw[11:23]
+            return raw[:10] + " " + raw[11:19]
+
+        return convert
     if sql_type == "INTEGER":
         return lambda raw: raw if raw.__class__ is int else to_storage("INTEGER", raw, product)
     if sql_type == "DECIMAL":  # float(Decimal(str(x))) is x for a float, float(x) for an int
@@ -135,14 +217,17 @@ def storage_converter(sql_type: str, product: str) -> Callable[[Any], Any]:
     return lambda raw: to_storage(sql_type, raw, product)
 
 
-def from_storage(sql_type: str | None, value: Any) -> Any:
-    """The Python value a cursor returns for a result column of that type."""
+def from_storage(sql_type: str | None, value: Any, product: str | None = None) -> Any:
+    """The Python value a cursor returns for a result column of that type (a DATETIME:
+    the ISO 8601 text of ``product``, see iso_datetime)."""
     if value is None or sql_type is None:
         return value
     if sql_type == "DECIMAL" and isinstance(value, (int, float)):
         return Decimal(repr(value)) if isinstance(value, float) else Decimal(value)
     if sql_type == "BOOLEAN" and isinstance(value, int):
         return bool(value)
+    if sql_type == "DATETIME":
+        return iso_datetime(value, product)
     return value
 
 
@@ -196,18 +281,44 @@ def coerce(sql_type: str, value: Any, product: str, *, column: str = "") -> Any:
     return value
 
 
+def comparison_value(sql_type: str, value: Any, product: str, *, column: str = "") -> Any:
+    """A literal compared with a column (or an expression) of that type, as the Python
+    value it means: ``coerce``, except that against a DATE a date-time literal means its
+    instant (a datetime), unless that instant is midnight UTC (then the date)."""
+    if sql_type == "DATE" and value is not None and not isinstance(value, date):
+        text = str(value).strip()
+        if len(text) > 10:
+            try:
+                instant = coerce("DATETIME", text, product, column=column)
+            except DataError:
+                return coerce(sql_type, value, product, column=column)
+            return instant.date() if instant.timetz() == _MIDNIGHT else instant
+    if sql_type == "DATE" and isinstance(value, datetime):
+        instant = coerce("DATETIME", value, product, column=column)
+        return instant.date() if instant.timetz() == _MIDNIGHT else instant
+    return coerce(sql_type, value, product, column=column)
+
+
+_MIDNIGHT = datetime(2000, 1, 1, tzinfo=timezone.utc).timetz()
+
+
 def literal_storage(sql_type: str, value: Any, product: str) -> Any:
-    """A coerced literal in the stored form (for rewriting the statement SQLite runs)."""
+    """A coerced literal in the stored form (for rewriting the statement SQLite runs).
+
+    A date-time keeps its full precision (the stored form sorts it between the stored
+    instants around it); a date-time compared with a DATE stays a date-time text."""
     if value is None:
         return None
-    if sql_type == "DATETIME" and isinstance(value, datetime):
-        rest = value.microsecond % 1000 if product in MILLISECOND_PRODUCTS else value.microsecond
-        digits = f"{rest:03d}" if product in MILLISECOND_PRODUCTS else f"{rest:06d}"
-        return datetime_text(value, product) + (digits.rstrip("0") if rest else "")
-    if sql_type == "DATE" and isinstance(value, date):
-        return value.isoformat()
+    if sql_type in ("DATE", "DATETIME") and isinstance(value, datetime):
+        return stored_datetime(value if value.tzinfo else value.replace(tzinfo=timezone.utc))
+    if sql_type in ("DATE", "DATETIME") and isinstance(value, date):
+        return value.isoformat() if sql_type == "DATE" else stored_datetime(_midnight(value))
     if sql_type == "BOOLEAN" and isinstance(value, bool):
         return 1 if value else 0
     if isinstance(value, Decimal):
         return float(value)
     return value
+
+
+def _midnight(day: date) -> datetime:
+    return datetime(day.year, day.month, day.day, tzinfo=timezone.utc)

@@ -480,6 +480,7 @@ def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
     names = [c.name for c in write.returning]
     flatten = flattener(write.table, names) if names else None
     types = [c.type for c in write.returning]
+    product = write.table.product
     key_name = write.table.key
 
     def returned(outcome: RowOutcome) -> tuple[Any, ...]:
@@ -488,7 +489,9 @@ def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
         record = outcome.response if isinstance(outcome.response, dict) else None
         if record is None:
             return tuple(outcome.key if n == key_name and outcome.ok else None for n in names)
-        return tuple(from_storage(t, v) for t, v in zip(types, flatten(record), strict=True))
+        return tuple(
+            from_storage(t, v, product) for t, v in zip(types, flatten(record), strict=True)
+        )
 
     table_rows = [
         (

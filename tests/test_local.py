@@ -384,13 +384,13 @@ def test_datetimes_compare_in_utc() -> None:
     literal = values.literal_storage(
         "DATETIME", values.coerce("DATETIME", "2025-01-01T10:30:00+02:00", PRODUCT), PRODUCT
     )
-    assert literal == "2025-01-01T08:30:00Z"
+    assert literal == "2025-01-01 08:30:00"
     out = rows_of(
         f"SELECT id, created FROM t0 WHERE created > '{literal}' ORDER BY id", customers()
     )
     assert out == [(2, "2025-01-01T09:00:00Z"), (5, "2025-03-01T00:00:00Z")]
     # Acme's 10:00+02:00 is 08:00 UTC, the same instant as O'Neil's 08:00Z.
-    same = rows_of("SELECT id FROM t0 WHERE created = '2025-01-01T08:00:00Z'", customers())
+    same = rows_of("SELECT id FROM t0 WHERE created = '2025-01-01 08:00:00'", customers())
     assert same == [(1,), (6,)]
     ordered = rows_of("SELECT id FROM t0 WHERE created IS NOT NULL ORDER BY created", customers())
     assert ordered == [(3,), (1,), (6,), (2,), (5,)]  # Crane's 23:30-01:00 is 00:30 UTC
@@ -521,13 +521,12 @@ def test_a_source_failing_midway_passes_its_error_through() -> None:
         list(streaming)
 
 
-def test_only_decimal_and_boolean_values_change_on_the_way_out() -> None:
+def test_only_decimal_boolean_and_datetime_values_change_on_the_way_out() -> None:
     """local skips values.from_storage for the other types: keep that true."""
     samples = {
         "TEXT": "x",
         "INTEGER": 12,
         "DATE": "2025-01-02",
-        "DATETIME": "2025-01-02T03:04:05Z",
         "JSON": '{"a":1}',
     }
     assert set(samples) | CONVERTED_TYPES == set(values.SQLITE_TYPES)
@@ -535,3 +534,10 @@ def test_only_decimal_and_boolean_values_change_on_the_way_out() -> None:
         assert values.from_storage(sql_type, value) is value
     assert values.from_storage("DECIMAL", 0.1) == Decimal("0.1")
     assert values.from_storage("BOOLEAN", 1) is True
+    # DATETIME: stored 'YYYY-MM-DD HH:MM:SS[.fff]', returned as the product's ISO 8601.
+    assert values.from_storage("DATETIME", "2025-01-02 03:04:05") == "2025-01-02T03:04:05Z"
+    stored = "2025-01-02 03:04:05"
+    assert values.from_storage("DATETIME", stored, "sage_200") == "2025-01-02T03:04:05.000Z"
+    stored = "2025-01-02 03:04:05.120"
+    assert values.from_storage("DATETIME", stored, "sage_200") == "2025-01-02T03:04:05.120Z"
+    assert values.from_storage("DATETIME", "not a time") == "not a time"

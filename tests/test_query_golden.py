@@ -16,6 +16,10 @@ are left out. A block without a statement (the file's header) is kept as it is.
 
 Run with ``SAGESQL_UPDATE_GOLDEN=1`` to rewrite the expectations from what happens now;
 review the diff before committing it.
+
+"now" is NOW for every statement (the connection's clock, and the sandbox's clock
+frozen there too), so that ``datetime('now', '-1 day')`` folds to the same literal,
+pushed the same way, on every run.
 """
 
 from __future__ import annotations
@@ -23,10 +27,12 @@ from __future__ import annotations
 import difflib
 import os
 from collections.abc import Iterator
+from datetime import datetime, timezone
 from pathlib import Path
 from urllib.parse import parse_qsl
 
 import pytest
+import requests
 
 from sagesql.connector.client import SageClient
 from sagesql.connector.properties import validate
@@ -40,6 +46,8 @@ UPDATE = os.environ.get("SAGESQL_UPDATE_GOLDEN") == "1"
 # Requests that are not the statement's: token refreshes and the sandbox's own endpoints.
 NOT_THE_API = ("/oauth/", "/_sandbox/")
 PARAM_INDENT = "--     "
+# The statements' 'now' (SQL's date functions) and the sandbox's clock.
+NOW = datetime(2025, 7, 1, 12, 0, 0, tzinfo=timezone.utc)
 
 
 def blocks(text: str) -> list[list[str]]:
@@ -90,12 +98,14 @@ def sandboxes() -> Iterator[dict[str, tuple[Sandbox, SageClient]]]:
     started: dict[str, tuple[Sandbox, SageClient]] = {}
     for product in PRODUCTS:
         sbx = Sandbox(product, SandboxConfig(product=product, rate_limit_per_minute=10**6)).start()
+        frozen = {"set": NOW.isoformat(), "frozen": True}
+        requests.post(sbx.url + "/_sandbox/clock", json=frozen, timeout=10).raise_for_status()
         props = {
             **sbx.connection_properties(),
             "OAuthSettingsLocation": "memory://golden",
             "RateLimit": "0",
         }
-        connection = SageClient(validate(props))
+        connection = SageClient(validate(props), clock=lambda: NOW)
         _ = connection.transport  # Sage 200 resolves its site and company once, here
         started[product] = (sbx, connection)
     yield started

@@ -27,15 +27,13 @@ so that no shortcut taken for a table inside a derived table changes the answer;
 statement's --explain must be the plan it ran with.
 
 Literal normalisation on the oracle side follows the issue's type rules and nothing
-else: a DATETIME column holds UTC text of one width per product, and a literal
-compared with it means an instant, so the oracle's copy of the statement carries that
-instant in the stored form: a date literal means midnight UTC ('2025-01-01' is
-'2025-01-01T00:00:00Z', '2025-01-01T00:00:00.000Z' for Sage 200), a time with an
-offset its UTC instant. An instant between two stored ones (a fraction of a second
-finer than the product keeps) is written as the stored text of the instant below it
-followed by the remaining digits, which sorts strictly between the two, so that text
-order stays time order. Everything else is the same text on both sides (booleans are
-written TRUE/FALSE/1/0, which SQLite reads as 1 and 0).
+else: a DATETIME column holds UTC text 'YYYY-MM-DD HH:MM:SS', with '.fff' when the
+fraction is not zero (engine/values.py says why), and a literal compared with it means
+an instant, so the oracle's copy of the statement carries that instant in that form: a
+date literal means midnight UTC ('2025-01-01' is '2025-01-01 00:00:00'), a time with an
+offset its UTC instant, an instant finer than the product keeps its digits (sorting
+strictly between the two stored instants around it). Everything else is the same text
+on both sides (booleans are written TRUE/FALSE/1/0, which SQLite reads as 1 and 0).
 """
 
 from __future__ import annotations
@@ -374,7 +372,7 @@ def _all_records(session: requests.Session, sbx: Sandbox, table: Any) -> Iterato
                 return
 
 
-def load_oracle(sbx: Sandbox, tables: list[TableSpec]) -> sqlite3.SageClient:
+def load_oracle(sbx: Sandbox, tables: list[TableSpec]) -> sqlite3.Connection:
     """The oracle database: each table's full, flattened data."""
     catalog = default_catalog()
     db = sqlite3.connect(":memory:")
@@ -408,18 +406,28 @@ def quote(text: str) -> str:
 
 
 def stored_instant(value: datetime, product: str) -> str:
-    """The oracle's text for an instant: the product's stored width, and any finer digits
-    after it (sorting strictly between the two stored instants around it)."""
+    """The oracle's text for an instant (the same for every product): UTC seconds, then
+    the fraction's digits when it is not zero (at least three, trailing zeros after the
+    third dropped)."""
     value = value.astimezone(timezone.utc)
-    head = value.strftime("%Y-%m-%dT%H:%M:%S")
-    if product == "sage_200":
-        millis, rest = divmod(value.microsecond, 1000)
-        return f"{head}.{millis:03d}Z" + (f"{rest:03d}".rstrip("0") if rest else "")
-    return f"{head}Z" + (f"{value.microsecond:06d}".rstrip("0") if value.microsecond else "")
+    head = value.strftime("%Y-%m-%d %H:%M:%S")
+    if not value.microsecond:
+        return head
+    return head + "." + f"{value.microsecond:06d}".rstrip("0").ljust(3, "0")
 
 
 def parse_stored(text: str) -> datetime:
-    return datetime.fromisoformat(text.replace("Z", "+00:00"))
+    return datetime.fromisoformat(text).replace(tzinfo=timezone.utc)
+
+
+def iso_to_stored(value: Any) -> Any:
+    """A DATETIME as sagesql returns it (ISO 8601 UTC, 'Z') in the oracle's form."""
+    if not isinstance(value, str) or not value.endswith("Z") or "T" not in value:
+        return value
+    try:
+        return stored_instant(datetime.fromisoformat(value.replace("Z", "+00:00")), "")
+    except ValueError:
+        return value
 
 
 def datetime_literals(stored: str, product: str) -> list[Pair]:
@@ -556,7 +564,7 @@ class TableData:
 class World:
     product: str
     sandbox: Sandbox
-    oracle: sqlite3.SageClient
+    oracle: sqlite3.Connection
     tables: dict[str, TableData]
     joins: list[JoinSpec]
     connections: list[SageClient]
@@ -566,9 +574,16 @@ class World:
         return [d[0] for d in cursor.description], cursor.fetchall()
 
     def sagesql_rows(self, sql: str, connection: SageClient) -> tuple[list[str], list[tuple]]:
+        """sagesql's rows, DATETIME columns (returned as ISO 8601) read back into the
+        oracle's form."""
         result = run(connection, sql)
         try:
-            return [c.name for c in result.columns], list(result.rows)
+            instants = [i for i, c in enumerate(result.columns) if c.sql_type == "DATETIME"]
+            rows = [
+                tuple(iso_to_stored(v) if i in instants else v for i, v in enumerate(row))
+                for row in result.rows
+            ]
+            return [c.name for c in result.columns], rows
         finally:
             result.close()
 
@@ -956,7 +971,13 @@ def check(world: World, statement: Statement, connection: SageClient) -> None:
     note(f"oracle:  {statement.oracle or statement.oracle_unlimited}")
     result = run(connection, statement.sql)
     try:
-        names, got = [c.name for c in result.columns], list(result.rows)
+        # DATETIME columns come back as ISO 8601: read them back into the oracle's form.
+        instants = [i for i, c in enumerate(result.columns) if c.sql_type == "DATETIME"]
+        names = [c.name for c in result.columns]
+        got = [
+            tuple(iso_to_stored(v) if i in instants else v for i, v in enumerate(row))
+            for row in result.rows
+        ]
     finally:
         result.close()
     ran = result.plan.explain()  # type: ignore[attr-defined]

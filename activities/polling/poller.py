@@ -68,7 +68,7 @@ from sagesql.activities.polling.window import MATCH, Query, Window
 from sagesql.connector.seams import Client, Transport
 from sagesql.engine.fetch import deleted
 from sagesql.engine.pipeline import run
-from sagesql.engine.values import datetime_text
+from sagesql.engine.values import datetime_text, from_storage
 from sagesql.errors import Error, OperationalError
 
 log = logging.getLogger("sagesql.poll")
@@ -501,6 +501,7 @@ class Poller:
         if deletions.inclusive:
             since += timedelta(seconds=1)
         mark = self.clock.mark()
+        deletions_type = table.column(deletions.column).type
         found: list[Event] = []
         tombstones = deleted(
             table,
@@ -513,7 +514,8 @@ class Poller:
             if key is None:
                 continue
             if deleted_text:
-                stamp = str(deleted_text)
+                # The stored form back as the product writes it, like every stamp.
+                stamp = str(from_storage(deletions_type, deleted_text, spec.product))
                 if parse_iso(stamp) > upper:
                     continue  # the next cycle's
             else:

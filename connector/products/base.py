@@ -120,7 +120,8 @@ class SageProduct:
         return self.time_quantum < timedelta(seconds=1)
 
     def datetime_text(self, value: datetime) -> str:
-        """A date-time as the API writes it (and SQLite stores it): UTC, ``Z``, its precision."""
+        """A date-time as the API writes it (and a DATETIME column returns it): UTC, ``Z``,
+        its precision (SQLite stores engine.values.stored_datetime)."""
         value = value.astimezone(timezone.utc) if value.tzinfo else value
         if self.keeps_milliseconds:
             return value.strftime("%Y-%m-%dT%H:%M:%S.") + f"{value.microsecond // 1000:03d}Z"
