@@ -24,6 +24,7 @@ from typing import Any
 from sqlglot import exp
 
 from sagesql.activities.clients import Connectable, client_of
+from sagesql.engine import pipeline
 from sagesql.engine.statement import READ_DIALECT, Params, bind, literal, parse
 from sagesql.errors import ProgrammingError
 
@@ -182,8 +183,6 @@ class Query:
 
     def records(self) -> Iterator[dict[str, Any]]:
         """The rows as dicts, fetched as they are read (stopping early stops the paging)."""
-        from sagesql.engine import pipeline
-
         result = pipeline.run_tree(self.connection, self.tree.copy())
         names = [c.name for c in result.columns]
         try:

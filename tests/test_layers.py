@@ -136,7 +136,7 @@ def test_no_module_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("package", ["connector", "engine", "schemas", "sandbox"])
+@pytest.mark.parametrize("package", ["connector", "engine", "activities", "schemas", "sandbox"])
 def test_library_layers_import_at_the_top(package: str) -> None:
     """Below the CLI, imports inside functions are only for optional or costly modules."""
     allowed = {
