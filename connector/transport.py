@@ -267,9 +267,9 @@ def path_with(template: str, values: Mapping[str, Any]) -> str:
 # -- deadlines ---------------------------------------------------------------------------------
 
 
-def _shut(connection: Any) -> None:
-    """Shut a connection's socket down, so that a read blocked on it returns at once."""
-    sock = getattr(connection, "sock", None)
+def _shut(target: Any) -> None:
+    """Shut a socket (or a connection's) down, so that a read blocked on it returns at once."""
+    sock = target if isinstance(target, socket.socket) else getattr(target, "sock", None)
     if isinstance(sock, socket.socket):
         with contextlib.suppress(OSError):
             # socket.socket's own shutdown: an SSL socket's would drop its TLS state under
@@ -290,13 +290,14 @@ class _Deadline:
     def left(self) -> float:
         return self.at - time.monotonic()
 
-    def watch(self, connection: Any) -> None:
+    def watch(self, target: Any) -> None:
+        """Shut this connection or socket down when the deadline passes."""
         with self._lock:
             if self.done:
                 return
-            self._connections.append(connection)
+            self._connections.append(target)
             if self.expired:
-                _shut(connection)
+                _shut(target)
 
     def expire(self) -> None:
         with self._lock:
@@ -361,14 +362,16 @@ _WATCHDOG = _Watchdog()
 _current = threading.local()  # .deadline: the attempt this thread is making
 
 
-def _watch(connection: Any) -> None:
+def _watch(target: Any) -> None:
     deadline: _Deadline | None = getattr(_current, "deadline", None)
-    if deadline is not None:
-        deadline.watch(connection)
+    if deadline is not None and target is not None:
+        deadline.watch(target)
 
 
 class _WatchedHTTPConnection(HTTPConnection):
-    """urllib3's connection, handed to the attempt's deadline whenever it is used."""
+    """urllib3's connection, handed to the attempt's deadline whenever it is used: the
+    connection while it connects and sends, its socket itself once the answer comes
+    (http.client lets go of the socket of an answer that closes the connection)."""
 
     def connect(self) -> None:
         _watch(self)
@@ -377,6 +380,10 @@ class _WatchedHTTPConnection(HTTPConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watch(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        _watch(self.sock)
+        return super().getresponse()
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
@@ -387,6 +394,10 @@ class _WatchedHTTPSConnection(HTTPSConnection):
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watch(self)
         super().request(*args, **kwargs)
+
+    def getresponse(self) -> Any:
+        _watch(self.sock)
+        return super().getresponse()
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
