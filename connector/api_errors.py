@@ -150,6 +150,15 @@ def envelope_of(body: Any) -> str | None:
     return None
 
 
+def json_of(response: requests.Response) -> Any:
+    """The answer's JSON; ValueError when it is not JSON, nested too deep included (a
+    hostile ``[[[[...`` raises RecursionError from the parser)."""
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def _content_type(response: requests.Response) -> str:
     return (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
 
@@ -245,7 +254,7 @@ def from_response(
     method = method.upper()
     status = response.status_code
     try:
-        data = response.json() if response.content.strip() else None
+        data = json_of(response) if response.content.strip() else None
     except ValueError:
         data = None
     details = parse_details(data) if data is not None else None

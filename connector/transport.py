@@ -840,13 +840,20 @@ class HTTPTransport:
         else:
             target = urljoin(x.url, location)
             moved = self._moved_base(x.url, target)
+            if moved is None:
+                hint = "check the URL connection property"
+            elif urlsplit(moved).hostname == urlsplit(self.base_url).hostname:
+                hint = f"set URL to {logs.redact_url(moved)}"  # http -> https, a new port
+            else:
+                hint = (
+                    "check the URL connection property: if "
+                    f"{logs.redact_url(moved)} is Sage's API, set URL to it"
+                )
             exc = APIError(
                 f"{x.method} {x.shown}: the API answered {what} to "
                 f"{logs.redact_url(target)}; redirects are not followed (a request could "
                 "change on the way, or its token go elsewhere)",
-                hint=f"set URL to {logs.redact_url(moved)}"
-                if moved
-                else "check the URL connection property",
+                hint=hint,
             )
             exc.location = target  # type: ignore[attr-defined]
         exc.status = status  # type: ignore[attr-defined]
@@ -872,7 +879,7 @@ class HTTPTransport:
         if response.status_code == 204 or not body.strip():
             return None
         try:
-            return response.json()
+            return api_errors.json_of(response)
         except ValueError:
             pass
         kind = (response.headers.get("Content-Type") or "").lower()

@@ -114,6 +114,8 @@ class HostileServer:
 
     def stop(self) -> None:
         self.stop_event.set()
+        with contextlib.suppress(OSError):
+            self._listener.shutdown(socket.SHUT_RDWR)  # wakes accept() (close alone does not)
         self._listener.close()
         with self._lock:
             clients = list(self._clients)
