@@ -932,7 +932,7 @@ class HTTPTransport:
     ) -> RetriableAPIError:
         why = (
             ""
-            if attempts >= self.max_attempts
+            if attempts >= self.max_attempts or last.kind == "refused"
             else f", and waiting {wait:.0f} s more would pass the {budget:.0f} s limit"
         )
         reason = last.reason
@@ -945,7 +945,7 @@ class HTTPTransport:
                 else ""
             )
             hint = (
-                f"nothing answered at {parts.scheme}://{parts.netloc}: check the URL "
+                f"the API is unreachable at {parts.scheme}://{parts.netloc}: check the URL "
                 f"connection property{via}, and that the server is running"
             )
         elif last.kind == "throttled":

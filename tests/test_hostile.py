@@ -52,6 +52,7 @@ from sagesql.schemas.catalog import default_catalog
 
 ACCOUNTING = default_catalog().product("sage_accounting")
 MiB = 2**20
+TOKEN = "hostile-test-token-4f2a9c"  # registered for redaction: unlike any other text
 
 
 def transport(url: str, **kwargs: Any) -> HTTPTransport:
@@ -59,7 +60,7 @@ def transport(url: str, **kwargs: Any) -> HTTPTransport:
     timeout = kwargs.pop("timeout", 5)
     kwargs.setdefault("jitter", lambda: 0.0)
     return HTTPTransport(
-        Settings(oauth_access_token="tok", timeout=timeout, rate_limit=0),
+        Settings(oauth_access_token=TOKEN, timeout=timeout, rate_limit=0),
         ACCOUNTING,
         base_url=url + "/v3.1",
         auth=None,
@@ -81,7 +82,7 @@ def client(server: HostileServer, **extra: str) -> SageClient:
     props = {
         "Product": "SageAccounting",
         "URL": server.url + "/v3.1",
-        "OAuthAccessToken": "tok",
+        "OAuthAccessToken": TOKEN,
         "BusinessId": "b1",
         "RateLimit": "0",
         "MaxConcurrency": "1",
@@ -416,7 +417,7 @@ def test_connection_refused_fails_fast_naming_the_url() -> None:
         validate(
             {
                 "URL": f"http://127.0.0.1:{port}/v3.1",
-                "OAuthAccessToken": "tok",
+                "OAuthAccessToken": TOKEN,
                 "BusinessId": "b1",
             }
         )
@@ -429,7 +430,7 @@ def test_connection_refused_fails_fast_naming_the_url() -> None:
     assert elapsed <= 2.0, elapsed
     assert "GET /contacts: gave up after" in text
     assert f"connection refused at 127.0.0.1:{port}" in text
-    assert f"nothing answered at http://127.0.0.1:{port}: check the URL connection property" in text
+    assert f"the API is unreachable at http://127.0.0.1:{port}: check the URL connection" in text
     assert "429" not in text and "RateLimit" not in text
 
 
@@ -448,7 +449,7 @@ def test_retry_notices_reach_stderr_only_with_verbose(tmp_path: Path) -> None:
     outputs = []
     for verbose in ([], ["-v"]):
         with hostile(answer) as server:
-            connection = f"URL={server.url}/v3.1;OAuthAccessToken=tok;BusinessId=b1;RateLimit=0"
+            connection = f"URL={server.url}/v3.1;OAuthAccessToken={TOKEN};BusinessId=b1;RateLimit=0"
             done = subprocess.run(
                 [
                     str(BIN / "sagesql"),
