@@ -272,6 +272,32 @@ def test_reads_do_not_follow_redirects_nor_send_the_token_elsewhere() -> None:
     assert info.value.status == 302 and info.value.location.startswith(moved)
 
 
+def test_a_token_refresh_is_not_redirected_with_its_secrets() -> None:
+    stolen = {"access_token": "stolen-token-x1", "token_type": "bearer", "expires_in": 3600}
+    with hostile(lambda r, c: send_json(c, stolen)) as elsewhere:
+
+        def answer(request: RawRequest, client: Client) -> None:
+            if request.path == "/oauth/token":  # a 307 keeps the POST and its form body
+                send_redirect(client, 307, f"http://localhost:{elsewhere.port}/oauth/token")
+            else:
+                send_json(client, [{"$dataCode": "AuthorizationFailure"}], 401)
+
+        refresh = {
+            "InitiateOAuth": "REFRESH",
+            "OAuthRefreshToken": "refresh-token-secret-1",
+            "OAuthClientId": "client-1",
+            "OAuthClientSecret": "client-secret-2",
+            "OAuthSettingsLocation": "memory://hostile-refresh",
+        }
+        with hostile(answer) as server:
+            refresh["OAuthTokenURL"] = server.url + "/oauth/token"
+            with client(server, **refresh) as conn, pytest.raises(errors.AuthError) as info:
+                list(pipeline.run(conn, "SELECT id FROM contacts"))
+            assert [r.path for r in server.requests] == ["/v3.1/contacts", "/oauth/token"]
+        assert elsewhere.requests == []
+    assert "answered with a redirect, which is not followed" in one_line(info.value)
+
+
 # -- 4. endless paging ---------------------------------------------------------------------
 
 
