@@ -381,9 +381,9 @@ class _WatchedHTTPConnection(HTTPConnection):
         _watch(self)
         super().request(*args, **kwargs)
 
-    def getresponse(self) -> Any:
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _watch(self.sock)
-        return super().getresponse()
+        return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPSConnection(HTTPSConnection):
@@ -395,9 +395,9 @@ class _WatchedHTTPSConnection(HTTPSConnection):
         _watch(self)
         super().request(*args, **kwargs)
 
-    def getresponse(self) -> Any:
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _watch(self.sock)
-        return super().getresponse()
+        return super().getresponse(*args, **kwargs)
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
@@ -618,13 +618,13 @@ class HTTPTransport:
         started = self._monotonic()
         # No attempt runs past this (real time): the request with its retries is bounded.
         stop_at = time.monotonic() + max(self.retry_budget, self.deadline)
+        exchange = _Exchange(method, url, shown, idempotent, parse, one_record)
         attempt = 0
         refreshed = False
         last: _Retry | None = None
         while True:
             attempt += 1
             self.limiter.acquire()
-            exchange = _Exchange(method, url, shown, idempotent, parse, one_record)
             try:
                 response, parsed = self._attempt(
                     exchange,
@@ -795,6 +795,11 @@ class HTTPTransport:
     ) -> Exception:
         """What a failed exchange becomes: _Retry when it may go again, else an error."""
         ms = (time.perf_counter() - clock) * 1000
+        if never_reached(exc):  # not sent: any method may go again
+            reason = _failure(exc)
+            log.info("%s %s -> %s after %.0f ms", x.method, logs.redact_url(x.url), reason, ms)
+            refused = any(isinstance(e, ConnectionRefusedError) for e in _chain(exc))
+            return _Retry(reason, kind="refused" if refused else "unreached")
         if deadline.expired:
             reason = f"no complete answer within {self.deadline:g} s"
             kind = "slow"
@@ -802,9 +807,6 @@ class HTTPTransport:
             reason = _failure(exc)
             kind = "slow" if "timed out" in reason else "busy"
         log.info("%s %s -> %s after %.0f ms", x.method, logs.redact_url(x.url), reason, ms)
-        if not deadline.expired and never_reached(exc):
-            refused = any(isinstance(e, ConnectionRefusedError) for e in _chain(exc))
-            return _Retry(reason, kind="refused" if refused else "unreached")
         if not deadline.expired and isinstance(
             exc,
             requests.exceptions.SSLError
