@@ -90,7 +90,7 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE = 0.5  # seconds; attempt n waits up to base * 2**(n-1), capped
 BACKOFF_CAP = 30.0
 CONNECT_TIMEOUT_CAP = 30.0
-REFUSED_BUDGET = 2.0  # seconds a refused connection is tried again: then the URL is wrong
+REFUSED_BUDGET = 1.5  # seconds a refused connection is tried again: then the URL is wrong
 MiB = 2**20
 CHUNK = 64 * 1024  # bytes read at a time from an answer
 
@@ -932,11 +932,12 @@ class HTTPTransport:
         wait: float,
         budget: float,
     ) -> RetriableAPIError:
-        why = (
-            ""
-            if attempts >= self.max_attempts or last.kind == "refused"
-            else f", and waiting {wait:.0f} s more would pass the {budget:.0f} s limit"
-        )
+        if attempts >= self.max_attempts or last.kind == "refused":
+            why = ""
+        elif wait >= 0.5:
+            why = f", and waiting {wait:.0f} s more would pass the {budget:.0f} s limit"
+        else:
+            why = f", the {budget:.0f} s limit"
         reason = last.reason
         parts = urlsplit(url)
         if last.kind in ("refused", "unreached"):
