@@ -248,8 +248,8 @@ def from_response(
 
     ``body`` is the request's JSON body (its envelope key qualifies field names);
     ``summary`` goes before Sage's own words (what the failure means for the user);
-    ``one_record``: the path addresses one record by its key (a 404 may then say the
-    record may have been deleted; a list or a create that is not found may not).
+    ``one_record``: the path addresses one record by its key (a 404 to a GET, PUT or
+    DELETE of it may then say the record may have been deleted; a list may not).
     """
     method = method.upper()
     status = response.status_code
@@ -283,6 +283,7 @@ def from_response(
     message = f"{method} {path}: {lead}{said} ({status_text})"
     cls = _class_for(status, details, method)
     if hint is None:
-        hint = RECORD_NOT_FOUND if status == 404 and one_record else _HINTS.get(status)
+        record = one_record and method in ("GET", "PUT", "PATCH", "DELETE")
+        hint = RECORD_NOT_FOUND if status == 404 and record else _HINTS.get(status)
     exc = cls(one_line(message, 1000), hint=hint)
     return _attach(exc, response, method, path, details)
