@@ -150,6 +150,15 @@ def envelope_of(body: Any) -> str | None:
     return None
 
 
+def json_of(response: requests.Response) -> Any:
+    """The answer's JSON; ValueError when it is not JSON, nested too deep included (a
+    hostile ``[[[[...`` raises RecursionError from the parser)."""
+    try:
+        return response.json()
+    except RecursionError:
+        raise ValueError("JSON nested too deep") from None
+
+
 def _content_type(response: requests.Response) -> str:
     return (response.headers.get("Content-Type") or "no content type").split(";")[0].strip()
 
@@ -219,8 +228,10 @@ _HINTS = {
     401: "the credentials were refused: check them, or log in again with 'sagesql auth login'",
     403: "the user may not do this: check the user's rights, the business or company, "
     "and the Scope (full_access to write)",
-    404: "check the key and the table; the record may have been deleted",
+    404: "the API has nothing at this path: check the URL connection property and the table",
 }
+# Only a request for one record (a path with its key) may blame the record.
+RECORD_NOT_FOUND = "check the key; the record may have been deleted"
 
 
 def from_response(
@@ -231,16 +242,19 @@ def from_response(
     body: Any = None,
     hint: str | None = None,
     summary: str | None = None,
+    one_record: bool = False,
 ) -> errors.Error:
     """The exception for an error answer (status >= 400) to ``method path``.
 
     ``body`` is the request's JSON body (its envelope key qualifies field names);
-    ``summary`` goes before Sage's own words (what the failure means for the user).
+    ``summary`` goes before Sage's own words (what the failure means for the user);
+    ``one_record``: the path addresses one record by its key (a 404 to a GET, PUT or
+    DELETE of it may then say the record may have been deleted; a list may not).
     """
     method = method.upper()
     status = response.status_code
     try:
-        data = response.json() if response.content.strip() else None
+        data = json_of(response) if response.content.strip() else None
     except ValueError:
         data = None
     details = parse_details(data) if data is not None else None
@@ -268,5 +282,8 @@ def from_response(
     lead = f"{summary}: " if summary else ""
     message = f"{method} {path}: {lead}{said} ({status_text})"
     cls = _class_for(status, details, method)
-    exc = cls(one_line(message, 1000), hint=hint or _HINTS.get(status))
+    if hint is None:
+        record = one_record and method in ("GET", "PUT", "PATCH", "DELETE")
+        hint = RECORD_NOT_FOUND if status == 404 and record else _HINTS.get(status)
+    exc = cls(one_line(message, 1000), hint=hint)
     return _attach(exc, response, method, path, details)

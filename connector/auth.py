@@ -174,6 +174,7 @@ class OAuthAuth(AuthBase):
         s = self.settings
         session = OAuth2Session(s.oauth_client_id, token=base.as_oauthlib())
         session.proxies = s.proxies() or {}
+        session.max_redirects = 0  # a 307 would carry the secret and refresh token elsewhere
         with oauth_http.permitted(self.token_url):
             try:
                 data = session.refresh_token(
@@ -189,6 +190,12 @@ class OAuthAuth(AuthBase):
                     f"refreshing the access token failed ({reason}): the refresh token was already "
                     "used, revoked or has expired",
                     hint=_relogin_hint(s),
+                ) from None
+            except requests.TooManyRedirects:
+                raise AuthError(
+                    f"the token endpoint {self.token_url} answered with a redirect, which is "
+                    "not followed (it would carry the client secret and refresh token along)",
+                    hint="check OAuthTokenURL",
                 ) from None
             except requests.RequestException as exc:
                 raise RetriableAPIError(

@@ -200,6 +200,7 @@ def exchange_code(
         settings.oauth_client_id, redirect_uri=callback_url or settings.callback_url
     )
     session.proxies = settings.proxies() or {}
+    session.max_redirects = 0  # a 307 would carry the code and the secret elsewhere
     kwargs: dict[str, Any] = {"code_verifier": verifier} if verifier else {}
     with oauth_http.permitted(endpoints.token_url):
         try:

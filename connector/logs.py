@@ -8,6 +8,9 @@ Verbosity decides what is logged::
     4  + urllib3's connection messages   urllib3 at DEBUG, through the same redaction
     5  everything                        as 4, bodies in full
 
+Nothing is printed unless :func:`configure` adds a handler (``--verbose``, ``Logfile``)
+or the application has handlers of its own: the retry notices at WARNING included.
+
 Whatever the verbosity, every line that reaches a sagesql handler goes through
 :class:`RedactingFilter`: the connection's secrets (``Settings.secrets()``), every
 token registered with :func:`register_secret`, ``Authorization`` header values and
@@ -68,6 +71,11 @@ _ASSIGNED_FIELD = re.compile(rf"""(?i)(?<![\w$])({_FIELDS})=([^&\s;"',#]*)""")
 _AUTH_HEADER = re.compile(r"""(?i)((?:proxy-)?authorization)(["']?\s*[:=]\s*["']?)([^"'\r\n,}]+)""")
 # scheme://user:password@host
 _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@/\s]+)(@)")
+
+# A library prints nothing unless asked: without a handler of the application's (or
+# configure()'s, for --verbose and Logfile), Python's last resort would print warnings,
+# such as the transport's retry notices, to stderr.
+logging.getLogger(LOGGER).addHandler(logging.NullHandler())
 
 _SHORTEST_SECRET = 3  # shorter values would mask every occurrence of a common letter
 _registered: set[str] = set()

@@ -14,19 +14,34 @@ once when the total is known). The styles (``paging.style`` in table.schema.json
                  ``$resources``, total in ``$totalResults``; the server may answer fewer
                  than asked, so the next page starts after what came.
 ``none``         one answer; a bare object is one record.
+
+Whatever the style, :class:`PageGuard` ends a list that would never end: a server
+answering the same records again with a link to yet another page, more records than
+its own total said (beyond a margin for records added meanwhile), or more than
+``MAX_PAGES`` pages.
 """
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
 
+from sagesql.errors import APIError
+
 if TYPE_CHECKING:
     from sagesql.schemas.catalog import Table
 
 Record = dict[str, Any]
+
+# Pages one list may take: 20 million records at Accounting's 200 a page, hours of
+# requests at Sage's rate limits. More is a server paging in a loop.
+MAX_PAGES = 100_000
+# Records past the total the API gave that are still taken for records added during
+# the read: half the total, and at least this many pages' worth.
+EXTRA_PAGES = 5
 
 
 @dataclass(frozen=True)
@@ -50,6 +65,52 @@ class Page:
     total: int | None = None
     more: bool = False  # the answer says there is a next page
     link: str | None = None  # the next page's link, when the API gives one
+
+
+class PageGuard:
+    """Watches the pages of one list, in order, and stops one that would never end.
+
+    ``check`` raises :class:`APIError` (one line, naming the list) when a page holds the
+    very records of an earlier page, when more records came than the largest total the
+    API gave plus a margin (half of it, at least ``EXTRA_PAGES`` pages), or past
+    ``max_pages`` pages.
+    """
+
+    def __init__(self, shown: str, *, page_size: int, max_pages: int = MAX_PAGES) -> None:
+        self.shown = shown
+        self.page_size = max(1, page_size)
+        self.max_pages = max_pages
+        self.pages = 0
+        self.records = 0
+        self.total: int | None = None
+        self._seen: dict[bytes, int] = {}  # digest of a page's records -> its number
+
+    def _stop(self, why: str) -> APIError:
+        return APIError(
+            f"GET {self.shown}: {why}; stopped after {self.pages} pages and {self.records} records",
+            hint="the API is paging without end: try again later or narrow the query, "
+            "and check that the URL connection property is Sage's API",
+        )
+
+    def check(self, page: Page) -> None:
+        self.pages += 1
+        self.records += len(page.records)
+        if page.total is not None:
+            self.total = max(self.total or 0, page.total)
+        if self.pages > self.max_pages:
+            raise self._stop(f"more than {self.max_pages} pages")
+        if page.records:
+            digest = hashlib.blake2b(repr(page.records).encode(), digest_size=16).digest()
+            earlier = self._seen.setdefault(digest, self.pages)
+            if earlier != self.pages:
+                raise self._stop(
+                    f"page {self.pages} holds the same {len(page.records)} records as page "
+                    f"{earlier}"
+                )
+        if self.total is not None:
+            allowed = self.total + max(self.total // 2, EXTRA_PAGES * self.page_size)
+            if self.records > allowed:
+                raise self._stop(f"more records than the {self.total} the API said it has")
 
 
 class Paginator:

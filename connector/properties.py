@@ -113,9 +113,20 @@ PROPERTIES: tuple[Property, ...] = (
         "Timeout",
         "int",
         60,
-        "Seconds to wait for an answer to one request.",
+        "Seconds one request may take, from connecting to the last byte of the answer "
+        "(each retry as long again; a request with its retries ends within twice this, "
+        "at least 10 s).",
         minimum=1,
         maximum=3600,
+    ),
+    Property(
+        "MaxResponseSize",
+        "int",
+        64,
+        "Largest answer accepted, in MiB; a larger one is cut there and is an error "
+        "(a Sage page is far smaller).",
+        minimum=1,
+        maximum=4096,
     ),
     Property(
         "Pagesize",
@@ -185,6 +196,7 @@ ATTRIBUTES = {
     "User": "user",
     "Password": "password",
     "Timeout": "timeout",
+    "MaxResponseSize": "max_response_size",
     "Pagesize": "pagesize",
     "MaxRows": "max_rows",
     "MaxConcurrency": "max_concurrency",
@@ -236,6 +248,7 @@ class Settings:
     user: str | None = None
     password: str | None = None
     timeout: int = 60
+    max_response_size: int = 64  # MiB
     pagesize: int | None = None
     max_rows: int = -1
     max_concurrency: int = 4

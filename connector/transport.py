@@ -13,6 +13,24 @@ error of the tree. Around each call:
   :class:`AuthError` says how to get a new one;
 - other error answers become exceptions through :mod:`api_errors`.
 
+Nothing is unbounded (a server that misbehaves gets a one-line error, never a hang):
+
+- time: each attempt must be over, from connecting to the last byte of the answer,
+  within ``Timeout`` seconds: a deadline watched by one thread that shuts the
+  connection when it passes (a read timeout alone lets a server trickling a byte a
+  second hold a request forever); a request with its retries ends within its retry
+  budget. A refused connection is tried again for at most ``REFUSED_BUDGET`` seconds,
+  then the error names the address;
+- size: an answer larger than ``MaxResponseSize`` (64 MiB, far above any Sage page)
+  is cut there and is an error; bodies are read in chunks, never whole;
+- redirects: none is followed. A 3xx answer is an error naming the ``Location`` (and
+  the URL to set when it is the API's own address moved): following one would turn a
+  POST into a GET, or send the token to another host;
+- paging: :class:`paging.PageGuard` stops a list whose pages repeat, outrun the total
+  the API gave, or pass ``MAX_PAGES``;
+- paths: :func:`path_with` fills ``{key}``-style placeholders, refusing a value that
+  would change the request's target (``..``, ``/``...) before anything is sent.
+
 Paging is done by paginator objects (:mod:`paging`): ``pages`` streams pages lazily,
 ``pages_parallel`` keeps up to ``MaxConcurrency`` requests in flight once the total
 is known and still yields pages in order.
@@ -22,30 +40,39 @@ from __future__ import annotations
 
 import contextlib
 import email.utils
+import heapq
 import itertools
 import logging
 import math
 import random
+import re
+import socket
 import threading
 import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
+from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import quote, unquote, urljoin, urlsplit
 
 import requests
 import requests.auth
 import urllib3.exceptions
+import urllib3.poolmanager
 from requests.adapters import HTTPAdapter
+from urllib3.connection import HTTPConnection, HTTPSConnection
+from urllib3.connectionpool import HTTPConnectionPool, HTTPSConnectionPool
+from urllib3.poolmanager import PoolManager
 
 from sagesql.connector import api_errors, logs
-from sagesql.connector.paging import Page, PageRequest, Paginator, Record
+from sagesql.connector.paging import MAX_PAGES, Page, PageGuard, PageRequest, Paginator, Record
 from sagesql.connector.properties import Settings
 from sagesql.connector.throttle import TokenBucket
 from sagesql.errors import (
     APIError,
+    DataError,
     Error,
     InterfaceError,
     NotSupportedError,
@@ -63,14 +90,26 @@ MAX_ATTEMPTS = 6
 BACKOFF_BASE = 0.5  # seconds; attempt n waits up to base * 2**(n-1), capped
 BACKOFF_CAP = 30.0
 CONNECT_TIMEOUT_CAP = 30.0
+REFUSED_BUDGET = 1.5  # seconds a refused connection is tried again: then the URL is wrong
+MiB = 2**20
+CHUNK = 64 * 1024  # bytes read at a time from an answer
 
 
 class _Retry(Exception):
     """An attempt failed in a way worth another try (internal to ``_send``)."""
 
-    def __init__(self, reason: str, *, status: int | None = None, wait: float | None = None):
+    def __init__(
+        self,
+        reason: str,
+        *,
+        status: int | None = None,
+        wait: float | None = None,
+        kind: str = "busy",
+    ):
         super().__init__(reason)
         self.reason, self.status, self.wait = reason, status, wait
+        # busy (5xx, drops), throttled (429), slow (timeouts), refused, unreached: the hint
+        self.kind = kind
 
 
 def retry_after(response: requests.Response) -> float | None:
@@ -155,8 +194,251 @@ def _failure(exc: requests.RequestException) -> str:
                 return "connection refused"
             if isinstance(e, urllib3.exceptions.IncompleteRead):
                 return "the answer was cut short"
+            if isinstance(e, urllib3.exceptions.ReadTimeoutError):
+                return "read timed out"
         return "connection failed" if never_reached(exc) else "the connection was dropped"
     return type(exc).__name__
+
+
+# -- paths -------------------------------------------------------------------------------------
+
+_PLACEHOLDER = re.compile(r"\{(\w+)\}")
+_CONTROL = re.compile(r"[\x00-\x1f\x7f]")
+
+
+class RecordPath(str):
+    """A path that addresses one record: a key (or another value) was filled into it.
+
+    The transport reads it to word a 404: only such a path may say the record may
+    have been deleted; a list that is not found is a wrong URL or table.
+    """
+
+    __slots__ = ()
+
+
+def _unsafe(text: str) -> str | None:
+    """Why a value cannot be a path segment, or None when it can."""
+    for form in (text, unquote(text)):
+        if form in ("", ".", ".."):
+            return "empty" if form == "" else f"{form!r} (a dot segment)"
+        if "/" in form or "\\" in form:
+            return "a slash"
+        if _CONTROL.search(form):
+            return "a control character"
+    return None
+
+
+def path_with(template: str, values: Mapping[str, Any]) -> str:
+    """The template's ``{name}`` placeholders filled with the values, each quoted whole.
+
+    Every path built from values (a key, a procedure's parameters) goes through here.
+    A value is percent-encoded with nothing kept (``/``, ``?``, ``#``, ``'`` encoded),
+    and refused with :class:`DataError`, before anything is sent, when it could still
+    change the request's target: empty, ``.`` or ``..`` (dot segments: ``/contacts/..``
+    is ``/``), or containing ``/``, ``\\`` or control characters, as given or once
+    percent-decoded. No Sage key is any of these.
+
+    >>> path_with("/contacts/{key}", {"key": "a b?"})
+    '/contacts/a%20b%3F'
+    >>> path_with("/contacts/{key}", {"key": ".."})
+    Traceback (most recent call last):
+    ...
+    sagesql.errors.DataError: '..' cannot be the {key} of /contacts/{key}: it is '..' (a dot...
+    """
+    names = _PLACEHOLDER.findall(template)
+    if not names:
+        return template
+    filled: dict[str, str] = {}
+    for name in names:
+        value = values.get(name)
+        text = "" if value is None else str(value)
+        why = _unsafe(text)
+        if why is not None:
+            shown = repr(text) if value is not None else "no value"
+            raise DataError(
+                f"{shown} cannot be the {{{name}}} of {template}: it is {why}",
+                hint="A value in a URL path may not be empty, '.' or '..', nor contain "
+                "'/', '\\' or control characters; nothing was sent",
+            )
+        filled[name] = quote(text, safe="")
+    return RecordPath(_PLACEHOLDER.sub(lambda m: filled[m.group(1)], template))
+
+
+# -- deadlines ---------------------------------------------------------------------------------
+
+
+def _shut(target: Any) -> None:
+    """Shut a socket (or a connection's) down, so that a read blocked on it returns at once."""
+    sock = target if isinstance(target, socket.socket) else getattr(target, "sock", None)
+    if isinstance(sock, socket.socket):
+        with contextlib.suppress(OSError):
+            # socket.socket's own shutdown: an SSL socket's would drop its TLS state under
+            # the thread that is reading.
+            socket.socket.shutdown(sock, socket.SHUT_RDWR)
+
+
+class _Deadline:
+    """When one attempt must be over; the connections it used are shut when that passes."""
+
+    def __init__(self, at: float) -> None:
+        self.at = at  # time.monotonic()
+        self.expired = False
+        self.done = False
+        self._connections: list[Any] = []
+        self._lock = threading.Lock()
+
+    def left(self) -> float:
+        return self.at - time.monotonic()
+
+    def watch(self, target: Any) -> None:
+        """Shut this connection or socket down when the deadline passes."""
+        with self._lock:
+            if self.done:
+                return
+            self._connections.append(target)
+            if self.expired:
+                _shut(target)
+
+    def expire(self) -> None:
+        with self._lock:
+            if self.done or self.expired:
+                return
+            self.expired = True
+            for connection in self._connections:
+                _shut(connection)
+
+    def finish(self) -> None:
+        with self._lock:
+            self.done = True
+            self._connections.clear()
+
+
+class _Watchdog:
+    """One thread for the whole process that expires deadlines as they pass."""
+
+    IDLE = 60.0  # seconds without a deadline before the thread ends (it restarts when needed)
+
+    def __init__(self) -> None:
+        self._heap: list[tuple[float, int, _Deadline]] = []
+        self._cond = threading.Condition()
+        self._order = itertools.count()
+        self._thread: threading.Thread | None = None
+
+    def add(self, deadline: _Deadline) -> None:
+        with self._cond:
+            heapq.heappush(self._heap, (deadline.at, next(self._order), deadline))
+            if self._thread is None or not self._thread.is_alive():
+                self._thread = threading.Thread(
+                    target=self._run, name="sagesql-deadlines", daemon=True
+                )
+                self._thread.start()
+            self._cond.notify()
+
+    def _next_due(self) -> _Deadline | None:
+        """The next deadline once it passes (None when idle too long); holds the lock."""
+        while True:
+            while self._heap and self._heap[0][2].done:
+                heapq.heappop(self._heap)
+            if not self._heap:
+                if not self._cond.wait(self.IDLE) and not self._heap:
+                    self._thread = None
+                    return None
+                continue
+            wait = self._heap[0][0] - time.monotonic()
+            if wait <= 0:
+                return heapq.heappop(self._heap)[2]
+            self._cond.wait(wait)
+
+    def _run(self) -> None:
+        while True:
+            with self._cond:
+                due = self._next_due()
+            if due is None:
+                return
+            due.expire()
+
+
+_WATCHDOG = _Watchdog()
+_current = threading.local()  # .deadline: the attempt this thread is making
+
+
+def _watch(target: Any) -> None:
+    deadline: _Deadline | None = getattr(_current, "deadline", None)
+    if deadline is not None and target is not None:
+        deadline.watch(target)
+
+
+class _WatchedHTTPConnection(HTTPConnection):
+    """urllib3's connection, handed to the attempt's deadline whenever it is used: the
+    connection while it connects and sends, its socket itself once the answer comes
+    (http.client lets go of the socket of an answer that closes the connection)."""
+
+    def connect(self) -> None:
+        _watch(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self)
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPSConnection(HTTPSConnection):
+    def connect(self) -> None:
+        _watch(self)
+        super().connect()
+
+    def request(self, *args: Any, **kwargs: Any) -> None:
+        _watch(self)
+        super().request(*args, **kwargs)
+
+    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
+        _watch(self.sock)
+        return super().getresponse(*args, **kwargs)
+
+
+class _WatchedHTTPPool(HTTPConnectionPool):
+    ConnectionCls = _WatchedHTTPConnection
+
+
+class _WatchedHTTPSPool(HTTPSConnectionPool):
+    ConnectionCls = _WatchedHTTPSConnection
+
+
+_WATCHED_POOLS: dict[str, type[HTTPConnectionPool]] = {
+    "http": _WatchedHTTPPool,
+    "https": _WatchedHTTPSPool,
+}
+
+
+class _DeadlineAdapter(HTTPAdapter):
+    """requests' adapter whose connections (direct or through a proxy) obey deadlines."""
+
+    def init_poolmanager(self, *args: Any, **kwargs: Any) -> None:
+        super().init_poolmanager(*args, **kwargs)
+        self.poolmanager.pool_classes_by_scheme = _WATCHED_POOLS
+
+    def proxy_manager_for(self, proxy: str, **proxy_kwargs: Any) -> PoolManager:
+        manager = super().proxy_manager_for(proxy, **proxy_kwargs)
+        # A SOCKS manager has pool classes of its own: it keeps them (and read timeouts).
+        if manager.pool_classes_by_scheme is urllib3.poolmanager.pool_classes_by_scheme:
+            manager.pool_classes_by_scheme = _WATCHED_POOLS
+        return manager
+
+
+@dataclass(frozen=True)
+class _Exchange:
+    """What one request is, for its attempts."""
+
+    method: str
+    url: str
+    shown: str  # the path as messages show it
+    idempotent: bool
+    parse: bool  # JSON wanted
+    one_record: bool  # the path addresses one record (RecordPath)
 
 
 class HTTPTransport:
@@ -177,6 +459,9 @@ class HTTPTransport:
         limiter: TokenBucket | None = None,
         max_attempts: int = MAX_ATTEMPTS,
         retry_budget: float | None = None,
+        deadline: float | None = None,
+        max_response_size: int | None = None,
+        max_pages: int = MAX_PAGES,
     ) -> None:
         self.settings = settings
         self.product = product
@@ -203,6 +488,12 @@ class HTTPTransport:
         self.retry_budget = (
             retry_budget if retry_budget is not None else max(10.0, 2.0 * settings.timeout)
         )
+        # One attempt, connect to last byte (real seconds, whatever clock is injected).
+        self.deadline = float(deadline if deadline is not None else settings.timeout)
+        self.max_response_size = (
+            max_response_size if max_response_size is not None else settings.max_response_size * MiB
+        )
+        self.max_pages = max_pages
         self._sleep = sleep
         self._monotonic = monotonic
         self._jitter = jitter
@@ -218,12 +509,18 @@ class HTTPTransport:
     # -- session -------------------------------------------------------------------------
 
     def _fit_pool(self, size: int) -> None:
-        """Enough pooled connections for the parallel pages (requests keeps 10 by default)."""
+        """Connections that obey deadlines, enough for the parallel pages (requests keeps
+        10 by default)."""
         for prefix in ("https://", "http://"):
             adapter = self.session.adapters.get(prefix)
-            # A session handed in with its own adapter (a test's, a mock) is left alone.
-            if type(adapter) is HTTPAdapter and getattr(adapter, "_pool_maxsize", 10) < size:
-                self.session.mount(prefix, HTTPAdapter(pool_connections=size, pool_maxsize=size))
+            # A session handed in with its own adapter (a test's, a mock) is left alone:
+            # its answers are still read in chunks against the deadline.
+            if type(adapter) is HTTPAdapter:
+                size = max(size, getattr(adapter, "_pool_maxsize", 10))
+                adapter.close()
+                self.session.mount(
+                    prefix, _DeadlineAdapter(pool_connections=size, pool_maxsize=size)
+                )
 
     def close(self) -> None:
         if self._owns_session:
@@ -313,11 +610,15 @@ class HTTPTransport:
         parse: bool,
     ) -> tuple[requests.Response, Any]:
         method = method.upper()
+        one_record = isinstance(path, RecordPath)
         url = self.url_for(path)
         shown = self._shown(url)
         if idempotent is None:
             idempotent = method in IDEMPOTENT
         started = self._monotonic()
+        # No attempt runs past this (real time): the request with its retries is bounded.
+        stop_at = time.monotonic() + max(self.retry_budget, self.deadline)
+        exchange = _Exchange(method, url, shown, idempotent, parse, one_record)
         attempt = 0
         refreshed = False
         last: _Retry | None = None
@@ -326,7 +627,12 @@ class HTTPTransport:
             self.limiter.acquire()
             try:
                 response, parsed = self._attempt(
-                    method, url, shown, params, json, data, headers, idempotent, parse
+                    exchange,
+                    params,
+                    json,
+                    data,
+                    headers,
+                    min(stop_at, time.monotonic() + self.deadline),
                 )
             except _Retry as retry:
                 last = retry
@@ -343,8 +649,14 @@ class HTTPTransport:
             wait = last.wait
             if wait is None:
                 wait = self._jitter() * min(BACKOFF_CAP, BACKOFF_BASE * 2 ** (attempt - 1))
-            if attempt >= self.max_attempts or elapsed + wait > self.retry_budget:
-                raise self._gave_up(method, shown, attempt, elapsed, last, wait)
+            budget = REFUSED_BUDGET if last.kind == "refused" else self.retry_budget
+            if (
+                attempt >= self.max_attempts
+                or elapsed + wait > budget
+                or time.monotonic() + wait >= stop_at
+            ):
+                raise self._gave_up(method, url, shown, attempt, elapsed, last, wait, budget)
+            # Shown with --verbose (or in Logfile); a library's default is to print nothing.
             log.warning(
                 "%s %s: %s; retry %d of %d in %.1f s",
                 method,
@@ -360,18 +672,34 @@ class HTTPTransport:
 
     def _attempt(
         self,
-        method: str,
-        url: str,
-        shown: str,
+        exchange: _Exchange,
         params: Mapping[str, Any] | None,
         json: Any,
         data: Any,
         headers: Mapping[str, str] | None,
-        idempotent: bool,
-        parse: bool,
+        stop_at: float,
     ) -> tuple[requests.Response, Any]:
-        """One try: the answer, or _Retry, or an error of the tree."""
-        kwargs: dict[str, Any] = {"timeout": self.timeout}
+        """One try within its deadline: the answer, or _Retry, or an error of the tree."""
+        deadline = _Deadline(stop_at)
+        _WATCHDOG.add(deadline)
+        _current.deadline = deadline
+        try:
+            return self._exchange(exchange, deadline, params, json, data, headers)
+        finally:
+            _current.deadline = None
+            deadline.finish()
+
+    def _exchange(
+        self,
+        x: _Exchange,
+        deadline: _Deadline,
+        params: Mapping[str, Any] | None,
+        json: Any,
+        data: Any,
+        headers: Mapping[str, str] | None,
+    ) -> tuple[requests.Response, Any]:
+        # Streamed, so that the body is read in bounded chunks; redirects never followed.
+        kwargs: dict[str, Any] = {"timeout": self.timeout, "stream": True, "allow_redirects": False}
         if self.auth is not None:
             kwargs["auth"] = self.auth
         if self.proxies:
@@ -382,8 +710,8 @@ class HTTPTransport:
             self.sent += 1
         try:
             response = self.session.request(
-                method,
-                url,
+                x.method,
+                x.url,
                 params=dict(params) if params else None,
                 json=json,
                 data=data,
@@ -391,59 +719,169 @@ class HTTPTransport:
                 **kwargs,
             )
         except requests.RequestException as exc:
-            ms = (time.perf_counter() - clock) * 1000
-            reason = _failure(exc)
-            log.info("%s %s -> %s after %.0f ms", method, logs.redact_url(url), reason, ms)
-            if never_reached(exc):
-                raise _Retry(reason) from None
-            if isinstance(
-                exc,
-                requests.exceptions.SSLError
-                | requests.exceptions.InvalidURL
-                | requests.exceptions.InvalidHeader
-                | requests.exceptions.MissingSchema
-                | requests.exceptions.InvalidSchema
-                | requests.exceptions.TooManyRedirects,
-            ):
-                raise OperationalError(
-                    f"{method} {shown}: {reason}: {logs.redact(str(exc))[:200]}",
-                    hint="check the URL and proxy connection properties",
-                ) from None
-            if idempotent:
-                raise _Retry(reason) from None
-            raise OperationalError(
-                f"{method} {shown}: {reason} after the request was sent; not retried, "
-                "since Sage may have carried it out",
-                hint="check whether it took effect before sending it again",
-            ) from None
-        self._log_exchange(response, (time.perf_counter() - clock) * 1000)
+            raise self._failed(exc, x, deadline, clock) from None
         status = response.status_code
-        if status == 429:
+        if 300 <= status < 400 or status == 429 or (status in RETRY_STATUSES and x.idempotent):
+            response.close()  # the body is not needed: the connection is not kept
+            self._log_exchange(response, (time.perf_counter() - clock) * 1000, body=False)
+            if status == 429:
+                raise _Retry(
+                    "429 Too Many Requests",
+                    status=429,
+                    wait=retry_after(response),
+                    kind="throttled",
+                )
+            if status >= 400:
+                raise _Retry(f"{status} {response.reason}".strip(), status=status)
+            raise self._redirected(response, x)
+        try:
+            response._content = self._read(response, x, deadline)
+        except requests.RequestException as exc:
             response.close()
-            raise _Retry("429 Too Many Requests", status=429, wait=retry_after(response))
-        if status in RETRY_STATUSES and idempotent:
-            response.close()
-            raise _Retry(f"{status} {response.reason}".strip(), status=status)
+            raise self._failed(exc, x, deadline, clock) from None
+        response.close()  # read to the end: the connection goes back to the pool
+        self._log_exchange(response, (time.perf_counter() - clock) * 1000)
         if status == 401:
             return response, None
         if status >= 400:
             hint = (
                 "Sage may have carried the request out before failing: check before sending "
                 "it again"
-                if status >= 500 and not idempotent
+                if status >= 500 and not x.idempotent
                 else None
             )
-            raise api_errors.from_response(response, method, shown, body=json, hint=hint)
-        if not parse:
+            raise api_errors.from_response(
+                response, x.method, x.shown, body=json, hint=hint, one_record=x.one_record
+            )
+        if not x.parse:
             return response, None
-        return response, self._parse(response, method, shown, idempotent)
+        return response, self._parse(response, x.method, x.shown, x.idempotent)
+
+    def _read(self, response: requests.Response, x: _Exchange, deadline: _Deadline) -> bytes:
+        """The whole body, read in chunks: at most ``max_response_size`` bytes (decoded),
+        and only until the deadline."""
+        limit = self.max_response_size
+        declared = (response.headers.get("Content-Length") or "").strip()
+        if declared.isdigit() and int(declared) > limit:
+            response.close()
+            raise self._too_large(response, x, f"is {int(declared) / MiB:.0f} MiB (Content-Length)")
+        chunks: list[bytes] = []
+        size = 0
+        for chunk in response.iter_content(CHUNK):
+            size += len(chunk)
+            if size > limit:
+                response.close()
+                raise self._too_large(response, x, "went on")
+            chunks.append(chunk)
+            if deadline.left() <= 0:
+                deadline.expire()  # the watchdog may not have run yet
+                raise requests.exceptions.ReadTimeout("deadline passed")
+        return b"".join(chunks)
+
+    def _too_large(self, response: requests.Response, x: _Exchange, how: str) -> APIError:
+        limit = f"{self.max_response_size / MiB:g} MiB"
+        exc = APIError(
+            f"{x.method} {x.shown}: the answer {how} past the {limit} limit, far more than "
+            "any Sage page; stopped reading",
+            hint="check that the URL connection property is Sage's API, or raise MaxResponseSize",
+        )
+        # An error status says Sage refused; a large success may still have carried it out.
+        exc.status = response.status_code if response.status_code >= 400 else None  # type: ignore[attr-defined]
+        exc.method, exc.path = x.method, x.shown  # type: ignore[attr-defined]
+        return exc
+
+    def _failed(
+        self, exc: requests.RequestException, x: _Exchange, deadline: _Deadline, clock: float
+    ) -> Exception:
+        """What a failed exchange becomes: _Retry when it may go again, else an error."""
+        ms = (time.perf_counter() - clock) * 1000
+        if never_reached(exc):  # not sent: any method may go again
+            reason = _failure(exc)
+            log.info("%s %s -> %s after %.0f ms", x.method, logs.redact_url(x.url), reason, ms)
+            refused = any(isinstance(e, ConnectionRefusedError) for e in _chain(exc))
+            return _Retry(reason, kind="refused" if refused else "unreached")
+        if deadline.expired:
+            reason = f"no complete answer within {self.deadline:g} s"
+            kind = "slow"
+        else:
+            reason = _failure(exc)
+            kind = "slow" if "timed out" in reason else "busy"
+        log.info("%s %s -> %s after %.0f ms", x.method, logs.redact_url(x.url), reason, ms)
+        if not deadline.expired and isinstance(
+            exc,
+            requests.exceptions.SSLError
+            | requests.exceptions.InvalidURL
+            | requests.exceptions.InvalidHeader
+            | requests.exceptions.MissingSchema
+            | requests.exceptions.InvalidSchema
+            | requests.exceptions.TooManyRedirects,
+        ):
+            return OperationalError(
+                f"{x.method} {x.shown}: {reason}: {api_errors.one_line(str(exc))}",
+                hint="check the URL and proxy connection properties",
+            )
+        if x.idempotent:
+            return _Retry(reason, kind=kind)
+        return OperationalError(
+            f"{x.method} {x.shown}: {reason} after the request was sent; not retried, "
+            "since Sage may have carried it out",
+            hint="check whether it took effect before sending it again",
+        )
+
+    def _redirected(self, response: requests.Response, x: _Exchange) -> APIError:
+        """A 3xx answer as an error: where it pointed, and the URL to set when it is the API's."""
+        status = response.status_code
+        location = (response.headers.get("Location") or "").strip()
+        what = f"{status} {response.reason or ''}".strip()
+        if not location:
+            exc = APIError(
+                f"{x.method} {x.shown}: the API answered {what} without a Location; "
+                "redirects are not followed",
+                hint="check the URL connection property",
+            )
+        else:
+            target = urljoin(x.url, location)
+            moved = self._moved_base(x.url, target)
+            if moved is None:
+                hint = "check the URL connection property"
+            elif urlsplit(moved).hostname == urlsplit(self.base_url).hostname:
+                hint = f"set URL to {logs.redact_url(moved)}"  # http -> https, a new port
+            else:
+                hint = (
+                    "check the URL connection property: if "
+                    f"{logs.redact_url(moved)} is Sage's API, set URL to it"
+                )
+            exc = APIError(
+                f"{x.method} {x.shown}: the API answered {what} to "
+                f"{logs.redact_url(target)}; redirects are not followed (a request could "
+                "change on the way, or its token go elsewhere)",
+                hint=hint,
+            )
+            exc.location = target  # type: ignore[attr-defined]
+        exc.status = status  # type: ignore[attr-defined]
+        exc.method, exc.path = x.method, x.shown  # type: ignore[attr-defined]
+        return exc
+
+    def _moved_base(self, url: str, target: str) -> str | None:
+        """The base URL the API moved to, when the redirect keeps the path below it."""
+        sent, moved = urlsplit(url), urlsplit(target)
+        if moved.scheme not in ("http", "https") or not moved.netloc:
+            return None
+        if not sent.path.startswith(self._base_path):
+            return None
+        rest = sent.path[len(self._base_path) :]
+        if not moved.path.endswith(rest):
+            return None
+        base = f"{moved.scheme}://{moved.netloc}{moved.path[: len(moved.path) - len(rest)]}"
+        base = base.rstrip("/")
+        return base if base != self.base_url else None
 
     def _parse(self, response: requests.Response, method: str, shown: str, idempotent: bool) -> Any:
         body = response.content
         if response.status_code == 204 or not body.strip():
             return None
         try:
-            return response.json()
+            return api_errors.json_of(response)
         except ValueError:
             pass
         kind = (response.headers.get("Content-Type") or "").lower()
@@ -484,24 +922,51 @@ class HTTPTransport:
         )
 
     def _gave_up(
-        self, method: str, shown: str, attempts: int, elapsed: float, last: _Retry, wait: float
+        self,
+        method: str,
+        url: str,
+        shown: str,
+        attempts: int,
+        elapsed: float,
+        last: _Retry,
+        wait: float,
+        budget: float,
     ) -> RetriableAPIError:
-        why = (
-            ""
-            if attempts >= self.max_attempts
-            else f", and waiting {wait:.0f} s more would pass the {self.retry_budget:.0f} s limit"
-        )
+        if attempts >= self.max_attempts or last.kind == "refused":
+            why = ""
+        elif wait >= 0.5:
+            why = f", and waiting {wait:.0f} s more would pass the {budget:.0f} s limit"
+        else:
+            why = f", the {budget:.0f} s limit"
+        reason = last.reason
+        parts = urlsplit(url)
+        if last.kind in ("refused", "unreached"):
+            reason += f" at {parts.hostname}" + (f":{parts.port}" if parts.port else "")
+            via = (
+                " (and ProxyServer, ProxyPort: the proxy is what was reached)"
+                if self.proxies
+                else ""
+            )
+            hint = (
+                f"the API is unreachable at {parts.scheme}://{parts.netloc}: check the URL "
+                f"connection property{via}, and that the server is running"
+            )
+        elif last.kind == "throttled":
+            hint = "Sage kept answering 429: try again later, or lower RateLimit or MaxConcurrency"
+        elif last.kind == "slow":
+            hint = "Sage is slow or unreachable: try again later, or raise Timeout"
+        else:
+            hint = "Sage is busy or unreachable: try again later"
         exc = RetriableAPIError(
             f"{method} {shown}: gave up after {attempts} attempt{'s' if attempts > 1 else ''} "
-            f"in {elapsed:.1f} s{why}; last: {last.reason}",
-            hint="Sage is busy or unreachable: try again later (if it keeps answering 429, "
-            "lower RateLimit or MaxConcurrency)",
+            f"in {elapsed:.1f} s{why}; last: {reason}",
+            hint=hint,
         )
         exc.status = last.status  # type: ignore[attr-defined]
         exc.method, exc.path = method, shown  # type: ignore[attr-defined]
         return exc
 
-    def _log_exchange(self, response: requests.Response, ms: float) -> None:
+    def _log_exchange(self, response: requests.Response, ms: float, *, body: bool = True) -> None:
         if not log.isEnabledFor(logging.INFO):
             return
         request = response.request
@@ -518,7 +983,8 @@ class HTTPTransport:
             if request.body:
                 log.debug("request body: %s", logs.redact_body(request.body, limit))
             log.debug("response headers: %s", logs.redact_headers(response.headers))
-            log.debug("response body: %s", logs.redact_body(response.content, limit))
+            if body:
+                log.debug("response body: %s", logs.redact_body(response.content, limit))
 
     # -- paging --------------------------------------------------------------------------
 
@@ -551,7 +1017,14 @@ class HTTPTransport:
         if limit is not None and limit <= 0:
             return
         request: PageRequest | None = paginator.first(path, params, _fit(page_size, limit))
-        yield from self._follow(paginator, request, page_size, limit, 0)
+        yield from self._follow(
+            paginator, request, page_size, limit, 0, self._guard(path, page_size)
+        )
+
+    def _guard(self, path: str, page_size: int) -> PageGuard:
+        return PageGuard(
+            self._shown(self.url_for(path)), page_size=page_size, max_pages=self.max_pages
+        )
 
     def _follow(
         self,
@@ -560,9 +1033,11 @@ class HTTPTransport:
         page_size: int,
         limit: int | None,
         done: int,
+        guard: PageGuard,
     ) -> Iterator[list[Record]]:
         while request is not None:
             page = self._page(paginator, request)
+            guard.check(page)
             records = page.records
             if limit is not None:
                 records = records[: limit - done]
@@ -616,8 +1091,10 @@ class HTTPTransport:
         if workers <= 1 or not paginator.addressable:
             yield from self.pages(path, params, paginator, page_size=page_size, limit=limit)
             return
+        guard = self._guard(path, page_size)
         first: Page | None = None
         first = self._page(paginator, paginator.first(path, params, size))
+        guard.check(first)
         total = first.total
         if total is None and paginator.total_source == "count_request":
             if len(first.records) < size:
@@ -636,7 +1113,7 @@ class HTTPTransport:
                 yield records
             if limit is None or len(records) < limit:
                 after = paginator.following(first, _fit(page_size, _left(limit, len(records))))
-                yield from self._follow(paginator, after, page_size, limit, len(records))
+                yield from self._follow(paginator, after, page_size, limit, len(records), guard)
             return
         wanted = total if limit is None else min(total, limit)
         planned = math.ceil(wanted / size)
@@ -649,8 +1126,12 @@ class HTTPTransport:
         last: Page | None = None
         try:
             for page in itertools.chain([first] if first else [], fetched):
+                if page is not first:
+                    guard.check(page)
                 last = page
-                for chunk in self._complete(paginator, page, page_size, limit, done, planned):
+                for chunk in self._complete(
+                    paginator, page, page_size, limit, done, planned, guard
+                ):
                     done += len(chunk)
                     yield chunk
                 if limit is not None and done >= limit:
@@ -661,7 +1142,7 @@ class HTTPTransport:
             return  # the known total was reached: no request to learn that the next page is empty
         # More than the total said (records added meanwhile): go on one page at a time.
         after = paginator.following(last, _fit(page_size, _left(limit, done)))
-        yield from self._follow(paginator, after, page_size, limit, done)
+        yield from self._follow(paginator, after, page_size, limit, done, guard)
 
     def _complete(
         self,
@@ -671,6 +1152,7 @@ class HTTPTransport:
         limit: int | None,
         done: int,
         planned: int,
+        guard: PageGuard,
     ) -> Iterator[list[Record]]:
         """A parallel page's records, plus the rest of its range if the server answered fewer."""
         records = page.records[: _left(limit, done)]
@@ -690,6 +1172,7 @@ class HTTPTransport:
             if request is None:
                 return
             current = self._page(paginator, request)
+            guard.check(current)
             if not current.records:
                 return
             records = current.records[:missing][: _left(limit, done)]

@@ -16,8 +16,8 @@ from collections.abc import Mapping
 from datetime import date, datetime
 from decimal import Decimal
 from typing import Any
-from urllib.parse import quote
 
+from sagesql.connector.transport import path_with
 from sagesql.engine.fetch import extract
 from sagesql.engine.values import datetime_text
 from sagesql.schemas.catalog import Column, Operation, Table
@@ -61,10 +61,9 @@ def body(operation: Operation, values: Mapping[Column, Any], product: str) -> di
 
 
 def path(operation: Operation, key: Any) -> str:
-    """The operation's path for one record (its key quoted into ``{key}``)."""
-    if "{key}" not in operation.path:
-        return operation.path
-    return operation.path.replace("{key}", quote(str(key), safe=""))
+    """The operation's path for one record (its key quoted into ``{key}``; DataError for
+    a key that would change the target, such as ``..``: see ``transport.path_with``)."""
+    return path_with(operation.path, {"key": key})
 
 
 def record_key(table: Table, record: Any) -> Any:

@@ -9,10 +9,10 @@ from __future__ import annotations
 
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from typing import Any
-from urllib.parse import quote
 
 from sagesql.connector.products import paginator_for
 from sagesql.connector.seams import Transport
+from sagesql.connector.transport import path_with
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
 from sagesql.errors import APIError, NotSupportedError
@@ -97,7 +97,7 @@ def flattener(
 
 
 def _get_one(transport: Transport, table: Table, key: Any) -> dict[str, Any] | None:
-    path = table.operations["get"].path.replace("{key}", quote(str(key), safe=""))
+    path = path_with(table.operations["get"].path, {"key": key})
     try:
         record = transport.get_json(path)
     except APIError as exc:

@@ -14,7 +14,6 @@ import re
 import secrets
 from collections.abc import Iterator
 from typing import Any
-from urllib.parse import quote
 
 import sqlglot
 from sqlglot import exp
@@ -30,6 +29,7 @@ from sagesql.connector.login import (
 )
 from sagesql.connector.seams import Client
 from sagesql.connector.tokenstore import TokenSet
+from sagesql.connector.transport import path_with
 from sagesql.engine.conditions import NOT_A_LITERAL, literal_value
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind
@@ -173,9 +173,7 @@ _ABSENT = object()
 
 def _http(connection: Client, procedure: Procedure, args: dict[str, Any]) -> Any:
     request = procedure.request
-    path = re.sub(
-        r"\{(\w+)\}", lambda m: quote(str(args.get(m.group(1), "")), safe=""), str(request["path"])
-    )
+    path = path_with(str(request["path"]), args)
     body = _fill(request.get("body"), args) if request.get("body") is not None else None
     answer = connection.transport.json_request(
         str(request["method"]), path, params=request.get("query") or None, json=body

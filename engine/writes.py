@@ -447,10 +447,16 @@ def requests(write: Write, found: Sequence[Row]) -> Iterator[RowRequest]:
             # NULL in a new row means no value: the API's default applies.
             values = {c: v for c, v in values.items() if v is not None}
         body = bodies.body(op, values, table.product) if write.kind != "DELETE" else None
+        try:
+            target = bodies.path(op, row.key)
+        except DataError as exc:  # a key such as '..' would aim the request elsewhere
+            failed = RowOutcome(row.index, "failed", row.key, None, RowError.of(exc))
+            yield RowRequest(row.index, key=row.key, outcome=failed)
+            continue
         yield RowRequest(
             row.index,
             op.method,
-            bodies.path(op, row.key),
+            target,
             body,
             row.key,
             success,

@@ -21,7 +21,7 @@ from typing import Any
 
 import pytest
 import requests
-from test_properties import ISSUE_PROPERTIES, SECRETS
+from test_properties import PROPERTY_NAMES, SECRETS
 from typer.testing import CliRunner
 
 from sagesql.cli.main import app
@@ -109,7 +109,7 @@ def test_properties_json_lists_every_property() -> None:
     result = runner.invoke(app, ["properties", "--format", "json"])
     assert result.exit_code == 0, result.output
     rows = json.loads(result.stdout)
-    assert [r["name"] for r in rows] == ISSUE_PROPERTIES
+    assert [r["name"] for r in rows] == PROPERTY_NAMES
     defaults = {p.name: p.default for p in PROPERTIES}
     for row in rows:
         assert row["default"] == defaults[row["name"]]
@@ -127,7 +127,7 @@ def test_properties_table_for_people() -> None:
         cells = [c.strip() for c in line.strip("│ ").split("│")]
         if line.startswith("│") and cells[0]:  # the first line of a property's row
             rows[cells[0]] = cells
-    assert list(rows) == ISSUE_PROPERTIES
+    assert list(rows) == PROPERTY_NAMES
     assert rows["Product"][1] == "SageAccounting"
     assert rows["InitiateOAuth"][1:3] == ["OFF", "OFF, GETANDREFRESH, REFRESH"]
     assert rows["CallbackURL"][1] == "http://localhost:33333"
