@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -80,29 +79,17 @@ def status(
     connection: ConnectionOption = None,
     profile: ProfileOption = None,
     format: FormatOption = ListFormat.table,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Ask Sage whether the tokens still work (a refresh), or only read the store.",
+        ),
+    ] = True,
 ) -> None:
-    """Which token this connection uses and when it expires (never the token itself)."""
-    conn = _oauth_connection(connection, profile)
-    tokens = conn.store.load()
-    info: dict[str, object] = {
-        "product": conn.product.connection_name,
-        "api": conn.base_url,
-        "initiate_oauth": conn.settings.initiate_oauth,
-        "token_store": conn.store.location,
-        "logged_in": tokens is not None and bool(tokens.access_token),
-    }
-    if tokens is not None:
-        left = tokens.expires_in()
-        info.update(
-            has_refresh_token=bool(tokens.refresh_token),
-            scope=tokens.scope,
-            expires_at=(
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at))
-                if tokens.expires_at
-                else None
-            ),
-            expires_in_seconds=int(left) if left is not None else None,
-        )
+    """Which token this connection uses, when it expires and whether Sage still accepts it
+    (never the token itself)."""
+    info = _oauth_connection(connection, profile).login_status(check=check)
     if format is ListFormat.json:
         print_json(info)
     else:
