@@ -211,16 +211,16 @@ class OAuthAuth(AuthBase):
         """The refresh was sent and its answer lost: Sage may have rotated the token. Record
         it for every process sharing the store, then ask once more with the same token."""
         when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))
-        marked = TokenSet(**{**base.to_json(), "refresh_lost": f"{when}: {lost.message}"})
+        marked = TokenSet(**{**base.to_json(), "refresh_lost": f"at {when}: {lost.cause}"})
         self.store.save(marked)
         log.warning("%s; asking once more with the same refresh token", lost.message)
         try:
             return self.refresh_grant(marked)
         except AnswerLost as again:
             raise RetriableAPIError(
-                f"{again.message}, twice: Sage may have rotated the refresh token, and the new "
-                "one was lost with the answer",
-                hint="try again; if the refresh token is then refused, "
+                f"{again.message} (twice: Sage may have rotated the refresh token, and the new "
+                "one was lost with the answer)",
+                hint=f"{again.hint}; try again, and if the refresh token is then refused, "
                 + _relogin_hint(self.settings),
             ) from None
 
@@ -238,9 +238,9 @@ class OAuthAuth(AuthBase):
             if base.refresh_lost:
                 raise AuthError(
                     f"{exc.message}: the refresh token in {self.store.location} was retired by a "
-                    f"refresh whose answer was lost ({base.refresh_lost}); Sage keeps no "
-                    "grace period for a rotated refresh token, so every process sharing this "
-                    "store is signed out",
+                    f"refresh whose answer was lost ({base.refresh_lost}); Sage no longer accepts "
+                    "it (it documents no grace period for a rotated refresh token), so every "
+                    "process sharing this store is signed out",
                     hint=_relogin_hint(s),
                 ) from None
             raise AuthError(

@@ -70,7 +70,8 @@ class AnswerBroken(requests.ConnectionError):
     """The answer broke off after the request was sent (cut body, dropped connection)."""
 
     def __init__(self, status: int, read: int, why: str) -> None:
-        super().__init__(f"the answer ({status}) broke off after {read} bytes: {why}")
+        after = f" after {read} bytes" if read else ""
+        super().__init__(f"the answer ({status}) broke off{after} ({why})")
         self.status = status
 
 

@@ -208,7 +208,9 @@ def exchange_code(
         ) from None
     except AnswerLost as exc:
         raise AnswerLost(
-            exc.message, hint="the code may have been used up: log in again ('sagesql auth login')"
+            exc.message,
+            cause=exc.cause,
+            hint="the code may have been used up: log in again ('sagesql auth login')",
         ) from None
 
 

@@ -52,7 +52,12 @@ class TokenRefused(AuthError):
 
 class AnswerLost(RetriableAPIError):
     """The grant was sent and no usable answer came back: the server may have acted on it
-    (a refresh grant may have retired the refresh token it carried)."""
+    (a refresh grant may have retired the refresh token it carried). ``cause`` says what
+    came back instead, in a few words."""
+
+    def __init__(self, message: str, *, cause: str, hint: str | None = None) -> None:
+        super().__init__(message, hint=hint)
+        self.cause = cause
 
 
 def refresh(settings: Settings, url: str, refresh_token: str) -> dict[str, Any]:
@@ -115,9 +120,11 @@ def _unanswered(
             hint="check the network, proxy and OAuthTokenURL, then try again",
         )
     reason = _clean(str(exc), secrets) if str(exc) else type(exc).__name__
+    cause = f"{type(exc).__name__}: {reason}"
     return AnswerLost(
-        f"{what}: the token endpoint's answer was lost ({type(exc).__name__}: {reason})",
-        hint="the grant was sent and may have been used at Sage",
+        f"{what}: the token endpoint's answer was lost ({cause})",
+        cause=cause,
+        hint="the grant was sent, and Sage may have carried it out",
     )
 
 
@@ -168,6 +175,7 @@ def read_answer(
         looks = "JSON that breaks off or is malformed" if "json" in kind else kind
         raise AnswerLost(
             f"{what}: the token endpoint {shown} answered {status} with {looks}, not a token",
+            cause=f"{status} with {looks}",
             hint="if this repeats, check OAuthTokenURL: a web page or a proxy may answer there",
         )
     try:
@@ -175,6 +183,7 @@ def read_answer(
     except BadTokens as exc:
         raise AnswerLost(
             f"{what}: the token endpoint answered {status} with no usable token ({exc})",
+            cause=f"{status} with no usable token ({exc})",
             hint="if this repeats, check OAuthTokenURL",
         ) from None
     return data
