@@ -75,6 +75,28 @@ class AnswerBroken(requests.ConnectionError):
         self.status = status
 
 
+def describe(exc: BaseException) -> str:
+    """A failure in a few words: its class and, for a wrapped one, the innermost cause's
+    class (``ConnectionError (RemoteDisconnected)``); never the server's own text."""
+    if isinstance(exc, (RedirectRefused, AnswerTooLarge, DeadlineExceeded, AnswerBroken)):
+        return f"{type(exc).__name__}: {exc}"
+    inner: BaseException | None = exc
+    seen: list[BaseException] = []
+    while inner is not None and inner not in seen:
+        seen.append(inner)
+        nested = [a for a in getattr(inner, "args", ()) if isinstance(a, BaseException)]
+        reason = getattr(inner, "reason", None)
+        inner = (
+            nested[-1]
+            if nested
+            else reason
+            if isinstance(reason, BaseException)
+            else inner.__cause__ or inner.__context__
+        )
+    last = seen[-1]
+    return type(exc).__name__ + (f" ({type(last).__name__})" if last is not exc else "")
+
+
 # -- the watchdog -----------------------------------------------------------------------------
 
 

@@ -33,7 +33,7 @@ import requests
 from urllib3.exceptions import MaxRetryError, NewConnectionError
 
 from sagesql.connector import oauth_http
-from sagesql.connector.bounded_http import RedirectRefused, bounded_session
+from sagesql.connector.bounded_http import RedirectRefused, bounded_session, describe
 from sagesql.connector.logs import redact, redact_url
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import BadTokens, TokenSet
@@ -116,11 +116,10 @@ def _unanswered(
 ) -> RetriableAPIError:
     if _not_sent(exc):
         return RetriableAPIError(
-            f"{what}: could not reach the token endpoint {shown} ({type(exc).__name__})",
+            f"{what}: could not reach the token endpoint {shown} ({describe(exc)})",
             hint="check the network, proxy and OAuthTokenURL, then try again",
         )
-    reason = _clean(str(exc), secrets) if str(exc) else type(exc).__name__
-    cause = f"{type(exc).__name__}: {reason}"
+    cause = _clean(describe(exc), secrets)
     return AnswerLost(
         f"{what}: the token endpoint's answer was lost ({cause})",
         cause=cause,
@@ -172,7 +171,7 @@ def read_answer(
             "endpoint",
         )
     if data is None:
-        looks = "JSON that breaks off or is malformed" if "json" in kind else kind
+        looks = "JSON that breaks off, is malformed or is no object" if "json" in kind else kind
         raise AnswerLost(
             f"{what}: the token endpoint {shown} answered {status} with {looks}, not a token",
             cause=f"{status} with {looks}",

@@ -40,10 +40,12 @@ from sagesql.activities.polling.config import SinkConfig
 from sagesql.activities.polling.events import Origin, plain_lines, platform_body
 from sagesql.connector import files
 from sagesql.connector.bounded_http import (
+    AnswerBroken,
     AnswerTooLarge,
     DeadlineExceeded,
     RedirectRefused,
     bounded_session,
+    describe,
 )
 from sagesql.connector.logs import redact_url
 from sagesql.errors import ConfigurationError
@@ -122,9 +124,12 @@ class WebhookSink(Sink):
                 f"the receiver's answer ({exc.status}) is larger than {exc.limit} bytes: "
                 "not read further"
             ) from None
+        except AnswerBroken as exc:
+            said = str(exc).replace("the answer", "the receiver's answer", 1)
+            raise DeliveryFailed(said) from None
         except requests.RequestException as exc:
             raise DeliveryFailed(
-                f"{type(exc).__name__}: the receiver could not be reached"
+                f"{describe(exc)}: the receiver could not be reached or gave no answer"
             ) from None
         status = response.status_code
         response.close()
