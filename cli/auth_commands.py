@@ -99,40 +99,7 @@ def status(
 @auth_app.command()
 def logout(connection: ConnectionOption = None, profile: ProfileOption = None) -> None:
     """Revoke the stored tokens at Sage and forget them."""
-    import requests
-
-    from sagesql.connector import oauth_http
-
-    conn = _oauth_connection(connection, profile)
-    tokens = conn.store.load()
-    revoked = False
-    if tokens is not None and conn.endpoints.revoke_url:
-        token = tokens.refresh_token or tokens.access_token
-        with oauth_http.permitted(conn.endpoints.revoke_url, "the revoke URL"):
-            try:
-                answer = requests.post(
-                    conn.endpoints.revoke_url,
-                    timeout=conn.settings.timeout,
-                    proxies=conn.settings.proxies(),
-                    data={
-                        "token": token,
-                        "client_id": conn.settings.oauth_client_id,
-                        "client_secret": conn.settings.oauth_client_secret,
-                    },
-                )
-                revoked = answer.ok
-            except requests.RequestException:
-                revoked = False
-    with conn.store.locked():
-        conn.store.clear()
-    message = "logged out" + (
-        "; tokens revoked at Sage"
-        if revoked
-        else "; could not revoke them at Sage (they expire on their own)"
-        if tokens is not None
-        else "; no tokens were stored"
-    )
-    typer.echo(message, err=True)
+    typer.echo(_oauth_connection(connection, profile).logout(), err=True)
 
 
 def register(app: typer.Typer) -> None:

@@ -15,7 +15,7 @@ from typing import Any
 
 from requests.auth import AuthBase
 
-from sagesql.connector import logs, products, sources
+from sagesql.connector import logs, products, sources, token_endpoint
 from sagesql.connector.auth import OAuthAuth, login_command
 from sagesql.connector.login import Endpoints, connection_login, is_interactive
 from sagesql.connector.products import SageProduct
@@ -148,6 +148,26 @@ class SageClient:
             if tokens.refresh_lost:
                 info["refresh_lost"] = tokens.refresh_lost
         return info
+
+    def logout(self) -> str:
+        """Revoke the stored tokens at Sage and forget them; what happened, in words."""
+        if self.store is None or self.endpoints is None:
+            raise ConfigurationError(
+                f"{self.product.connection_name} uses User and Password, not OAuth",
+                hint="nothing to log out of",
+            )
+        tokens = self.store.load()
+        revoked = False
+        if tokens is not None and self.endpoints.revoke_url:
+            token = tokens.refresh_token or tokens.access_token
+            revoked = token_endpoint.revoke(self.settings, self.endpoints.revoke_url, token)
+        with self.store.locked():
+            self.store.clear()
+        if tokens is None:
+            return "logged out; no tokens were stored"
+        if revoked:
+            return "logged out; tokens revoked at Sage"
+        return "logged out; could not revoke them at Sage (they expire on their own)"
 
     def close(self) -> None:
         if not self.closed and self._transport is not None:

@@ -111,6 +111,27 @@ def post_grant(
     )
 
 
+def revoke(settings: Settings, url: str, token: str) -> bool:
+    """Revoke a token (RFC 7009) through a bounded session: whether the endpoint said so."""
+    form = {"token": token}
+    if settings.oauth_client_id:
+        form["client_id"] = settings.oauth_client_id
+    if settings.oauth_client_secret:
+        form["client_secret"] = settings.oauth_client_secret
+    with (
+        oauth_http.permitted(url, "the revoke URL"),
+        bounded_session(deadline=float(settings.timeout)) as session,
+    ):
+        session.proxies.update(settings.proxies() or {})
+        try:
+            answer = session.post(
+                url, data=form, timeout=float(settings.timeout), allow_redirects=False
+            )
+        except requests.RequestException:
+            return False
+    return bool(answer.ok)
+
+
 def _unanswered(
     exc: requests.RequestException, what: str, shown: str, secrets: list[str]
 ) -> RetriableAPIError:
