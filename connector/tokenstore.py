@@ -146,19 +146,6 @@ class TokenSet:
         left = self.expires_in(now)
         return left is not None and left <= margin
 
-    def as_oauthlib(self, margin: float = 0.0) -> dict[str, Any]:
-        """The token dict requests-oauthlib expects (expiry brought forward by ``margin``)."""
-        token: dict[str, Any] = {
-            "access_token": self.access_token,
-            "token_type": self.token_type or "bearer",
-        }
-        if self.refresh_token:
-            token["refresh_token"] = self.refresh_token
-        if self.expires_at is not None:
-            token["expires_at"] = self.expires_at - margin
-            token["expires_in"] = max(0.0, self.expires_at - margin - time.time())
-        return token
-
     @property
     def lifetime(self) -> float | None:
         if self.expires_at is None or self.obtained_at is None:
