@@ -53,10 +53,19 @@ BUSY_TIMEOUT = 30.0  # seconds a write waits for another connection's transactio
 OPEN_WAIT = 2.0  # seconds opening waits for the write lock (our transactions take ms)
 
 
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code (Python 3.11+; None before)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
 def _is_busy(exc: sqlite3.Error) -> bool:
-    code = getattr(exc, "sqlite_errorcode", None)  # Python 3.11+
+    code = _code(exc)
     if code is not None:
-        return (code & 0xFF) in (5, 6)  # SQLITE_BUSY, SQLITE_LOCKED
+        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
     return "locked" in str(exc) or "busy" in str(exc)
 
 
@@ -102,6 +111,13 @@ class SQLiteStateStore(StateStore):
                 f"({files.held_by(self.path, self.path + '-wal', self.path + '-shm')})",
                 hint="end that process (a sqlite3 session or tool holding a transaction on "
                 "the file; a 'sagesql poll' on the same state says so itself), then run again",
+            )
+        if _code(exc) not in (None, _SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+            _code(exc) is None and "database" not in str(exc)
+        ):  # cannot open, read-only, disk full, I/O: the file may be fine
+            return ConfigurationError(
+                f"cannot use the poll state {self.path}: {exc}",
+                hint="set state to a SQLite file in a folder you can write",
             )
         return ConfigurationError(
             f"the poll state {self.path} is not a usable SQLite database ({exc})",
