@@ -29,6 +29,7 @@ from typing import IO, Annotated, Any
 
 import typer
 
+from sagesql.cli import files
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
 app = typer.Typer(
@@ -108,6 +109,18 @@ class NotJSON:
 
 def read_records(stream: IO[str]) -> Iterator[Any]:
     """JSON lines, or one JSON array; read lazily line by line."""
+    from sagesql.errors import DataError
+
+    try:
+        yield from _records(stream)
+    except UnicodeDecodeError as exc:
+        raise DataError(
+            f"the input is not UTF-8 text (byte 0x{exc.object[exc.start]:02x})",
+            hint="save it as UTF-8",
+        ) from None
+
+
+def _records(stream: IO[str]) -> Iterator[Any]:
     first = ""
     for line in stream:
         if line.strip():
@@ -145,13 +158,13 @@ def _parse(line: str, number: int) -> Any:
 
 def _output(stack: ExitStack, output: str | None) -> IO[str]:
     if output:
-        return stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
+        return files.output_file(stack, output, "--output")
     return sys.stdout
 
 
 def _input(stack: ExitStack, path: str | None) -> IO[str]:
     if path:
-        return stack.enter_context(open(path, encoding="utf-8"))
+        return files.input_file(stack, path, "--input")
     return sys.stdin
 
 

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import Annotated
 
 import typer
@@ -80,29 +79,17 @@ def status(
     connection: ConnectionOption = None,
     profile: ProfileOption = None,
     format: FormatOption = ListFormat.table,
+    check: Annotated[
+        bool,
+        typer.Option(
+            "--check/--no-check",
+            help="Ask Sage whether the tokens still work (a refresh), or only read the store.",
+        ),
+    ] = True,
 ) -> None:
-    """Which token this connection uses and when it expires (never the token itself)."""
-    conn = _oauth_connection(connection, profile)
-    tokens = conn.store.load()
-    info: dict[str, object] = {
-        "product": conn.product.connection_name,
-        "api": conn.base_url,
-        "initiate_oauth": conn.settings.initiate_oauth,
-        "token_store": conn.store.location,
-        "logged_in": tokens is not None and bool(tokens.access_token),
-    }
-    if tokens is not None:
-        left = tokens.expires_in()
-        info.update(
-            has_refresh_token=bool(tokens.refresh_token),
-            scope=tokens.scope,
-            expires_at=(
-                time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at))
-                if tokens.expires_at
-                else None
-            ),
-            expires_in_seconds=int(left) if left is not None else None,
-        )
+    """Which token this connection uses, when it expires and whether Sage still accepts it
+    (never the token itself)."""
+    info = _oauth_connection(connection, profile).login_status(check=check)
     if format is ListFormat.json:
         print_json(info)
     else:
@@ -112,40 +99,7 @@ def status(
 @auth_app.command()
 def logout(connection: ConnectionOption = None, profile: ProfileOption = None) -> None:
     """Revoke the stored tokens at Sage and forget them."""
-    import requests
-
-    from sagesql.connector import oauth_http
-
-    conn = _oauth_connection(connection, profile)
-    tokens = conn.store.load()
-    revoked = False
-    if tokens is not None and conn.endpoints.revoke_url:
-        token = tokens.refresh_token or tokens.access_token
-        with oauth_http.permitted(conn.endpoints.revoke_url, "the revoke URL"):
-            try:
-                answer = requests.post(
-                    conn.endpoints.revoke_url,
-                    timeout=conn.settings.timeout,
-                    proxies=conn.settings.proxies(),
-                    data={
-                        "token": token,
-                        "client_id": conn.settings.oauth_client_id,
-                        "client_secret": conn.settings.oauth_client_secret,
-                    },
-                )
-                revoked = answer.ok
-            except requests.RequestException:
-                revoked = False
-    with conn.store.locked():
-        conn.store.clear()
-    message = "logged out" + (
-        "; tokens revoked at Sage"
-        if revoked
-        else "; could not revoke them at Sage (they expire on their own)"
-        if tokens is not None
-        else "; no tokens were stored"
-    )
-    typer.echo(message, err=True)
+    typer.echo(_oauth_connection(connection, profile).logout(), err=True)
 
 
 def register(app: typer.Typer) -> None:

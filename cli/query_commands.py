@@ -3,6 +3,9 @@
 A write (INSERT, UPDATE, DELETE) prints one row per input row (row, key, status,
 error) and a summary on stderr, and exits 1 if any row failed: a partial write is
 never hidden. UPDATE or DELETE without WHERE is refused unless ``--all`` is given.
+
+SQL that starts with a comment (``-- note``) is the statement, not an option: an
+argument that starts with ``-`` and has white space before any ``=`` cannot be one.
 """
 
 from __future__ import annotations
@@ -13,8 +16,29 @@ from enum import Enum
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand
 
+from sagesql.cli import files
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
+
+
+class SQLArgument(TyperCommand):
+    """``query``: an argument such as ``-- note\nSELECT 1`` is the SQL, not an option."""
+
+    def parse_args(self, ctx: Any, args: list[str]) -> list[str]:
+        if "--" not in args:
+            sql = [a for a in args if _is_sql(a)]
+            if sql:
+                args = [a for a in args if not _is_sql(a)] + ["--", *sql]
+        return list(super().parse_args(ctx, args))
+
+
+def _is_sql(arg: str) -> bool:
+    """An argument starting with - that no option can be: white space before any '='."""
+    if not arg.startswith("-") or arg == "-":
+        return False
+    name = arg.split("=", 1)[0]
+    return any(c.isspace() for c in name)
 
 
 class RowFormat(str, Enum):
@@ -47,8 +71,8 @@ def _read_sql(sql: str | None) -> str:
     if sql is None or sql == "-":
         if sys.stdin.isatty() and sql is None:
             raise ProgrammingError("no SQL given", hint="pass it as an argument or on stdin")
-        return sys.stdin.read()
-    return sql
+        return files.read_stdin("the SQL on stdin")
+    return files.checked_text(sql, "the SQL argument")
 
 
 def query(
@@ -130,6 +154,8 @@ def query(
     text = _read_sql(sql)
     params = _params(param)
     with ExitStack() as stack:
+        # Before anything is sent: a write's results must have somewhere to go.
+        target = files.output_file(stack, output, "--output") if output and not explain else None
         conn = open_client(stack, connection, profile, product, sandbox, verbose)
         if explain:
             typer.echo(pipeline.explain(conn, text, params, max_rows=max_rows))
@@ -139,13 +165,12 @@ def query(
         chosen = format or (
             RowFormat.table if (output is None and sys.stdout.isatty()) else RowFormat.jsonl
         )
-        target = (
-            stack.enter_context(open(output, "w", encoding="utf-8", newline=""))
-            if output
-            else sys.stdout
-        )
         rows_output.write(
-            result, chosen.value, target, progress=sys.stderr.isatty(), show_secrets=show_secrets
+            result,
+            chosen.value,
+            target or sys.stdout,
+            progress=sys.stderr.isatty(),
+            show_secrets=show_secrets,
         )
         if isinstance(result, writes.WriteResult):
             typer.echo(result.summary(), err=True)
@@ -175,5 +200,5 @@ def procedures(
 
 
 def register(app: typer.Typer) -> None:
-    app.command()(query)
+    app.command(cls=SQLArgument)(query)
     app.command()(procedures)

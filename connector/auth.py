@@ -11,8 +11,19 @@
 
 Refresh is single-flight across threads and processes: under the store's lock the
 store is re-read, and the refresh grant is made only if the stored token is still
-the stale one. The protocol itself is requests-oauthlib's (whose DEBUG logging,
-which prints tokens, is kept off).
+the stale one. The grant itself is :mod:`token_endpoint`'s (bounded, read strictly).
+
+A lost refresh answer is the one failure no client can undo. Sage rotates refresh
+tokens: the answer carrying the new one also retires the old one. If that answer is
+cut off after Sage has sent it (a dropped connection, a timeout), the new refresh token
+is gone and the old one is dead, for every process that shares the token store; only a
+new login (``sagesql auth login``) gives a working pair again. Some servers accept the
+previous refresh token for a grace period after a rotation; Sage documents none, so
+sagesql does not count on one: when an answer is lost it asks once more with the same
+refresh token (which works if the grant never took effect, or if Sage does keep an
+undocumented grace period), and otherwise fails with the login to run. The lost answer
+is recorded in the store (``refresh_lost``), so that every process that then finds the
+refresh token refused says why, and which command brings it back.
 """
 
 from __future__ import annotations
@@ -27,8 +38,9 @@ from typing import Any
 import requests
 from requests.auth import AuthBase, HTTPBasicAuth
 
-from sagesql.connector import logs, oauth_http
+from sagesql.connector import logs, token_endpoint
 from sagesql.connector.properties import Settings
+from sagesql.connector.token_endpoint import AnswerLost, TokenRefused
 from sagesql.connector.tokenstore import TokenSet, TokenStore
 from sagesql.errors import AuthError, RetriableAPIError
 
@@ -48,11 +60,21 @@ def fingerprint(token: str | None) -> str | None:
     return hashlib.sha256(token.encode()).hexdigest()[:16] if token else None
 
 
-def _relogin_hint(settings: Settings) -> str:
+def login_command(settings: Settings) -> str:
+    """The command that signs this connection in again."""
     profile = f" --profile {settings.profile}" if settings.profile else ""
+    return f"sagesql auth login{profile}"
+
+
+def _relogin_hint(settings: Settings) -> str:
+    if settings.initiate_oauth == "REFRESH":
+        return (
+            "give a new OAuthRefreshToken, or log in with "
+            f"'{login_command(settings)}' and use InitiateOAuth=GETANDREFRESH"
+        )
     return (
-        f"log in again with 'sagesql auth login{profile}' (or InitiateOAuth=GETANDREFRESH), "
-        "or give a new OAuthRefreshToken"
+        f"run '{login_command(settings)}' (with this connection's -c or --profile) to sign in "
+        "again; every process sharing the token store then uses the new tokens"
     )
 
 
@@ -94,6 +116,21 @@ class OAuthAuth(AuthBase):
                 self._margin(self._tokens), self._clock()
             ):
                 self._tokens = self._remember(self._refresh(stale=self._tokens))
+            return self._tokens
+
+    def check(self) -> TokenSet:
+        """Whether Sage still honours these tokens, asked the only way a refresh token can
+        be tested: a refresh (single-flight as any other; the new pair is stored). Raises
+        what a refresh raises: AuthError when the refresh token is refused."""
+        with self._lock:
+            if self.settings.initiate_oauth == "OFF":
+                raise AuthError(
+                    "InitiateOAuth=OFF never refreshes, so the token cannot be checked",
+                    hint="use InitiateOAuth=GETANDREFRESH or REFRESH",
+                )
+            if self._tokens is None:
+                self._tokens = self._remember(self._initial())
+            self._tokens = self._remember(self._refresh(stale=self._tokens))
             return self._tokens
 
     @staticmethod
@@ -163,49 +200,55 @@ class OAuthAuth(AuthBase):
                     "the access token expired and there is no refresh token",
                     hint=_relogin_hint(self.settings),
                 )
-            fresh = self.refresh_grant(base)
+            try:
+                fresh = self.refresh_grant(base)
+            except AnswerLost as lost:
+                fresh = self._after_lost_answer(base, lost)
             self.store.save(fresh)
             return fresh
 
-    def refresh_grant(self, base: TokenSet) -> TokenSet:
-        from oauthlib.oauth2 import OAuth2Error
-        from requests_oauthlib import OAuth2Session
+    def _after_lost_answer(self, base: TokenSet, lost: AnswerLost) -> TokenSet:
+        """The refresh was sent and its answer lost: Sage may have rotated the token. Record
+        it for every process sharing the store, then ask once more with the same token."""
+        when = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(self._clock()))
+        marked = TokenSet(**{**base.to_json(), "refresh_lost": f"at {when}: {lost.cause}"})
+        self.store.save(marked)
+        log.warning("%s; asking once more with the same refresh token", lost.message)
+        try:
+            return self.refresh_grant(marked)
+        except AnswerLost as again:
+            raise RetriableAPIError(
+                f"{again.message} (twice: Sage may have rotated the refresh token, and the new "
+                "one was lost with the answer)",
+                hint=f"{again.hint}; try again, and if the refresh token is then refused, "
+                + _relogin_hint(self.settings),
+            ) from None
 
+    def refresh_grant(self, base: TokenSet) -> TokenSet:
+        assert base.refresh_token is not None
         s = self.settings
-        session = OAuth2Session(s.oauth_client_id, token=base.as_oauthlib())
-        session.proxies = s.proxies() or {}
-        session.max_redirects = 0  # a 307 would carry the secret and refresh token elsewhere
-        with oauth_http.permitted(self.token_url):
-            try:
-                data = session.refresh_token(
-                    self.token_url,
-                    refresh_token=base.refresh_token,
-                    client_id=s.oauth_client_id,
-                    client_secret=s.oauth_client_secret,
-                    timeout=s.timeout,
-                )
-            except OAuth2Error as exc:
-                reason = exc.error or "refused"
+        try:
+            data = token_endpoint.refresh(s, self.token_url, base.refresh_token)
+        except TokenRefused as exc:
+            if exc.error != "invalid_grant":
                 raise AuthError(
-                    f"refreshing the access token failed ({reason}): the refresh token was already "
-                    "used, revoked or has expired",
+                    f"{exc.message}: the token endpoint refused this client or request",
+                    hint="check OAuthClientId, OAuthClientSecret and OAuthTokenURL",
+                ) from None
+            if base.refresh_lost:
+                raise AuthError(
+                    f"{exc.message}: the refresh token in {self.store.location} was retired by a "
+                    f"refresh whose answer was lost ({base.refresh_lost}); Sage no longer accepts "
+                    "it (it documents no grace period for a rotated refresh token), so every "
+                    "process sharing this store is signed out",
                     hint=_relogin_hint(s),
                 ) from None
-            except requests.TooManyRedirects:
-                raise AuthError(
-                    f"the token endpoint {self.token_url} answered with a redirect, which is "
-                    "not followed (it would carry the client secret and refresh token along)",
-                    hint="check OAuthTokenURL",
-                ) from None
-            except requests.RequestException as exc:
-                raise RetriableAPIError(
-                    f"could not reach the token endpoint {self.token_url}: {type(exc).__name__}",
-                    hint="check the network, proxy and OAuthTokenURL, then try again",
-                ) from None
-            finally:
-                session.close()
+            raise AuthError(
+                f"{exc.message}: the refresh token was already used, revoked or has expired",
+                hint=_relogin_hint(s),
+            ) from None
         self.refreshes += 1
-        fresh = TokenSet.from_response(dict(data), self._clock())
+        fresh = TokenSet.from_response(data, self._clock())
         if not fresh.refresh_token:  # some servers keep the old one when they don't rotate
             fresh = TokenSet(**{**fresh.to_json(), "refresh_token": base.refresh_token})
         return TokenSet(**{**fresh.to_json(), "origin": base.origin})

@@ -9,19 +9,21 @@ catalog, the token store, the auth object and the transport.
 from __future__ import annotations
 
 import threading
+import time
 from collections.abc import Callable
 from datetime import datetime, timezone
 from typing import Any
 
 from requests.auth import AuthBase
 
-from sagesql.connector import logs, products, sources
+from sagesql.connector import logs, products, sources, token_endpoint
+from sagesql.connector.auth import OAuthAuth, login_command
 from sagesql.connector.login import Endpoints, connection_login, is_interactive
 from sagesql.connector.products import SageProduct
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
 from sagesql.connector.transport import HTTPTransport
-from sagesql.errors import InterfaceError
+from sagesql.errors import AuthError, ConfigurationError, Error, InterfaceError
 from sagesql.schemas.catalog import Catalog, default_catalog
 
 
@@ -106,6 +108,75 @@ class SageClient:
             self._scope_headers = self.product.scope_headers(self.settings, transport.get_json)
             transport.session.headers.update(self._scope_headers)
         return transport
+
+    def login_status(self, *, check: bool = True) -> dict[str, object]:
+        """Which tokens this connection uses and when they expire (never a token), and,
+        unless ``check`` is False, whether Sage still accepts them: ``logged_in`` is True,
+        False, or None when Sage could not be asked (``check`` then says why)."""
+        if self.store is None:
+            raise ConfigurationError(
+                f"{self.product.connection_name} uses User and Password, not OAuth",
+                hint="nothing to log in to: set User and Password",
+            )
+        tokens = self.store.load()
+        logged_in: bool | None = tokens is not None and bool(tokens.access_token)
+        if tokens is None:
+            verdict = f"no tokens stored: run '{login_command(self.settings)}'"
+        elif not check:
+            verdict = "not checked (--no-check): the stored tokens may have been revoked"
+        elif not isinstance(self.auth, OAuthAuth):
+            logged_in, verdict = None, "could not check: the connection's auth is not OAuth"
+        else:
+            try:
+                tokens = self.auth.check()
+                verdict = "yes: Sage accepted the refresh token (the new pair is stored)"
+            except AuthError as exc:
+                logged_in, verdict = False, f"no: {exc}"
+            except Error as exc:
+                logged_in, verdict = None, f"could not check: {exc}"
+        info: dict[str, object] = {
+            "product": self.product.connection_name,
+            "api": self.base_url,
+            "initiate_oauth": self.settings.initiate_oauth,
+            "token_store": self.store.location,
+            "logged_in": logged_in,
+            "checked": verdict,
+        }
+        if tokens is not None:
+            left = tokens.expires_in()
+            info.update(
+                has_refresh_token=bool(tokens.refresh_token),
+                scope=tokens.scope,
+                expires_at=(
+                    time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(tokens.expires_at))
+                    if tokens.expires_at
+                    else None
+                ),
+                expires_in_seconds=int(left) if left is not None else None,
+            )
+            if tokens.refresh_lost:
+                info["refresh_lost"] = tokens.refresh_lost
+        return info
+
+    def logout(self) -> str:
+        """Revoke the stored tokens at Sage and forget them; what happened, in words."""
+        if self.store is None or self.endpoints is None:
+            raise ConfigurationError(
+                f"{self.product.connection_name} uses User and Password, not OAuth",
+                hint="nothing to log out of",
+            )
+        tokens = self.store.load()
+        revoked = False
+        if tokens is not None and self.endpoints.revoke_url:
+            token = tokens.refresh_token or tokens.access_token
+            revoked = token_endpoint.revoke(self.settings, self.endpoints.revoke_url, token)
+        with self.store.locked():
+            self.store.clear()
+        if tokens is None:
+            return "logged out; no tokens were stored"
+        if revoked:
+            return "logged out; tokens revoked at Sage"
+        return "logged out; could not revoke them at Sage (they expire on their own)"
 
     def close(self) -> None:
         if not self.closed and self._transport is not None:

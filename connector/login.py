@@ -28,9 +28,10 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
 
-from sagesql.connector import oauth_http
+from sagesql.connector import token_endpoint
 from sagesql.connector.properties import Settings
-from sagesql.errors import AuthError, ConfigurationError, RetriableAPIError
+from sagesql.connector.token_endpoint import AnswerLost, TokenRefused
+from sagesql.errors import AuthError, ConfigurationError
 from sagesql.schemas.catalog import Product
 
 LOGIN_TIMEOUT = 300.0
@@ -191,40 +192,26 @@ def exchange_code(
     callback_url: str | None = None,
     verifier: str | None = None,
 ) -> dict[str, Any]:
-    """Trade an authorization code for tokens (requests-oauthlib)."""
-    import requests
-    from oauthlib.oauth2 import OAuth2Error
-    from requests_oauthlib import OAuth2Session
-
-    session = OAuth2Session(
-        settings.oauth_client_id, redirect_uri=callback_url or settings.callback_url
-    )
-    session.proxies = settings.proxies() or {}
-    session.max_redirects = 0  # a 307 would carry the code and the secret elsewhere
-    kwargs: dict[str, Any] = {"code_verifier": verifier} if verifier else {}
-    with oauth_http.permitted(endpoints.token_url):
-        try:
-            token = session.fetch_token(
-                endpoints.token_url,
-                code=code,
-                client_secret=settings.oauth_client_secret,
-                include_client_id=True,
-                timeout=settings.timeout,
-                **kwargs,
-            )
-        except OAuth2Error as exc:
-            raise AuthError(
-                f"the token endpoint refused the code ({exc.error or 'error'})",
-                hint="codes are single-use and expire after a minute: log in again",
-            ) from None
-        except requests.RequestException as exc:
-            raise RetriableAPIError(
-                f"could not reach {endpoints.token_url}: {type(exc).__name__}",
-                hint="check the network, proxy and OAuthTokenURL",
-            ) from None
-        finally:
-            session.close()
-    return dict(token)
+    """Trade an authorization code for tokens (the token answer, checked)."""
+    try:
+        return token_endpoint.exchange(
+            settings,
+            endpoints.token_url,
+            code,
+            redirect_uri=callback_url or settings.callback_url,
+            verifier=verifier,
+        )
+    except TokenRefused as exc:
+        raise AuthError(
+            exc.message,
+            hint="codes are single-use and expire after a minute: log in again",
+        ) from None
+    except AnswerLost as exc:
+        raise AnswerLost(
+            exc.message,
+            cause=exc.cause,
+            hint="the code may have been used up: log in again ('sagesql auth login')",
+        ) from None
 
 
 def default_opener(url: str) -> bool:

@@ -19,6 +19,10 @@ of JSON bodies, form bodies and query strings become ``***``. The loggers of
 ``oauthlib`` and ``requests_oauthlib``, which print tokens at DEBUG, are held at
 WARNING; ``http.client``'s header printing (``debuglevel``, plain ``print``) is
 never turned on.
+
+The Logfile is created 0600 in folders created 0700 (:mod:`files`): from Verbosity 3 on
+it holds request and answer bodies, that is, customer records, and a file created at a
+lower verbosity may be written at a higher one later.
 """
 
 from __future__ import annotations
@@ -30,6 +34,8 @@ import threading
 from collections.abc import Iterable, Mapping
 from typing import TYPE_CHECKING, Any
 from urllib.parse import quote, quote_plus, urlsplit, urlunsplit
+
+from sagesql.connector import files
 
 if TYPE_CHECKING:
     from sagesql.connector.properties import Settings
@@ -145,6 +151,13 @@ def redact_body(body: Any, limit: int | None = BODY_LIMIT) -> str:
     return redact(text)
 
 
+class PrivateFileHandler(logging.FileHandler):
+    """A FileHandler whose file, when it creates it, is 0600 in folders created 0700."""
+
+    def _open(self) -> Any:
+        return files.open_private(self.baseFilename, self.mode, encoding=self.encoding or "utf-8")
+
+
 class RedactingFilter(logging.Filter):
     """Rewrites each record's message (and traceback) with secrets masked; drops nothing."""
 
@@ -223,7 +236,7 @@ def configure(settings: Settings, *, to_stderr: bool = False, stream: Any = None
             logging.getLogger(name).setLevel(level)
         handler: logging.Handler | None = None
         if settings.logfile:
-            handler = logging.FileHandler(settings.logfile, encoding="utf-8", delay=True)
+            handler = PrivateFileHandler(settings.logfile, encoding="utf-8", delay=True)
         elif to_stderr or stream is not None:
             handler = logging.StreamHandler(stream)
         if handler is not None:

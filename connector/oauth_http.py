@@ -1,8 +1,10 @@
 """OAuth over plain http: allowed for loopback addresses (the sandbox) and nowhere else.
 
-oauthlib refuses http unless ``OAUTHLIB_INSECURE_TRANSPORT`` is set in the process
-environment; setting it for good would let a mistyped http URL send secrets in clear.
-:func:`permitted` sets it only around a call to a loopback URL.
+Tokens, codes and the client secret never travel in clear: :func:`permitted` wraps every
+call to an OAuth endpoint and refuses an http URL unless it is a loopback address. Around
+such a call it also sets ``OAUTHLIB_INSECURE_TRANSPORT`` (oauthlib's own switch for the
+same rule), for code that still goes through oauthlib; never for good, since a mistyped
+http URL would then send secrets in clear.
 """
 
 from __future__ import annotations

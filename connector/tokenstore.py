@@ -12,18 +12,66 @@ from __future__ import annotations
 import contextlib
 import hashlib
 import json
-import os
-import tempfile
+import math
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
 
+from sagesql.connector import files
 from sagesql.errors import ConfigurationError
 
 MEMORY_SCHEME = "memory://"
+LOCK_WAIT = 120.0  # seconds a refresh waits for another process's refresh of the same store
+
+
+class BadTokens(ValueError):
+    """Token fields that are missing or of the wrong type (a token answer or a token file)."""
+
+
+def _text(data: Mapping[str, Any], name: str, *, required: bool = False) -> str | None:
+    """A token field that goes into an HTTP header or a form: text without spaces or
+    control characters (a newline in a token would split the header it is sent in)."""
+    value = data.get(name)
+    if value is None or (value == "" and not required):
+        if required:
+            raise BadTokens(f"{name} is missing")
+        return None
+    if not isinstance(value, str):
+        raise BadTokens(f"{name} is {type(value).__name__}, not text")
+    if not value or any(c.isspace() or not c.isprintable() for c in value):
+        raise BadTokens(f"{name} is empty or holds spaces or control characters")
+    return value
+
+
+def _label(data: Mapping[str, Any], name: str) -> str | None:
+    """A descriptive field (token_type, scope, origin): text, or a list of words for scope."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, list) and all(isinstance(v, str) for v in value):
+        value = " ".join(value)
+    if not isinstance(value, str) or not value.isprintable():
+        raise BadTokens(f"{name} is not text")
+    return value
+
+
+def _number(data: Mapping[str, Any], name: str) -> float | None:
+    """Seconds: a JSON number (or numeric text, as some servers send), finite."""
+    value = data.get(name)
+    if value is None:
+        return None
+    if isinstance(value, bool) or not isinstance(value, (int, float, str)):
+        raise BadTokens(f"{name} is {type(value).__name__}, not a number")
+    try:
+        number = float(value)
+    except ValueError:
+        raise BadTokens(f"{name} is not a number") from None
+    if not math.isfinite(number) or abs(number) > 1e11:  # about 3000 years
+        raise BadTokens(f"{name} is out of range")
+    return number
 
 
 @dataclass(frozen=True)
@@ -39,26 +87,54 @@ class TokenSet:
     # Fingerprint of the refresh token the user gave (InitiateOAuth=REFRESH): stored tokens
     # descend from it; a different one given later starts a new chain.
     origin: str | None = None
+    # When and how the answer to a refresh made with this refresh token was lost: Sage may
+    # have retired it (auth.py says what follows).
+    refresh_lost: str | None = None
 
     @classmethod
-    def from_response(cls, data: dict[str, Any], now: float | None = None) -> TokenSet:
-        """From an OAuth token response (``expires_in`` or requests-oauthlib's ``expires_at``)."""
+    def from_response(cls, data: Mapping[str, Any], now: float | None = None) -> TokenSet:
+        """From an OAuth token response (``expires_in`` or requests-oauthlib's ``expires_at``);
+        :class:`BadTokens` when a field is missing or of the wrong type."""
+        if not isinstance(data, Mapping):
+            raise BadTokens("the answer is not a JSON object")
         now = time.time() if now is None else now
         # expires_in first: oauthlib's expires_at is computed from a rounded time.time(),
         # which is up to half a second late (a quarter of a 2-second token's life).
-        expires_at = data.get("expires_at")
-        if data.get("expires_in") is not None:
-            expires_at = now + float(data["expires_in"])
-        scope = data.get("scope")
-        if isinstance(scope, list):
-            scope = " ".join(scope)
+        expires_at = _number(data, "expires_at")
+        expires_in = _number(data, "expires_in")
+        if expires_in is not None:
+            expires_at = now + expires_in
+        access_token = _text(data, "access_token", required=True)
+        assert access_token is not None
         return cls(
-            access_token=str(data["access_token"]),
-            refresh_token=data.get("refresh_token"),
-            expires_at=float(expires_at) if expires_at is not None else None,
-            token_type=str(data.get("token_type", "bearer")),
-            scope=scope,
+            access_token=access_token,
+            refresh_token=_text(data, "refresh_token"),
+            expires_at=expires_at,
+            token_type=_label(data, "token_type") or "bearer",
+            scope=_label(data, "scope"),
             obtained_at=now,
+        )
+
+    @classmethod
+    def from_json(cls, data: Any) -> TokenSet:
+        """From what :meth:`to_json` wrote (a token file); :class:`BadTokens` when a field
+        is missing or of the wrong type. Unknown fields are ignored."""
+        if not isinstance(data, Mapping):
+            raise BadTokens("it is not a JSON object")
+        access_token = _text(data, "access_token", required=True)
+        assert access_token is not None
+        lost = data.get("refresh_lost")
+        if lost is not None and not isinstance(lost, str):
+            raise BadTokens("refresh_lost is not text")
+        return cls(
+            access_token=access_token,
+            refresh_token=_text(data, "refresh_token"),
+            expires_at=_number(data, "expires_at"),
+            token_type=_label(data, "token_type") or "bearer",
+            scope=_label(data, "scope"),
+            obtained_at=_number(data, "obtained_at"),
+            origin=_label(data, "origin"),
+            refresh_lost=lost,
         )
 
     def expires_in(self, now: float | None = None) -> float | None:
@@ -69,19 +145,6 @@ class TokenSet:
     def expired(self, margin: float = 0.0, now: float | None = None) -> bool:
         left = self.expires_in(now)
         return left is not None and left <= margin
-
-    def as_oauthlib(self, margin: float = 0.0) -> dict[str, Any]:
-        """The token dict requests-oauthlib expects (expiry brought forward by ``margin``)."""
-        token: dict[str, Any] = {
-            "access_token": self.access_token,
-            "token_type": self.token_type or "bearer",
-        }
-        if self.refresh_token:
-            token["refresh_token"] = self.refresh_token
-        if self.expires_at is not None:
-            token["expires_at"] = self.expires_at - margin
-            token["expires_in"] = max(0.0, self.expires_at - margin - time.time())
-        return token
 
     @property
     def lifetime(self) -> float | None:
@@ -130,29 +193,22 @@ class FileTokenStore:
         except FileNotFoundError:
             return None
         except (OSError, ValueError) as exc:
-            raise ConfigurationError(
-                f"cannot read the token file {self.path}: {type(exc).__name__}",
-                hint="delete it (sagesql auth logout) and log in again",
-            ) from None
+            raise self._damaged(type(exc).__name__) from None
         if not isinstance(data, dict) or not data.get("access_token"):
             return None
-        fields = TokenSet.__dataclass_fields__
-        return TokenSet(**{k: v for k, v in data.items() if k in fields})
+        try:
+            return TokenSet.from_json(data)
+        except BadTokens as exc:
+            raise self._damaged(str(exc)) from None
+
+    def _damaged(self, why: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"cannot read the token file {self.path}: {why}",
+            hint="delete it (sagesql auth logout) and log in again (sagesql auth login)",
+        )
 
     def save(self, tokens: TokenSet) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        fd, tmp = tempfile.mkstemp(prefix=f".{self.path.name}.", dir=self.path.parent)
-        try:
-            os.fchmod(fd, 0o600)
-            with os.fdopen(fd, "w", encoding="utf-8") as f:
-                json.dump(tokens.to_json(), f)
-                f.flush()
-                os.fsync(f.fileno())
-            os.replace(tmp, self.path)
-        except BaseException:
-            with contextlib.suppress(OSError):
-                os.unlink(tmp)
-            raise
+        files.write_private(self.path, json.dumps(tokens.to_json()))
 
     def clear(self) -> None:
         with contextlib.suppress(FileNotFoundError):
@@ -161,11 +217,22 @@ class FileTokenStore:
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         """Exclusive across the threads of this process and across processes (flock)."""
-        from filelock import FileLock
-
-        self.path.parent.mkdir(parents=True, exist_ok=True, mode=0o700)
-        with self._thread_lock, FileLock(str(self.path) + ".lock", timeout=120):
+        with (
+            self._thread_lock,
+            files.held(
+                str(self.path) + ".lock",
+                timeout=LOCK_WAIT,
+                busy=self._busy,
+                what="token store's lock file",
+            ),
+        ):
             yield
+
+    def _busy(self, held_by: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"the token store {self.path} stayed locked for {LOCK_WAIT:g} s ({held_by})",
+            hint="a refresh or login in that process is stuck: end it, then try again",
+        )
 
 
 class MemoryTokenStore:

@@ -24,8 +24,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta, timezone
 from typing import Any
 
-from filelock import FileLock, Timeout
-
 from sagesql.activities.polling.config import PollConfig
 from sagesql.activities.polling.deliverer import Deliverer, DeliveryReport
 from sagesql.activities.polling.events import Origin
@@ -35,7 +33,7 @@ from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.activities.polling.tables import TableSpec, resolve
 from sagesql.activities.polling.timeparse import describe, iso, parse_iso
-from sagesql.connector import products
+from sagesql.connector import files, products
 from sagesql.connector.client import SageClient
 from sagesql.connector.properties import Settings
 from sagesql.errors import ConfigurationError
@@ -46,30 +44,24 @@ log = logging.getLogger("sagesql.poll")
 
 @contextlib.contextmanager
 def state_lock(config: PollConfig) -> Iterator[None]:
-    """Hold the state file's lock, or say that another poller holds it."""
-    config.state.parent.mkdir(parents=True, exist_ok=True)
-    lock = FileLock(str(config.state) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        raise ConfigurationError(
-            f"another 'sagesql poll' is running with the state {config.state}",
+    """Hold the state file's lock, or say at once that another poller holds it."""
+
+    def busy(held_by: str) -> ConfigurationError:
+        return ConfigurationError(
+            f"another 'sagesql poll' is running with the state {config.state} ({held_by})",
             hint="stop it first, or give this one its own state file",
-        ) from None
-    try:
+        )
+
+    with files.held(lock_path(config), timeout=0, busy=busy, what="poll state's lock file"):
         yield
-    finally:
-        lock.release()
+
+
+def lock_path(config: PollConfig) -> str:
+    return str(config.state) + ".lock"
 
 
 def lock_is_free(config: PollConfig) -> bool:
-    lock = FileLock(str(config.state) + ".lock")
-    try:
-        lock.acquire(timeout=0)
-    except Timeout:
-        return False
-    lock.release()
-    return True
+    return files.is_free(lock_path(config))
 
 
 def origin_of(config: PollConfig, product: str) -> Origin:
@@ -203,7 +195,7 @@ def _on_sigterm(stop: threading.Event) -> Callable[[], None]:
 
 def status(config: PollConfig) -> list[dict[str, Any]]:
     """Per table: watermark, last cycle, lag, outbox depth, dead letters."""
-    store = SQLiteStateStore(config.state)
+    store = SQLiteStateStore(config.state, write=False)
     try:
         rows = store.status(config.instance_id, [t.name for t in config.tables])
     finally:

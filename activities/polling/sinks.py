@@ -9,8 +9,15 @@ it is then the same bytes with the same ``eventId``, and receivers dedupe by it.
   set; ``Elements-Webhook-Signature: sha256=<base64 HMAC-SHA256 of the body>`` when a
   signature key is set; extra headers. 2xx is delivered; 408, 425, 429, 5xx and
   connection failures are retried (``Retry-After`` honoured); any other 4xx will not
-  change by retrying and parks the message at once.
-- jsonl: one plain event per line, appended, flushed and synced to disk.
+  change by retrying and parks the message at once. A redirect is never followed (a
+  301/302 would turn the POST into a GET without the body, a 307/308 would take the
+  body, signature and headers to wherever it points): a 3xx is a failed attempt whose
+  error names the ``Location``, retried and then parked, so the operator can correct
+  the URL. Each attempt is bounded: the whole exchange within the sink's ``timeout``
+  and at most 1 MiB of answer read (connector.bounded_http); an answer past either
+  bound is a failed attempt, and the message goes again with the same ``eventId``.
+- jsonl: one plain event per line, appended, flushed and synced to disk; the file is
+  created 0600 (folders 0700), since events carry records.
 - stdout: the same lines on standard output.
 """
 
@@ -19,19 +26,33 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+import math
 import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
 from typing import IO, Any
+from urllib.parse import urljoin
 
 import requests
 
 from sagesql.activities.polling.config import SinkConfig
 from sagesql.activities.polling.events import Origin, plain_lines, platform_body
+from sagesql.connector import files
+from sagesql.connector.bounded_http import (
+    AnswerBroken,
+    AnswerTooLarge,
+    DeadlineExceeded,
+    RedirectRefused,
+    bounded_session,
+    describe,
+)
+from sagesql.connector.logs import redact_url
+from sagesql.errors import ConfigurationError
 
 SIGNATURE_HEADER = "Elements-Webhook-Signature"
 RETRIED_STATUSES = frozenset({408, 425, 429})
+RETRY_AFTER_CAP = 3600.0  # seconds
 
 
 class DeliveryFailed(Exception):
@@ -63,12 +84,12 @@ class Sink:
 
 
 class WebhookSink(Sink):
-    def __init__(self, config: SinkConfig, origin: Origin, session: Any = None) -> None:
+    def __init__(self, config: SinkConfig, origin: Origin) -> None:
         self.name = config.name
         self.config = config
         self.origin = origin
-        self.session = session or requests.Session()
-        self._owns = session is None
+        # No redirects, 1 MiB of answer, the whole attempt within the timeout.
+        self.session = bounded_session(deadline=config.timeout)
         self.url = str(config.url)
 
     def headers(self, body: bytes) -> dict[str, str]:
@@ -87,31 +108,60 @@ class WebhookSink(Sink):
                 headers=self.headers(body),
                 auth=auth,
                 timeout=self.config.timeout,
+                allow_redirects=False,
             )
+        except RedirectRefused as exc:
+            where = redact_url(urljoin(self.url, exc.location))
+            raise DeliveryFailed(
+                f"the receiver answered {exc.status} redirecting to {where}: not followed "
+                "(deliveries never follow redirects); if that is the receiver's address, "
+                "set the sink's url to it"
+            ) from None
+        except DeadlineExceeded as exc:
+            raise DeliveryFailed(f"the receiver sent {exc} (the sink's timeout)") from None
+        except AnswerTooLarge as exc:
+            raise DeliveryFailed(
+                f"the receiver's answer ({exc.status}) is larger than {exc.limit} bytes: "
+                "not read further"
+            ) from None
+        except AnswerBroken as exc:
+            said = str(exc).replace("the answer", "the receiver's answer", 1)
+            raise DeliveryFailed(said) from None
         except requests.RequestException as exc:
             raise DeliveryFailed(
-                f"{type(exc).__name__}: the receiver could not be reached"
+                f"{describe(exc)}: the receiver could not be reached or gave no answer"
             ) from None
         status = response.status_code
         response.close()
         if 200 <= status < 300:
             return
-        reason = f"the receiver answered {status} {response.reason or ''}".strip()
+        reason = f"the receiver answered {status} {_phrase(response.reason)}".strip()
+        if 300 <= status < 400:
+            raise DeliveryFailed(reason + " without a Location (deliveries never follow redirects)")
         if status in RETRIED_STATUSES or status >= 500:
             raise DeliveryFailed(reason, retry_after=_retry_after(response))
         raise DeliveryFailed(reason + " (not retried: a 4xx will not change)", permanent=True)
 
     def close(self) -> None:
-        if self._owns:
-            self.session.close()
+        self.session.close()
+
+
+def _phrase(reason: Any) -> str:
+    """The status line's reason phrase, as the receiver wrote it: printable, short."""
+    text = "".join(c for c in str(reason or "") if c.isprintable())
+    return text[:60]
 
 
 def _retry_after(response: Any) -> float | None:
+    """Retry-After in seconds, at most an hour (a receiver cannot stall a lane for good)."""
     value = (response.headers.get("Retry-After") or "").strip()
     try:
-        return max(0.0, float(value)) if value else None
+        seconds = float(value) if value else None
     except ValueError:
         return None
+    if seconds is None or not math.isfinite(seconds):
+        return None
+    return min(RETRY_AFTER_CAP, max(0.0, seconds))
 
 
 class LinesSink(Sink):
@@ -139,8 +189,15 @@ class LinesSink(Sink):
 class JsonlSink(LinesSink):
     def __init__(self, config: SinkConfig, origin: Origin) -> None:
         assert config.path is not None
-        config.path.parent.mkdir(parents=True, exist_ok=True)
-        super().__init__(config.name, origin, config.path.open("a", encoding="utf-8"), sync=True)
+        try:
+            stream = files.open_private(config.path, "a")
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot open the sink {config.name!r} file {config.path}: "
+                f"{exc.strerror or type(exc).__name__}",
+                hint="set its path to a file you can write",
+            ) from None
+        super().__init__(config.name, origin, stream, sync=True)
 
     def close(self) -> None:
         self.stream.close()

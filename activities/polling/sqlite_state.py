@@ -14,6 +14,12 @@ process being killed at any moment (a power cut may lose the last steps, which a
 then polled again: events are repeated with the same ids, never lost). Each thread
 gets its own connection; a busy timeout lets ``poll status`` and ``poll replay`` read
 and write while a poller runs.
+
+The outbox holds records, so the file is created 0600 in folders created 0700 (its
+``-wal`` and ``-shm`` files take its mode). Opening it fails at once, in one line, when
+it is not a SQLite database (damaged, or another file), and when another process holds
+its write lock (a stuck ``sqlite3`` session, a backup tool): after :data:`OPEN_WAIT`
+seconds rather than the busy timeout, naming the process where the system can tell.
 """
 
 from __future__ import annotations
@@ -40,7 +46,28 @@ from sagesql.activities.polling.state import (
     TableState,
     TableStatus,
 )
+from sagesql.connector import files
 from sagesql.errors import ConfigurationError
+
+BUSY_TIMEOUT = 30.0  # seconds a write waits for another connection's transaction
+OPEN_WAIT = 2.0  # seconds opening waits for the write lock (our transactions take ms)
+
+
+_SQLITE_BUSY, _SQLITE_LOCKED, _SQLITE_CORRUPT, _SQLITE_NOTADB = 5, 6, 11, 26
+
+
+def _code(exc: sqlite3.Error) -> int | None:
+    """SQLite's primary result code (Python 3.11+; None before)."""
+    code = getattr(exc, "sqlite_errorcode", None)
+    return None if code is None else int(code) & 0xFF
+
+
+def _is_busy(exc: sqlite3.Error) -> bool:
+    code = _code(exc)
+    if code is not None:
+        return code in (_SQLITE_BUSY, _SQLITE_LOCKED)
+    return "locked" in str(exc) or "busy" in str(exc)
+
 
 _STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
 _CHUNK = 400  # keys per IN (...) query
@@ -49,21 +76,64 @@ _CHUNK = 400  # keys per IN (...) query
 class SQLiteStateStore(StateStore):
     """The default state store, in one SQLite file (``:memory:`` for tests)."""
 
-    def __init__(self, path: str | Path) -> None:
+    def __init__(self, path: str | Path, *, write: bool = True) -> None:
+        """Open (or create) the store; ``write=False`` only reads (``poll status``), which
+        WAL allows while another process writes."""
         self.path = str(path)
         if self.path != ":memory:":
-            parent = Path(self.path).parent
             try:
-                parent.mkdir(parents=True, exist_ok=True)
+                files.create_private(self.path)
             except OSError as exc:
                 raise ConfigurationError(
-                    f"cannot create the folder of the poll state {self.path}: {exc.strerror}",
+                    f"cannot create the poll state {self.path}: {exc.strerror or exc}",
                     hint="set state to a writable path",
                 ) from None
         self._local = threading.local()
         self._all: list[sqlite3.Connection] = []
         self._lock = threading.Lock()
-        self._schema(self._conn())
+        conn = self._conn()
+        try:
+            conn.execute(f"PRAGMA busy_timeout = {int(OPEN_WAIT * 1000)}")
+            if write:  # the write lock, or at once who keeps it
+                conn.execute("BEGIN IMMEDIATE")
+                conn.execute("ROLLBACK")
+            if write or not self._current(conn):
+                self._schema(conn)
+            conn.execute(f"PRAGMA busy_timeout = {int(BUSY_TIMEOUT * 1000)}")
+        except sqlite3.Error as exc:
+            self.close()
+            raise self._unusable(exc) from None
+
+    def _unusable(self, exc: sqlite3.Error) -> ConfigurationError:
+        if _is_busy(exc):
+            return ConfigurationError(
+                f"the poll state {self.path} is locked by another process "
+                f"({files.held_by(self.path, self.path + '-wal', self.path + '-shm')})",
+                hint="end that process (a sqlite3 session or tool holding a transaction on "
+                "the file; a 'sagesql poll' on the same state says so itself), then run again",
+            )
+        if _code(exc) not in (None, _SQLITE_CORRUPT, _SQLITE_NOTADB) or (
+            _code(exc) is None and "database" not in str(exc)
+        ):  # cannot open, read-only, disk full, I/O: the file may be fine
+            return ConfigurationError(
+                f"cannot use the poll state {self.path}: {exc}",
+                hint="set state to a SQLite file in a folder you can write",
+            )
+        return ConfigurationError(
+            f"the poll state {self.path} is not a usable SQLite database ({exc})",
+            hint=f"move it aside (mv {self.path} {self.path}.damaged) and run again: "
+            "polling then starts over from the configured start, and events since then are "
+            "sent again with the same ids",
+        )
+
+    @staticmethod
+    def _current(conn: sqlite3.Connection) -> bool:
+        """Whether the file already has this version's schema (nothing to write)."""
+        try:
+            row = conn.execute("SELECT value FROM poll_meta WHERE name = 'format'").fetchone()
+        except sqlite3.OperationalError:
+            return False
+        return row is not None
 
     # -- connections ----------------------------------------------------------------------
 
@@ -72,24 +142,26 @@ class SQLiteStateStore(StateStore):
         if conn is None:
             try:
                 conn = sqlite3.connect(
-                    self.path, isolation_level=None, timeout=30.0, check_same_thread=False
+                    self.path, isolation_level=None, timeout=BUSY_TIMEOUT, check_same_thread=False
                 )
+                with self._lock:
+                    self._all.append(conn)
                 conn.execute("PRAGMA journal_mode=WAL")
                 conn.execute("PRAGMA synchronous=NORMAL")
             except sqlite3.Error as exc:
-                raise ConfigurationError(
-                    f"cannot open the poll state {self.path}: {exc}",
-                    hint="set state to a writable SQLite file",
-                ) from None
+                raise self._unusable(exc) from None
             self._local.conn = conn
-            with self._lock:
-                self._all.append(conn)
         return conn
 
     @contextmanager
     def _tx(self) -> Iterator[sqlite3.Connection]:
         conn = self._conn()
-        conn.execute("BEGIN IMMEDIATE")
+        try:
+            conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.OperationalError as exc:
+            if _is_busy(exc):
+                raise self._unusable(exc) from None
+            raise
         try:
             yield conn
         except BaseException:
