@@ -18,6 +18,7 @@ from sagesql.schemas.catalog import default_catalog, did_you_mean
 
 OAUTH_MODES = ("OFF", "GETANDREFRESH", "REFRESH")
 SCHEMAS = ("StandardUK", "ProfessionalUK")
+CRM_FILTER_OPERATORS = ("documented", "extended")
 
 
 @dataclass(frozen=True)
@@ -110,6 +111,16 @@ PROPERTIES: tuple[Property, ...] = (
     Property("User", "text", None, "Sage CRM user name (basic auth)."),
     Property("Password", "secret", None, "Sage CRM password."),
     Property(
+        "CRMFilterOperators",
+        "choice",
+        "documented",
+        "Sage CRM where= forms sent to the server. documented: only those Sage documents "
+        "for sagecrm2 (eq gt ge like in between, and/or); the rest is applied locally. "
+        "extended: also lt le ne, not (...) and @...@ date literals, for a CRM version "
+        "that takes them.",
+        choices=CRM_FILTER_OPERATORS,
+    ),
+    Property(
         "Timeout",
         "int",
         60,
@@ -195,6 +206,7 @@ ATTRIBUTES = {
     "Company": "company",
     "User": "user",
     "Password": "password",
+    "CRMFilterOperators": "crm_filter_operators",
     "Timeout": "timeout",
     "MaxResponseSize": "max_response_size",
     "Pagesize": "pagesize",
@@ -247,6 +259,7 @@ class Settings:
     company: str | None = None
     user: str | None = None
     password: str | None = None
+    crm_filter_operators: str = "documented"
     timeout: int = 60
     max_response_size: int = 64  # MiB
     pagesize: int | None = None

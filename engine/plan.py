@@ -31,6 +31,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 from sagesql.connector.dialects import Pushed, SortKey
 from sagesql.connector.predicates import And, Comparison, Predicate
 from sagesql.connector.products import dialect_for
+from sagesql.connector.properties import Settings
 from sagesql.engine.conditions import (
     column_map,
     normalize_literals,
@@ -70,6 +71,8 @@ class Scan:
     # The API applies the whole WHERE exactly, in the statement's order: a LIMIT on the
     # statement (the number in ``limit``, when it has one) stops this scan's paging.
     pushes_limit: bool = False
+    # The connection's settings, for a dialect a property tunes (CRMFilterOperators).
+    settings: Settings | None = None
 
     @property
     def table(self) -> Table:
@@ -198,10 +201,15 @@ def _int_literal(node: exp.Expression | None) -> int | None:
     return None
 
 
-def plan(tree: exp.Expression, refs: Sequence[TableRef], catalog: Catalog) -> Plan:
-    """The plan of a resolved (qualified) statement."""
+def plan(
+    tree: exp.Expression,
+    refs: Sequence[TableRef],
+    catalog: Catalog,
+    settings: Settings | None = None,
+) -> Plan:
+    """The plan of a resolved (qualified) statement (``settings``: the connection's)."""
     columns = column_map(tree, list(refs))
-    scans = [_plan_scan(tree, ref, columns, catalog) for ref in refs]
+    scans = [_plan_scan(tree, ref, columns, catalog, settings) for ref in refs]
     _plan_joins(tree, scans, columns)
     # Literals compared with a derived table's or CTE's column are stored forms too.
     normalize_literals(tree, {**columns, **passed_through(tree, columns)})
@@ -247,14 +255,18 @@ def _count_only(tree: exp.Expression, scans: list[Scan]) -> str | None:
 
 
 def _plan_scan(
-    tree: exp.Expression, ref: TableRef, columns: dict[int, Any], catalog: Catalog
+    tree: exp.Expression,
+    ref: TableRef,
+    columns: dict[int, Any],
+    catalog: Catalog,
+    settings: Settings | None = None,
 ) -> Scan:
     table = ref.table
     used = {col.name for owner, col in columns.values() if owner is ref}
     if table.key:
         used.add(table.key)
     needed = [c.name for c in table.columns if c.name in used] or [table.columns[0].name]
-    scan = Scan(ref, needed)
+    scan = Scan(ref, needed, settings=settings)
     found = _scope_of(tree, ref)
     candidates: list[exp.Expression] = []
     select: exp.Expr | None = None
@@ -305,7 +317,7 @@ def _plan_scan(
 def _choose_requests(scan: Scan) -> bool:
     """Set the scan's list parameters or key lookups; True when it reads keys one by one."""
     table = scan.table
-    dialect = dialect_for(table)
+    dialect = dialect_for(table, scan.settings)
     lookup = dialect.key_values(scan.conjuncts)
     needed = None if len(scan.columns) == len(table.columns) else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
@@ -408,6 +420,7 @@ def narrowed(scan: Scan, values: Sequence[Any]) -> Scan:
         scan.columns,
         conjuncts=[*scan.conjuncts, Comparison(column.name, "IN", wanted)],
         order=scan.order,
+        settings=scan.settings,
     )
     if not wanted:
         narrow.empty = True
@@ -472,5 +485,5 @@ def _plan_child(scan: Scan, catalog: Catalog) -> None:
         scan.keys = tuple(dict.fromkeys(keys))
         return
     array = next((c.name for c in parent.columns if c.path == parent_info.path), None)
-    pushed = dialect_for(parent).push([], columns=[array] if array else None)
+    pushed = dialect_for(parent, scan.settings).push([], columns=[array] if array else None)
     scan.pushed = Pushed(params=pushed.params, notes=pushed.notes)

@@ -42,7 +42,13 @@ def prepare_tree(connection: Planning, tree: exp.Expression) -> Plan:
     """The plan of a parsed, bound query; a table the API cannot read fails here."""
     tree = folded(connection, tree)
     qualified, refs = resolve(tree, connection.catalog, connection.product.id)
-    the_plan = plan(qualified, refs, connection.catalog)
+    settings = getattr(connection, "settings", None)  # a Client has them, a Planning may not
+    the_plan = plan(
+        qualified,
+        refs,
+        connection.catalog,
+        settings if isinstance(settings, Settings) else None,
+    )
     for scan in the_plan.scans:
         source = scan.source or scan.table
         ops = source.operations

@@ -90,6 +90,9 @@ class SandboxConfig:
     crm_users: dict[str, str] = field(default_factory=lambda: {"admin": "sandbox"})
     # CRM writes its dates in the server's local time; minutes east of UTC.
     crm_utc_offset_minutes: int = 0
+    # CRM where=: "documented" (strict: only what Sage documents, sandbox/sdata.py; the
+    # rest is a 400) or "extended" (also ne lt le, not, @date@ literals).
+    crm_filter_operators: str = "documented"
 
 
 def serve_config(

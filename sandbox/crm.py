@@ -10,11 +10,20 @@ Cases, Communication)::
     PATCH  /{Entity}('43')            update the given fields (PUT alike)   -> 200
     DELETE /{Entity}('43')            soft delete: ``*_deleted`` = 1        -> 204
 
+``where`` is strict (sandbox/sdata.py): only the operators Sage documents for sagecrm2
+(``eq gt ge like between in``, ``and or``); ``ne lt le``, ``= <> < <= > >=``, ``not`` and
+``@...@`` date literals are refused with 400 ``BadWhereSyntax``, the ``$diagnoses``
+message naming the form, unless ``SandboxConfig.crm_filter_operators`` is ``extended``.
+
 Choices where Sage documents nothing (the connector must not rely on more):
 
-- paging: ``count`` defaults to the definition's page size (100) and is clamped to its
-  maximum (1000); ``count=0`` answers the total only; ``$itemsPerPage`` is the page size
-  used, the last page may hold fewer. Unless ``orderBy`` says otherwise records come in key
+- paging: ``count`` defaults to :data:`DEFAULT_PAGE_SIZE` (100) and is clamped to
+  :data:`MAX_PAGE_SIZE` (1000), the table definitions' ``paging`` (schemas/generator/crm.py).
+  Sage's reference documents ``count`` and ``startIndex`` but, as far as this repository
+  records, no maximum: 100 is the default page size CRM's configuration ships with, and
+  1000 is an assumed server cap, chosen so that a connector asking for more is visibly
+  clamped (``$itemsPerPage`` states the page size used; the last page may hold fewer);
+  ``count=0`` answers the total only. Unless ``orderBy`` says otherwise records come in key
   order (ids are handed out ascending, so insertion order is key order); ties of an
   ``orderBy`` are broken by key, so pages are stable.
 - text compares as on SQL Server's default collation: without regard to case, in ``where``
@@ -61,6 +70,11 @@ _PATH = re.compile(
     r"(?:\((?:'(?P<quoted>[^']*)'|(?P<bare>[^)']*))\))?/?$"
 )
 _INTEGER = re.compile(r"^-?\d+$")
+
+# The page sizes this emulator applies (see the module docstring: an assumption, since
+# no Sage-documented maximum is recorded); a table definition's paging may say otherwise.
+DEFAULT_PAGE_SIZE = 100
+MAX_PAGE_SIZE = 1000
 
 
 def _wall_clock(local: tzinfo) -> Any:
@@ -200,15 +214,20 @@ class CrmApp(ProductApp):
         paging = entity.table.paging
         start = self._int_arg(args, "startIndex", 1, minimum=1)
         count = min(
-            self._int_arg(args, "count", paging.default_page_size, minimum=0),
-            paging.max_page_size,
+            self._int_arg(args, "count", paging.default_page_size or DEFAULT_PAGE_SIZE, minimum=0),
+            paging.max_page_size or MAX_PAGE_SIZE,
         )
         clauses: list[str] = []
         params: list[Any] = []
         text = args.get("where", "")
         if text.strip():
             try:
-                sql, values = sdata.compile_where(text, entity.where_fields, self.local)
+                sql, values = sdata.compile_where(
+                    text,
+                    entity.where_fields,
+                    self.local,
+                    extended=self.config.crm_filter_operators == "extended",
+                )
             except sdata.SDataError as err:
                 raise ApiError(400, "BadWhereSyntax", str(err), "where") from None
             clauses.append(sql)

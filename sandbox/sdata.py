@@ -3,23 +3,41 @@
 A ``where`` expression is tokenised, parsed by recursive descent into a small tree
 (precedence ``not`` > ``and`` > ``or``, brackets to override) and compiled to SQL
 in which every value is a ``?`` parameter: user text only ever selects a
-:class:`Field`, whose SQL the caller wrote. What is understood::
+:class:`Field`, whose SQL the caller wrote.
 
-    field eq|ne|lt|le|gt|ge value        (also = <> < <= > >=)
-    field [not] between value and value
-    field [not] in (value, value, ...)
-    field [not] like 'pattern'           (% any run, _ one character)
-    not x     x and y     x or y     (x)
+Strict by default: only what Sage documents for sagecrm2 (developer.sage.com/crm, REST
+API reference, "Operators to filter retrieved records": ``and``, ``or``, ``eq``, ``gt``,
+``ge``, ``like``, ``between ... and``; Sage's own examples also use ``in (...)``), so that
+a connector sending anything else fails a test::
 
-Values are strings in single quotes (``''`` is a quote), numbers, and date literals
+    field eq|gt|ge value
+    field between value and value
+    field in (value, value, ...)
+    field like 'pattern'                 (% any run, _ one character)
+    x and y     x or y     (x)
+
+Values are strings in single quotes (``''`` is a quote) and numbers. Everything else is
+refused with a 400 naming it (:data:`UNDOCUMENTED`): ``ne``, ``lt``, ``le``, the symbol
+forms ``= <> < <= > >=``, ``not`` (before a condition, or ``not between/in/like``) and
+date literals. The reference gives no literal form for dates: ``@2014-03-14@`` is SData
+1.x's, not documented for sagecrm2, so a strict server cannot compare a date at all.
+
+With ``extended=True`` (``SandboxConfig.crm_filter_operators="extended"``, the
+counterpart of the connector's ``CRMFilterOperators=extended``) all of those are
+understood too: ``ne lt le`` (and the symbols), ``not``, and date literals
 ``@2014-03-14@`` or ``@2014-03-14T10:00:00@`` (in the server's time zone unless they
-carry ``Z`` or an offset). As documented for Sage CRM, nulls and booleans cannot be
-filtered: ``null``, ``true``, ``false`` and ``is null`` are refused with a clear error.
-Which operators a field takes comes from the table definition.
+carry ``Z`` or an offset). In both modes, as documented for Sage CRM, nulls and booleans
+cannot be filtered: ``null``, ``true``, ``false`` and ``is null`` are refused with a clear
+error. Which operators a field takes comes from the table definition.
 
->>> f = Field("comp_name", "TEXT", "name", frozenset({"=", "LIKE"}))
+>>> f = Field("comp_name", "TEXT", "name", frozenset({"=", "!=", "LIKE"}))
 >>> compile_where("Comp_Name like 'Acme%' or comp_name eq 'O''Brien'", {"comp_name": f})
 ('(name LIKE ? OR name COLLATE NOCASE = ?)', ['Acme%', "O'Brien"])
+>>> compile_where("comp_name ne 'x'", {"comp_name": f})
+Traceback (most recent call last):
+...
+sagesql.sandbox.sdata.SDataError: Sage CRM documents no 'ne' operator for where= \
+(documented: eq gt ge like between in, and or) (at character 11)
 """
 
 from __future__ import annotations
@@ -70,6 +88,10 @@ _TOKEN = re.compile(
     """,
     re.VERBOSE,
 )
+
+# What Sage does not document for sagecrm2 where=: refused unless extended.
+UNDOCUMENTED = frozenset({"ne", "lt", "le", "=", "<>", "<", "<=", ">", ">=", "not", "@date@"})
+DOCUMENTED = "eq gt ge like between in, and or"
 
 _WORD_OPERATORS = {"eq": "=", "ne": "!=", "lt": "<", "le": "<=", "gt": ">", "ge": ">="}
 _SYMBOL_OPERATORS = {"=": "=", "<>": "!=", "<": "<", "<=": "<=", ">": ">", ">=": ">="}
@@ -208,10 +230,24 @@ Node = Compare | Between | In | Like | Not | Logical
 class _Parser:
     """Recursive descent over the tokens: or_ > and_ > not_ > primary > predicate."""
 
-    def __init__(self, text: str, local: tzinfo) -> None:
+    def __init__(self, text: str, local: tzinfo, extended: bool = False) -> None:
         self.tokens = tokenize(text)
         self.i = 0
         self.local = local
+        self.extended = extended
+
+    def documented(self, token: Token) -> None:
+        """Refuse a form Sage does not document (unless extended), naming it."""
+        if not self.extended:
+            what = (
+                f"date literal {token.text} (it documents none)"
+                if token.kind == "date"
+                else f"{token.text!r} operator"
+            )
+            raise SDataError(
+                f"Sage CRM documents no {what} for where= (documented: {DOCUMENTED})",
+                token.pos,
+            )
 
     @property
     def token(self) -> Token:
@@ -263,7 +299,9 @@ class _Parser:
         return node
 
     def not_(self) -> Node:
+        token = self.token
         if self.accept("keyword", "not"):
+            self.documented(token)
             return Not(self.not_())
         return self.primary()
 
@@ -281,7 +319,10 @@ class _Parser:
                 raise SDataError("a condition starts with a field name, not a value", token.pos)
             raise SDataError(f"expected a field name, found {self.describe(token)}", token.pos)
         name, pos = token.text, token.pos
-        negated = bool(self.accept("keyword", "not"))
+        negation = self.accept("keyword", "not")
+        negated = negation is not None
+        if negation is not None:
+            self.documented(negation)
         op = self.take()
         if op.kind == "keyword" and op.text == "between":
             low = self.literal()
@@ -304,11 +345,14 @@ class _Parser:
         if op.kind == "symbol":
             compare = _SYMBOL_OPERATORS.get(op.text)
         if compare is None:
+            expected = "eq ne lt le gt ge" if self.extended else "eq gt ge"
             raise SDataError(
-                f"expected an operator (eq ne lt le gt ge between in like) after {name!r}, "
+                f"expected an operator ({expected} between in like) after {name!r}, "
                 f"found {self.describe(op)}",
                 op.pos,
             )
+        if op.text in UNDOCUMENTED:
+            self.documented(op)
         return Compare(name, compare, self.literal(), pos)
 
     def literal(self) -> Literal:
@@ -319,6 +363,7 @@ class _Parser:
             number = Decimal(token.text)
             return Literal("number", int(number) if "." not in token.text else number, token.pos)
         if token.kind == "date":
+            self.documented(token)
             return Literal("date", parse_date(token.text[1:-1], self.local, token.pos), token.pos)
         if token.kind == "keyword" and token.text == "null":
             return Literal("null", None, token.pos)
@@ -332,9 +377,10 @@ class _Parser:
         raise SDataError(f"expected a value, found {self.describe(token)}", token.pos)
 
 
-def parse_where(text: str, local: tzinfo = timezone.utc) -> Node:
-    """The tree of a ``where`` expression (SDataError when malformed)."""
-    return _Parser(text, local).parse()
+def parse_where(text: str, local: tzinfo = timezone.utc, *, extended: bool = False) -> Node:
+    """The tree of a ``where`` expression (SDataError when malformed or, unless
+    ``extended``, when it uses a form Sage does not document)."""
+    return _Parser(text, local, extended).parse()
 
 
 # -- compiling to SQL ---------------------------------------------------------------------
@@ -426,11 +472,15 @@ class _Compiler:
 
 
 def compile_where(
-    text: str, fields: Mapping[str, Field], local: tzinfo = timezone.utc
+    text: str,
+    fields: Mapping[str, Field],
+    local: tzinfo = timezone.utc,
+    *,
+    extended: bool = False,
 ) -> tuple[str, list[Any]]:
     """SQL and parameters for a ``where`` expression over ``fields`` (keyed by lower-case name)."""
     compiler = _Compiler(fields)
-    sql = compiler.compile(parse_where(text, local))
+    sql = compiler.compile(parse_where(text, local, extended=extended))
     return sql, compiler.params
 
 

@@ -46,6 +46,7 @@ from sagesql.connector.dialects.odata import ODataDialect
 from sagesql.connector.dialects.sdata import SDataDialect
 from sagesql.connector.predicates import And, Comparison, Not, Or, Predicate
 from sagesql.connector.products import dialect_for as for_table
+from sagesql.connector.properties import Settings
 from sagesql.engine.values import SQLITE_TYPES, literal_storage, parse_datetime, to_storage
 from sagesql.sandbox import odata as odata_parser
 from sagesql.sandbox import sdata as sdata_parser
@@ -152,6 +153,7 @@ class Case:
     columns: Sequence[str] | None = None
     sorted: bool = False
     notes: Sequence[str] = ()
+    extended: bool = False  # CRMFilterOperators=extended
 
 
 def case(
@@ -813,10 +815,79 @@ SDATA_CASES = [
             C("comp_primarypersonid", "!=", 3),
             C("comp_companyid", "!=", 4),
         ],
+        {"where": "comp_companyid in (1, 2)"},
+        {0},
+        {0},
+        notes=["documents no ne (!=)", "documents no ne (!=)"],
+        id="numbers: in; ne is not documented, applied locally",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            C("comp_companyid", "IN", (1, 2, None)),
+            C("comp_primarypersonid", "!=", 3),
+            C("comp_companyid", "!=", 4),
+        ],
         {"where": "comp_companyid in (1, 2) and comp_primarypersonid ne 3 and comp_companyid ne 4"},
         {0, 1, 2},
         {0, 2},
-        id="numbers: in, ne exact only when never NULL",
+        extended=True,
+        id="extended: in, ne exact only when never NULL",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            C("comp_companyid", ">", 1),
+            C("comp_companyid", "<", 9),
+            C("comp_primarypersonid", "<=", 4),
+            C("comp_companyid", ">=", 2),
+        ],
+        {"where": "comp_companyid gt 1 and comp_companyid ge 2"},
+        {0, 3},
+        {0, 3},
+        notes=["documents no lt (<)", "documents no le (<=)"],
+        id="gt and ge pushed; lt and le applied locally",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            C("comp_companyid", ">=", 1),
+            C("comp_name", "=", "x"),
+            C("comp_companyid", "<=", 9),
+        ],
+        {"where": "comp_companyid between 1 and 9 and comp_name eq 'x'"},
+        {0, 1, 2},
+        {0, 2},
+        id="a range of two conjuncts: between",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            Or(
+                (
+                    And((C("comp_companyid", "<=", 3), C("comp_companyid", ">=", 1))),
+                    C("comp_companyid", "=", 7),
+                )
+            ),
+        ],
+        {"where": "comp_companyid between 1 and 3 or comp_companyid eq 7"},
+        {0},
+        {0},
+        id="BETWEEN inside OR: between",
+    ),
+    case(
+        CRM,
+        "company",
+        [C("comp_companyid", ">=", 1), C("comp_companyid", "<=", 9)],
+        {"where": "comp_companyid ge 1 and comp_companyid le 9"},
+        {0, 1},
+        {0, 1},
+        extended=True,
+        id="extended: a range as ge and le",
     ),
     case(
         CRM,
@@ -833,7 +904,22 @@ SDATA_CASES = [
         },
         {0, 1, 2},
         {0, 2},
-        id="date-times: @...Z@ in UTC, whole seconds",
+        extended=True,
+        id="extended date-times: @...Z@ in UTC, whole seconds",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            C("comp_updateddate", ">=", T),
+            C("comp_createddate", ">", T),
+            C("comp_createddate", "IN", (T,)),
+        ],
+        {},
+        set(),
+        set(),
+        notes=["date-time literals"] * 3,
+        id="date-times: no documented literal, applied locally",
     ),
     case(
         CRM,
@@ -845,7 +931,22 @@ SDATA_CASES = [
         {"where": "not (comp_companyid eq 5) and (comp_companyid lt 3 or comp_name eq 'x')"},
         {0, 1},
         set(),
-        id="not and or",
+        extended=True,
+        id="extended: not and or",
+    ),
+    case(
+        CRM,
+        "company",
+        [
+            Not(C("comp_companyid", "=", 5)),
+            Or((C("comp_companyid", "<", 3), C("comp_name", "=", "x"))),
+            Or((C("comp_companyid", ">", 3), C("comp_name", "=", "x"))),
+        ],
+        {"where": "comp_companyid gt 3 or comp_name eq 'x'"},
+        {2},
+        set(),
+        notes=["documents no not (...)", "documents no lt (<)"],
+        id="not is not documented; or only of documented parts",
     ),
     case(
         CRM,
@@ -874,7 +975,9 @@ SDATA_CASES = [
 
 
 def run_case(c: Case) -> Pushed:
-    got = for_table(table(c.product, c.name)).push(c.conjuncts, order=c.order, columns=c.columns)
+    settings = Settings(crm_filter_operators="extended") if c.extended else None
+    dialect = for_table(table(c.product, c.name), settings)
+    got = dialect.push(c.conjuncts, order=c.order, columns=c.columns)
     assert got.params == c.params
     assert (got.pushed, got.exact, got.sorted) == (c.pushed, c.exact, c.sorted)
     assert got.exact <= got.pushed
@@ -954,11 +1057,16 @@ def test_sdata_refuses_booleans_and_writes_dates() -> None:
         ]
         data["pushdown"]["expression"]["columns"].update(comp_flag=["=", "!="], comp_day=["="])
 
-    company = for_table(variant(CRM, "company", change))
+    company = for_table(variant(CRM, "company", change), EXTENDED)
     got = company.push([C("comp_flag", "=", True), C("comp_day", "=", date(2025, 1, 31))])
     assert got.params == {"where": "comp_day eq @2025-01-31@"}
     assert (got.pushed, got.exact) == ({1}, {1})
     assert "booleans" in got.notes[0]
+    # Sage documents no date literal for where=: by default the date stays local.
+    documented = for_table(variant(CRM, "company", change))
+    got = documented.push([C("comp_day", "=", date(2025, 1, 31))])
+    assert (got.params, got.pushed) == ({}, set())
+    assert "date literals" in got.notes[0] and "CRMFilterOperators=extended" in got.notes[0]
 
 
 def test_base_dialect_pushes_nothing_but_fixed_parameters() -> None:
@@ -987,6 +1095,8 @@ SDATA_FIELDS = {
 
 ODATA = for_table(table(S200, "customers"))
 SDATA = for_table(table(CRM, "company"))
+EXTENDED = Settings(crm_filter_operators="extended")
+SDATA_EXTENDED = for_table(table(CRM, "company"), EXTENDED)
 ACCOUNTING = for_table(table(ACC, "contacts"))
 # At most 60 characters: a longer non-ASCII value can pass the URL-length cap
 # (max_filter_length), beyond which a conjunct is rightly left to SQLite.
@@ -1144,8 +1254,10 @@ def test_numbers_and_times_parse_back(number: Decimal | int, naive: datetime) ->
     tokens = odata_parser.tokenize(odata.params["$filter"])
     assert [t.value for t in tokens if t.kind == "NUMBER"] == [number]
     assert [t.value for t in tokens if t.kind == "DATETIME"] == [floor_time(when, MS)]
-    sdata = SDATA.push([C("comp_companyid", "=", number), C("comp_createddate", ">", when)])
-    node = sdata_parser.parse_where(sdata.params["where"])
+    sdata = SDATA_EXTENDED.push(
+        [C("comp_companyid", "=", number), C("comp_createddate", ">", when)]
+    )
+    node = sdata_parser.parse_where(sdata.params["where"], extended=True)
     assert isinstance(node, sdata_parser.Logical)
     assert isinstance(node.left, sdata_parser.Compare) and node.left.value.value == number
     assert isinstance(node.right, sdata_parser.Compare)

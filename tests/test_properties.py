@@ -36,6 +36,7 @@ ISSUE_PROPERTIES = [
     "Company",
     "User",
     "Password",
+    "CRMFilterOperators",
     "Timeout",
     "Pagesize",
     "MaxRows",

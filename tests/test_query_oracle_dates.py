@@ -468,11 +468,12 @@ def test_date_joins_and_on_clauses_agree_with_the_oracle(
 
 # -- 'now' folded and pushed; what comes out -----------------------------------------------------
 
-# (product, table, updated column, how the API is asked for it)
-PUSHED_NOW = {
+# (product, table, updated column, how the API is asked for it: None when it is not, as
+# Sage CRM, which documents no date literal for where=, applies nothing of it)
+PUSHED_NOW: dict[str, tuple[str, str, str | None]] = {
     "sage_accounting": ("contacts", "updated_at", "updated_or_created_since=2025-06-14T12:34:57Z"),
     "sage_200": ("customers", "date_time_updated", "date_time_updated gt 2025-06-14T12:34:56.000Z"),
-    "sage_crm": ("company", "comp_updateddate", "comp_updateddate gt @2025-06-14T12:34:56Z@"),
+    "sage_crm": ("company", "comp_updateddate", None),
 }
 
 
@@ -484,7 +485,10 @@ def test_now_is_folded_pushed_and_shown_by_explain(
     table, column, pushed = PUSHED_NOW[product]
     sql = f"SELECT * FROM {table} WHERE {column} > datetime('now', '-1 day')"
     plan = explain(world.connections[0], sql)
-    assert pushed in requests.utils.unquote(plan), plan
+    if pushed is None:
+        assert "?where=" not in plan and "documents no date-time literals" in plan, plan
+    else:
+        assert pushed in requests.utils.unquote(plan), plan
     assert "2025-06-14 12:34:56'" in plan  # the local statement holds the folded value
     assert "now" not in plan.lower().split("local (sqlite):")[1]
     world.sandbox.app.requests.clear()
@@ -492,7 +496,9 @@ def test_now_is_folded_pushed_and_shown_by_explain(
     rows = list(result.rows)
     result.close()
     sent = [str(r["query"]) for r in world.sandbox.app.requests if "/_sandbox" not in r["path"]]
-    assert any(pushed.split("=")[-1] in requests.utils.unquote(q).replace("+", " ") for q in sent)
+    if pushed is not None:
+        found = [requests.utils.unquote(q).replace("+", " ") for q in sent]
+        assert any(pushed.split("=")[-1] in q for q in found)
     expected = world.oracle.execute(
         f"SELECT count(*) FROM {table} WHERE {column} > ?",
         [stored_instant(second(NOW) - timedelta(days=1), "")],

@@ -86,7 +86,7 @@ class FilterDialect(Dialect):
         table = self.table
         expression = table.pushdown.expression
         pieces: list[Filter] = []
-        for i, conjunct in enumerate(conjuncts):
+        for indexes, conjunct in self.group(conjuncts):
             why: list[str] = []
             piece = self.translate(conjunct, why) if expression else None
             if piece is None:
@@ -101,9 +101,9 @@ class FilterDialect(Dialect):
             if why:
                 out.notes.append(f"{conjunct}: applied in part ({'; '.join(why)})")
             pieces.append(piece)
-            out.pushed.add(i)
+            out.pushed.update(indexes)
             if piece.exact:
-                out.exact.add(i)
+                out.exact.update(indexes)
         if expression and pieces:
             out.params[expression.parameter] = self.join("and", pieces).text
         self._sort(order, out)
@@ -112,6 +112,16 @@ class FilterDialect(Dialect):
             out.params[found[0]] = found[1]
 
     # -- the walk ----------------------------------------------------------------------------
+
+    def group(self, conjuncts: Sequence[Predicate]) -> list[tuple[tuple[int, ...], Predicate]]:
+        """The conjuncts as filtered together: (their indexes, the predicate); one each here
+        (sdata.py pairs the two ends of a range into one ``between``)."""
+        return [((i,), c) for i, c in enumerate(conjuncts)]
+
+    def refusal(self, form: str) -> str | None:
+        """Why the API must not be sent a form (``ne``, ``lt``, ``le``, ``not``, ``date``,
+        ``datetime``), or None when it takes it: OData takes them all."""
+        return None
 
     def translate(self, predicate: Predicate, why: list[str]) -> Filter | None:
         """The filter for a predicate (None: not pushable; reasons appended to ``why``)."""
@@ -122,6 +132,10 @@ class FilterDialect(Dialect):
         if isinstance(predicate, Not):
             if "NOT" not in logical:
                 why.append(f"{self.product} has no NOT")
+                return None
+            refused = self.refusal("not")
+            if refused is not None:
+                why.append(refused)
                 return None
             inner = self.translate(predicate.item, why)
             if inner is None:
@@ -202,6 +216,10 @@ class FilterDialect(Dialect):
         if restated is None:
             return None
         op, literal, exact = restated
+        refused = self.refusal(WORDS[op]) if op != "=" else None
+        if refused is not None:
+            why.append(refused)
+            return None
         return Filter(f"{field} {WORDS[op]} {literal}", exact)
 
     def literal(
@@ -232,6 +250,9 @@ class FilterDialect(Dialect):
             if text is None:
                 why.append(f"{value!r} is not a number {self.product} takes")
                 return None
+        elif kind in ("DATE", "DATETIME") and (refused := self.refusal(kind.lower())):
+            why.append(refused)
+            return None
         elif kind == "DATETIME" and isinstance(value, datetime):
             restated = time_bound(op, value, self.quantum)
             if restated is None:

@@ -19,6 +19,7 @@ import threading
 from sagesql.connector.dialects.base import Dialect
 from sagesql.connector.paging import Paginator
 from sagesql.connector.products.base import SageProduct
+from sagesql.connector.properties import Settings
 from sagesql.schemas.catalog import Table, default_catalog
 
 __all__ = ["SageProduct", "all_products", "dialect_for", "for_table", "get", "paginator_for"]
@@ -59,9 +60,9 @@ def for_table(table: Table) -> SageProduct:
     return _load()[table.product]
 
 
-def dialect_for(table: Table) -> Dialect:
+def dialect_for(table: Table, settings: Settings | None = None) -> Dialect:
     """How the API of a table's product applies its predicates, sort and projection."""
-    return for_table(table).dialect(table)
+    return for_table(table).dialect(table, settings)
 
 
 def paginator_for(table: Table) -> Paginator:

@@ -106,8 +106,9 @@ class SageProduct:
 
     # -- reading tables -----------------------------------------------------------------
 
-    def dialect(self, table: Table) -> Dialect:
-        """How the API applies a table's predicates, sort and projection."""
+    def dialect(self, table: Table, settings: Settings | None = None) -> Dialect:
+        """How the API applies a table's predicates, sort and projection (``settings``:
+        the connection's, for a product whose dialect a property tunes)."""
         return self.dialect_class(table, self)
 
     def paginator(self, table: Table) -> paging.Paginator:

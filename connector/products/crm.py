@@ -14,6 +14,7 @@ from sagesql.connector.products.base import SageProduct
 from sagesql.connector.properties import Settings
 from sagesql.connector.tokenstore import TokenStore
 from sagesql.errors import ConfigurationError
+from sagesql.schemas.catalog import Table
 
 # Where a default install serves sagecrm2 under the CRM server's root.
 SDATA_PATH = "/sdata/crmj/sagecrm2/-"
@@ -28,6 +29,11 @@ class CRM(SageProduct):
         if not settings.url:
             raise ConfigurationError("SageCRM needs URL", hint="set URL=https://your-crm-server")
         return settings.url if "/sdata/" in settings.url else settings.url + SDATA_PATH
+
+    def dialect(self, table: Table, settings: Settings | None = None) -> Dialect:
+        # CRMFilterOperators=extended: where= forms beyond those Sage documents (sdata.py).
+        extended = settings is not None and settings.crm_filter_operators == "extended"
+        return SDataDialect(table, self, extended=extended)
 
     def auth(
         self, settings: Settings, store: TokenStore | None, token_url: str, login: Callable[[], Any]
