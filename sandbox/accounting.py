@@ -39,9 +39,9 @@ Choices where Sage's documents leave room (the connector must not rely on more):
   records that exist (422 otherwise); documents' line amounts and totals are computed
   by the server from quantity, unit price, discount and tax rate.
 - DELETE of a sales invoice or credit note voids it (200 with the record, as the
-  definition says) and needs ``void_reason`` (in the body, bare or in the envelope, or
-  the query) unless it is a draft, which is deleted (204). Other deletes keep a
-  tombstone with ``deleted_at``, listed by ``deleted_since``.
+  definition says) and needs the ``void_reason`` query parameter unless it is a draft,
+  which is deleted (204); a DELETE with a body is a 400, as the definition has none.
+  Other deletes keep a tombstone with ``deleted_at``, listed by ``deleted_since``.
 - malformed JSON is a 400 ``InvalidJSON``, a body without the envelope key a 422, a
   content type other than JSON a 415, an operation the table lacks a 405.
 """
@@ -813,10 +813,10 @@ class AccountingApp(ProductApp):
         with self._write_lock:
             record = self._load(scope, res, key)
             status = (record.get("status") or {}).get("id")
+            reason = _void_reason(request) if res.name in VOIDABLE else None
             if res.name in VOIDABLE and status != "DRAFT":
                 if status == "VOID":
                     raise ApiError(422, "RecordInvalid", "the document is already void", "status")
-                reason = _void_reason(request)
                 if not reason:
                     raise ApiError(
                         422,
@@ -1144,15 +1144,15 @@ def _body(request: Request, envelope: str) -> dict[str, Any]:
 
 
 def _void_reason(request: Request) -> str | None:
-    reason = request.args.get("void_reason")
+    """The ``void_reason`` query parameter (Sage's definition: DELETE takes no body)."""
     if request.get_data():
-        try:
-            data = json.loads(request.get_data(as_text=True))
-        except ValueError:
-            raise ApiError(400, "InvalidJSON", "the body is not valid JSON") from None
-        if isinstance(data, dict):
-            inner = next((v for v in data.values() if isinstance(v, dict)), {})
-            reason = data.get("void_reason") or inner.get("void_reason") or reason
+        raise ApiError(
+            400,
+            "InvalidRequest",
+            "DELETE takes no body: give void_reason as a query parameter",
+            source="void_reason",
+        )
+    reason = request.args.get("void_reason")
     return str(reason).strip() if reason else None
 
 

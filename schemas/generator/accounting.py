@@ -447,7 +447,10 @@ def _action_procedures(spec: Definition, resource: str) -> list[dict[str, Any]]:
         procedures.append(
             {
                 "name": "Void" + thing,
-                "description": f"Voids a {label} (DELETE with a void reason; a draft is deleted).",
+                "description": (
+                    f"Voids a {label} (DELETE with the void_reason query parameter; "
+                    "a draft is deleted)."
+                ),
                 "parameters": [
                     {
                         "name": "Id",
@@ -468,7 +471,8 @@ def _action_procedures(spec: Definition, resource: str) -> list[dict[str, Any]]:
                 "request": {
                     "method": "DELETE",
                     "path": f"/{resource}/{{Id}}",
-                    "body": {"void_reason": "{VoidReason}"},
+                    # Sage's definition: void_reason is a query parameter, there is no body.
+                    "query": {"void_reason": "{VoidReason}"},
                 },
             }
         )
