@@ -565,7 +565,7 @@ class AccountingApp(ProductApp):
         if fmt == "datetime":
             instant = _time_arg(name, raw)
             return sortable(instant) if expr in ("updated", "created") else iso(instant)
-        if fmt == "date":
+        if fmt in ("date", "day_datetime"):
             return _time_arg(name, raw).date().isoformat()
         if fmt == "boolean":
             return _bool_arg(name, raw)

@@ -314,7 +314,9 @@ def pushdown_parameters(
             ]
         elif name in ("from_date", "to_date") and "date" in columns and "dates" in text:
             ops = RANGE_OPERATORS if name == "from_date" else END_OPERATORS
-            filters += [_filter("date", op, name, ex, "date") for op, ex in ops]
+            # Declared date-time (sent as the day's midnight UTC) or date, on a date column.
+            kind = "day_datetime" if param.get("format") == "date-time" else "date"
+            filters += [_filter("date", op, name, ex, kind) for op, ex in ops]
         elif name in ("updated_from_date", "updated_to_date") and "updated_at" in columns:
             ops = RANGE_OPERATORS if name == "updated_from_date" else END_OPERATORS
             filters += [_filter("updated_at", op, name, ex, "datetime") for op, ex in ops]
