@@ -258,6 +258,20 @@ def _line_table(table: Table, column: Column, catalog: Catalog | None) -> Table 
     return None
 
 
+def line_required(child: Table) -> list[str]:
+    """The members a new line (one without the line table's key) must give, in write form."""
+    return [
+        c.body_path[0]
+        for c in child.columns
+        if c.required_on_create and not c.read_only and len(c.body_path) == 1
+    ]
+
+
+def line_table(table: Table, column: Column, catalog: Catalog | None) -> Table | None:
+    """The child table whose rows are this JSON column's items (invoice lines), if any."""
+    return _line_table(table, column, catalog)
+
+
 def _lines(child: Table, column: Column, value: Any) -> list[dict[str, Any]]:
     """Lines in write form, each member typed by the line table's column."""
     if not isinstance(value, list) or not all(isinstance(x, Mapping) for x in value):
@@ -305,14 +319,7 @@ def _lines(child: Table, column: Column, value: Any) -> list[dict[str, Any]]:
                 problems.append(f"{where}: {exc.message.replace('compared with', 'for')}")
         if child.key is None or converted.get(child.key) is None:
             # A new line: the members the definition requires of a line.
-            missing = [
-                c.body_path[0]
-                for c in child.columns
-                if c.required_on_create
-                and not c.read_only
-                and len(c.body_path) == 1
-                and converted.get(c.body_path[0]) in (None, "")
-            ]
+            missing = [m for m in line_required(child) if converted.get(m) in (None, "")]
             if missing:
                 problems.append(f"{where}: {', '.join(missing)} required for a new line")
         out.append(converted)
