@@ -110,10 +110,8 @@ def _input_column(table: Table, column: Column, catalog: Catalog | None) -> dict
     needed = validation.line_required(child)
     if needed:
         # As validation checks: a new line (no key) gives these, each not null or empty.
-        given = {
-            "required": needed,
-            "properties": {m: {"not": {"enum": [None, ""]}} for m in needed},
-        }
+        not_empty: dict[str, Any] = {m: {"not": {"enum": [None, ""]}} for m in needed}
+        given: dict[str, Any] = {"required": needed, "properties": not_empty}
         if child.key is not None and child.key in members:
             existing = {
                 "required": [child.key],
@@ -121,7 +119,7 @@ def _input_column(table: Table, column: Column, catalog: Catalog | None) -> dict
             }
             items["anyOf"] = [existing, given]
         else:
-            items.update(given | {"properties": {**members, **given["properties"]}})
+            items.update({"required": needed, "properties": {**members, **not_empty}})
     schema.update(
         {
             "type": ["array", "string"],
