@@ -1189,7 +1189,7 @@ class Books:
         key_path = resource.key_path
         for i in range(n + dead):
             rng = fake.rng_for(self.seed, self.scope, name, str(i))
-            record = fake.record_from_columns(table, rng, i)
+            record = fake.record_from_columns(table, rng, i, plausible=True)
             for column in table.columns:
                 if column.type == "JSON" and not column.path[0].startswith("$"):
                     set_path(record, column.path, [] if _plural_field(column) else None)

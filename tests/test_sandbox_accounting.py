@@ -874,3 +874,42 @@ def test_records_conform_to_the_published_definition(api: Client, reference: Pat
             {"$ref": f"#/definitions/{schema_name}"}, response.json(), schema_name
         )
     assert not problems, "\n".join(problems[:30])
+
+
+def _field_placeholders(value: Any, where: str = "") -> list[str]:
+    """Values that are a field's own name and a number ("Accounting Type 0")."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            shown = key.replace("_", " ").title()
+            if isinstance(inner, str) and re.fullmatch(re.escape(shown) + r" \d+", inner):
+                found.append(f"{where}.{key}: {inner!r}")
+            else:
+                found += _field_placeholders(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            found += _field_placeholders(item, where + "[]")
+    return found
+
+
+def test_code_and_text_fields_hold_real_values_not_field_name_placeholders(api: Client) -> None:
+    """Every list endpoint (attributes=all): no "Field Name N"; codes as Sage's samples."""
+    definition = json.loads(
+        (
+            Path(__file__).resolve().parent.parent
+            / "schemas"
+            / "definitions"
+            / "sage-accounting-v3.1.openapi.json"
+        ).read_text(encoding="utf-8")
+    )
+    found: list[str] = []
+    for path, item in definition["paths"].items():
+        if re.fullmatch(r"/[a-z_]+", path) and "get" in item:
+            response = api.get(path, attributes="all")
+            if response.status_code == 200:
+                found += _field_placeholders(response.json(), path)
+    assert found == []
+    settings = api.ok("/financial_settings")
+    assert settings["accounting_type"] in ("accrual", "cash")
+    assert settings["mtd_activation_status"] == "mtd_unavailable"
+    assert settings["sales_tax_calculation"] in ("invoice", "cash", None)
