@@ -48,6 +48,7 @@ Choices where Sage's documents leave room (the connector must not rely on more):
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import sqlite3
@@ -107,6 +108,8 @@ GROWING = frozenset(
     }
 )
 VOIDABLE = frozenset({"sales_invoices", "sales_credit_notes"})
+# GET /{resource}/{key}/<name> routes of the definition beside actions.
+SUB_RESOURCES = frozenset({("attachments", "file"), ("bank_accounts", "bank_feed")})
 RELEASED_STATUS = "UNPAID"
 # /businesses does not page: Sage answers every business with this page size.
 BUSINESSES_PAGE_SIZE = 2147483647
@@ -393,6 +396,8 @@ class AccountingApp(ProductApp):
         if len(parts) == 3:
             if method == "POST" and parts[2] in _actions(res):
                 return self.action(scope, res, key, parts[2])
+            if method == "GET" and (parts[0], parts[2]) in SUB_RESOURCES:
+                return self.sub_resource(request, scope, res, key, parts[2])
             raise ApiError(404, "RecordNotFound", f"no resource at {path}")
         if method == "GET" and "get" in ops:
             return json_response(self._load(scope, res, key))
@@ -624,6 +629,8 @@ class AccountingApp(ProductApp):
             writer = Writer(self, scope, res)
             record = writer.record(body, creating=True)
             writer.raise_problems()
+            if res.name == "contacts":
+                self._unique_reference(scope, record.get("reference"), None)
             now = self._now()
             record = self.finish_new(scope, res, record, now)
             key = get_path(record, res.key_path)
@@ -665,6 +672,19 @@ class AccountingApp(ProductApp):
         if "displayed_as" in full and not full.get("displayed_as"):
             full["displayed_as"] = _display(full, res, key)
         return full
+
+    def _unique_reference(self, scope: str, reference: Any, key: str | None) -> None:
+        """A contact's reference is unique in its business: Sage answers 422 on its field."""
+        if not reference:
+            return
+        clash = self.store.count(
+            scope,
+            "contacts",
+            where="lower(json_extract(data, '$.reference')) = lower(?) AND key IS NOT ?",
+            params=(str(reference), key),
+        )
+        if clash:
+            raise ApiError(422, "RecordInvalid", "has already been taken", source="reference")
 
     def _contact_defaults(self, scope: str, record: dict[str, Any]) -> None:
         if not record.get("reference"):
@@ -784,6 +804,8 @@ class AccountingApp(ProductApp):
             writer = Writer(self, scope, res)
             changes = writer.record(body, creating=False)
             writer.raise_problems()
+            if res.name == "contacts" and "reference" in changes:
+                self._unique_reference(scope, changes["reference"], key)
             for name, value in changes.items():
                 current = record.get(name)
                 if isinstance(current, dict) and isinstance(value, dict) and "id" not in value:
@@ -841,6 +863,29 @@ class AccountingApp(ProductApp):
             record["deleted_at"] = iso(now)
         self.store.mark_deleted(scope, res.name, key, sortable(now), record)
         self.pages.changed(scope, res.name)
+
+    def sub_resource(
+        self, request: Request, scope: str, res: Resource, key: str, name: str
+    ) -> Response:
+        """GET /attachments/{key}/file (the file's bytes when Accept asks for
+        application/octet-stream, as the definition says it must; else the Attachment)
+        and GET /bank_accounts/{key}/bank_feed (a Base: id, displayed_as, $path)."""
+        record = self._load(scope, res, key)
+        if name == "file":
+            if "application/octet-stream" in request.headers.get("Accept", ""):
+                try:
+                    content = base64.b64decode(str(record.get("file") or ""), validate=False)
+                except ValueError:
+                    content = b""
+                return Response(content, status=200, mimetype="application/octet-stream")
+            return json_response(record)
+        return json_response(
+            {
+                "id": record.get("id"),
+                "displayed_as": record.get("displayed_as"),
+                "$path": f"/bank_accounts/{key}/bank_feed",
+            }
+        )
 
     def action(self, scope: str, res: Resource, key: str, action: str) -> Response:
         with self._write_lock:

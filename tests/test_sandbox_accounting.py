@@ -913,3 +913,33 @@ def test_code_and_text_fields_hold_real_values_not_field_name_placeholders(api: 
     assert settings["accounting_type"] in ("accrual", "cash")
     assert settings["mtd_activation_status"] == "mtd_unavailable"
     assert settings["sales_tax_calculation"] in ("invoice", "cash", None)
+
+
+def test_the_attachment_file_and_bank_feed_routes(api: Client) -> None:
+    attachment = api.all("/attachments")[0]
+    response = api.session.get(
+        f"{api.base}/attachments/{attachment['id']}/file",
+        headers={"Accept": "application/octet-stream"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/octet-stream")
+    assert api.ok(f"/attachments/{attachment['id']}/file")["id"] == attachment["id"]
+    bank = api.all("/bank_accounts")[0]
+    feed = api.ok(f"/bank_accounts/{bank['id']}/bank_feed")
+    assert set(feed) == {"id", "displayed_as", "$path"} and feed["id"] == bank["id"]
+    assert api.get(f"/bank_accounts/{'0' * 32}/bank_feed").status_code == 404
+
+
+def test_a_duplicate_contact_reference_is_refused(api: Client) -> None:
+    taken = api.all("/contacts", attributes="reference")[0]["reference"]
+    body = {"contact": {"name": "Twin", "contact_type_ids": ["CUSTOMER"], "reference": taken}}
+    response = api.post("/contacts", body)
+    assert response.status_code == 422
+    assert errors_of(response)[0]["$source"] == "reference"
+    made = api.post("/contacts", {"contact": {**body["contact"], "reference": "UNIQ1"}})
+    assert made.status_code == 201
+    moved = api.put(f"/contacts/{made.json()['id']}", {"contact": {"reference": taken}})
+    assert moved.status_code == 422 and errors_of(moved)[0]["$source"] == "reference"
+    same = api.put(f"/contacts/{made.json()['id']}", {"contact": {"reference": "UNIQ1"}})
+    assert same.status_code == 200
