@@ -108,6 +108,11 @@ GROWING = frozenset(
     }
 )
 VOIDABLE = frozenset({"sales_invoices", "sales_credit_notes"})
+# Nested records a list answers as links {id, displayed_as, $path}, as Sage's recorded
+# samples show (schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json).
+LISTED_AS_LINKS: dict[str, tuple[str, ...]] = {
+    "bank_accounts": ("main_address", "main_contact_person"),
+}
 # GET /{resource}/{key}/<name> routes of the definition beside actions.
 SUB_RESOURCES = frozenset({("attachments", "file"), ("bank_accounts", "bank_feed")})
 RELEASED_STATUS = "UNPAID"
@@ -486,9 +491,16 @@ class AccountingApp(ProductApp):
     def project(
         res: Resource, rows: list[str], attributes: str | None, extra: tuple[str, ...] = ()
     ) -> list[str]:
-        """Items as JSON text: the base attributes, or all, or the base and those named."""
+        """Items as JSON text: the base attributes, or all, or the base and those named.
+
+        Nested records that Sage lists as links (LISTED_AS_LINKS, from the recorded
+        samples: a bank account's main_address) are ``{id, displayed_as, $path}`` here,
+        whole only in the record's own GET."""
+        links = LISTED_AS_LINKS.get(res.name, ())
         if attributes and attributes.strip().lower() == "all":
-            return rows  # the stored JSON is the full record
+            if not links:
+                return rows  # the stored JSON is the full record
+            return [_as_links(text, links) for text in rows]
         projection = res.table.pushdown.projection
         always = projection.always if projection else ("id", "displayed_as", "$path")
         wanted = [*always, *extra]
@@ -498,7 +510,7 @@ class AccountingApp(ProductApp):
         for text in rows:
             record = json.loads(text)
             picked = {k: record[k] for k in wanted if k in record}
-            out.append(json.dumps(picked, separators=(",", ":"), ensure_ascii=False))
+            out.append(_as_links(picked, links))
         return out
 
     # -- filters -------------------------------------------------------------------------
@@ -1186,6 +1198,16 @@ def _body(request: Request, envelope: str) -> dict[str, Any]:
             source=envelope,
         )
     return data[envelope]
+
+
+def _as_links(record: str | dict[str, Any], fields: tuple[str, ...]) -> str:
+    """The record as JSON text, those nested records cut to their link."""
+    data = json.loads(record) if isinstance(record, str) else record
+    for name in fields:
+        value = data.get(name)
+        if isinstance(value, dict) and value.get("id") is not None:
+            data[name] = {k: value.get(k) for k in ("id", "displayed_as", "$path")}
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
 
 
 def _void_reason(request: Request) -> str | None:
