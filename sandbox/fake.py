@@ -274,7 +274,13 @@ def listed_values(description: str) -> list[str]:
 
 def plausible_text(column: Column, rng: random.Random, index: int) -> str:
     """Text as Sage would hold it in this field: the description's or the samples' codes,
-    dates, rates, references, phone numbers, notes; never the field's name."""
+    dates, rates, references, phone numbers, notes; never the field's name (cut to the
+    column's length)."""
+    text = _plausible_text(column, rng, index)
+    return text[: column.max_length] if column.max_length else text
+
+
+def _plausible_text(column: Column, rng: random.Random, index: int) -> str:
     name = column.name.rsplit("__", 1)[-1]
     leaf = column.path[-1] if column.path else name
     codes = SAMPLE_CODES.get(leaf) or tuple(listed_values(column.description))
@@ -311,7 +317,7 @@ def plausible_text(column: Column, rng: random.Random, index: int) -> str:
         text = f"{initials}-{index + 1:04d}" if leaf != "code" else f"{index + 1:04d}"
     else:
         text = product_name(rng)
-    return text[: column.max_length] if column.max_length else text
+    return text
 
 
 def value_for(column: Column, rng: random.Random, index: int, *, plausible: bool = False) -> Any:
@@ -338,7 +344,8 @@ def value_for(column: Column, rng: random.Random, index: int, *, plausible: bool
         first, last = person(rng)
         return email(first, last, "demo", rng)
     if name.endswith(("name", "displayed_as")):
-        return f"{product_name(rng)} {index}"
+        named = f"{product_name(rng)} {index}"
+        return named[: column.max_length] if plausible and column.max_length else named
     if plausible:
         return plausible_text(column, rng, index)
     text = f"{name.replace('_', ' ').title()} {index}"
