@@ -35,6 +35,10 @@ KNOWN_DEFECTS: dict[str, str] = {
     "enum-name-over-maxLength": "Sage 200 declares maxLength 20 on enum fields whose "
     "members are longer, its own default among them (customer.account_type: "
     "'TradingAccountTypeOpenItem', 26 characters)",
+    "type-contradicts-format": "Sage 200 declares a type its own format contradicts, and "
+    "answers by the format: customer_view.default_tax_rate is type integer, format "
+    "'decimal 2dp'; pop_order_line.cancel_requisition_lines is type object, format "
+    "'boolean'; purchase_transaction_enquiry_view.discount_days is type string, format 'int16'",
     "number-as-string": "Accounting declares money and quantities as numbers, yet Sage "
     'answers them as strings ("50.00"), as every recorded sample shows',
 }
@@ -95,6 +99,8 @@ def kind_of(error: jsonschema.ValidationError) -> str:
             and {"number", "integer"} & set(expected)
         ):
             return "number-as-string"
+        if _fits_format(error.instance, str(error.schema.get("format", ""))):
+            return "type-contradicts-format"
         return "type"
     if (
         error.validator == "maxLength"
@@ -105,6 +111,17 @@ def kind_of(error: jsonschema.ValidationError) -> str:
     if error.validator == "additionalProperties":
         return "unknown-property"
     return str(error.validator)
+
+
+def _fits_format(value: Any, form: str) -> bool:
+    """A value that is what the schema's format (not its type) says: boolean, decimal."""
+    if form == "boolean":
+        return isinstance(value, bool)
+    if form.startswith("decimal"):
+        return isinstance(value, (int, float)) and not isinstance(value, bool)
+    if form in ("int16", "int32", "int64"):
+        return isinstance(value, int) and not isinstance(value, bool)
+    return False
 
 
 def violations(product: str, definition: str, record: Any, where: str) -> list[tuple[str, str]]:

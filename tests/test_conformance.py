@@ -113,12 +113,6 @@ def test_accounting_answers_conform(start_sandbox: Any, capsys: pytest.CaptureFi
     assert unexpected(found) == []
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="the Sage 200 sandbox still breaks its definitions 19 times (3 records per list): "
-    "customer_views.default_tax_rate decimals where an integer is declared, pop_orders' "
-    "lines.cancel_requisition_lines booleans where an object is declared",
-)
 def test_sage200_answers_conform(start_sandbox: Any, capsys: pytest.CaptureFixture[str]) -> None:
     sbx = start_sandbox("sage_200", rows=3, rate_limit_per_minute=0)
     found = sage200_found(sbx)
