@@ -4,8 +4,11 @@ An integration tool maps its fields with these (``sagesql schema contacts --acti
 create``). They say what the activities check:
 
 - ``create``: one record of the writable columns; ``required`` lists what a create
-  needs; lines of a document (``invoice_lines``) are arrays of line objects in write
-  form (``ledger_account_id``); link-id arrays (``contact_types``) are arrays of ids;
+  needs (as validation.required: a view's own condition is supplied); lines of a
+  document (``invoice_lines``) are arrays of line objects in write form
+  (``ledger_account_id``), a new line (without its key) requiring what validation
+  requires of it (validation.line_required); link-id arrays (``contact_types``) are
+  arrays of ids, or one id;
 - ``update``: the key and any writable columns (only those given are sent);
 - ``delete``: the key (and ``void_reason`` where Sage voids instead of deleting);
 - ``query``: the table, fields, conditions, order, limit and offset; its output is
@@ -91,7 +94,7 @@ def _input_column(table: Table, column: Column, catalog: Catalog | None) -> dict
             }
         )
         return schema
-    child = validation._line_table(table, column, catalog)
+    child = validation.line_table(table, column, catalog)
     if child is None:
         schema["description"] = (column.description + " ").lstrip() + "(JSON, or its JSON text)"
         return schema
@@ -103,11 +106,25 @@ def _input_column(table: Table, column: Column, catalog: Catalog | None) -> dict
             item = column_schema(c)
             item.pop("readOnly", None)
             members[c.body_path[0]] = item
+    items: dict[str, Any] = {"type": "object", "properties": members}
+    needed = validation.line_required(child)
+    if needed:
+        # As validation checks: a new line (no key) gives these, each not null or empty.
+        not_empty: dict[str, Any] = {m: {"not": {"enum": [None, ""]}} for m in needed}
+        given: dict[str, Any] = {"required": needed, "properties": not_empty}
+        if child.key is not None and child.key in members:
+            existing = {
+                "required": [child.key],
+                "properties": {child.key: {"not": {"type": "null"}}},
+            }
+            items["anyOf"] = [existing, given]
+        else:
+            items.update({"required": needed, "properties": {**members, **not_empty}})
     schema.update(
         {
             "type": ["array", "string"],
             "description": f"the lines ({child.name}), an array or its JSON text",
-            "items": {"type": "object", "properties": members},
+            "items": items,
         }
     )
     return schema

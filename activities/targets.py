@@ -228,27 +228,25 @@ class Delete(Target):
         op = self.operation
         path = bodies.path(op, key)
         if self.void is not None and reason:
-            body = self._void_body(str(reason))
-            return RowRequest(index, op.method, path, body, key, "voided")
+            params = self._void_params(str(reason))
+            return RowRequest(index, op.method, path, None, key, "voided", params=params)
         if self.void is not None:
             refused = self._not_a_draft(index, key)
             if refused is not None:
                 return refused
         return RowRequest(index, op.method, path, None, key, "deleted")
 
-    def _void_body(self, reason: str) -> Any:
-        """The void procedure's body with the reason filled in (``{"void_reason": ...}``)."""
+    def _void_params(self, reason: str) -> dict[str, str]:
+        """The void procedure's query parameters with the reason filled in (``void_reason``).
+
+        Sage's definition takes the reason as a query parameter of the DELETE; no body.
+        """
         assert self.void is not None
-        template = self.void.request.get("body") or {VOID_REASON: "{VoidReason}"}
-
-        def fill(node: Any) -> Any:
-            if isinstance(node, Mapping):
-                return {k: fill(v) for k, v in node.items()}
-            if isinstance(node, str) and node.startswith("{") and node.endswith("}"):
-                return reason
-            return node
-
-        return fill(template)
+        template = self.void.request.get("query") or {VOID_REASON: "{VoidReason}"}
+        return {
+            str(k): reason if isinstance(v, str) and v.startswith("{") and v.endswith("}") else v
+            for k, v in template.items()
+        }
 
     def _not_a_draft(self, index: int, key: Any) -> RowRequest | None:
         """A failed request when the document is not a draft (a DELETE would void it)."""

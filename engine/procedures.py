@@ -175,8 +175,10 @@ def _http(connection: Client, procedure: Procedure, args: dict[str, Any]) -> Any
     request = procedure.request
     path = path_with(str(request["path"]), args)
     body = _fill(request.get("body"), args) if request.get("body") is not None else None
+    query = _fill(request.get("query") or {}, args)
+    params = {k: str(v) for k, v in query.items() if v is not None} or None
     answer = connection.transport.json_request(
-        str(request["method"]), path, params=request.get("query") or None, json=body
+        str(request["method"]), path, params=params, json=body
     )
     if answer is None:  # 204: the call succeeded and said nothing
         return {"success": True}

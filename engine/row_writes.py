@@ -92,6 +92,7 @@ class RowRequest:
     body: Any = None
     key: Any = None
     success: str = "ok"
+    params: dict[str, str] | None = None  # query parameters (a void's void_reason)
     outcome: RowOutcome | None = None
     # The key of the API's answer (creates learn their key from it).
     key_of: Callable[[Any], Any] | None = field(default=None, repr=False)
@@ -119,7 +120,9 @@ def send(transport: Transport, request: RowRequest) -> tuple[RowOutcome, bool]:
     if request.outcome is not None:
         return request.outcome, False
     try:
-        answer = transport.json_request(request.method, request.path, json=request.body)
+        answer = transport.json_request(
+            request.method, request.path, params=request.params, json=request.body
+        )
     except Error as exc:
         status = classify(exc, request.method)
         return RowOutcome(request.index, status, request.key, None, RowError.of(exc)), fatal(exc)

@@ -22,6 +22,7 @@ lists or dicts for JSON); bodies.py turns them into the request body.
 from __future__ import annotations
 
 import json
+import re
 from collections.abc import Iterable, Mapping, Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -162,7 +163,14 @@ def writable(column: Column, kind: str, table: Table) -> bool:
 
 
 def required(table: Table) -> list[Column]:
-    return [c for c in table.columns if c.required_on_create and writable(c, "INSERT", table)]
+    """The columns a create must give (a view supplies its own condition's: fixed_values)."""
+    return [
+        c
+        for c in table.columns
+        if c.required_on_create
+        and writable(c, "INSERT", table)
+        and c.name not in table.fixed_values
+    ]
 
 
 def convert(
@@ -207,6 +215,8 @@ def convert(
 
 def _json_value(table: Table, column: Column, value: Any, catalog: Catalog | None) -> Any:
     if isinstance(value, str):
+        if column.body_path[-1].endswith("_ids") and re.fullmatch(r"[\w-]+", value.strip()):
+            return _ids(column, value.strip())  # one id, not JSON: contact_types = 'CUSTOMER'
         try:
             value = json.loads(value)
         except json.JSONDecodeError as exc:
@@ -223,6 +233,8 @@ def _json_value(table: Table, column: Column, value: Any, catalog: Catalog | Non
 
 def _ids(column: Column, value: Any) -> list[str]:
     """A link-id array: ``["CUSTOMER"]``, or the links a SELECT returns (``[{"id": ...}]``)."""
+    if isinstance(value, str):
+        value = [value]  # one id: 'CUSTOMER'
     if not isinstance(value, list):
         raise ValueError(f'{column.name} must be a JSON array of ids, e.g. ["CUSTOMER"]')
     out = []
@@ -244,6 +256,20 @@ def _line_table(table: Table, column: Column, catalog: Catalog | None) -> Table 
         if child.parent is not None and child.parent.path == column.path:
             return child
     return None
+
+
+def line_required(child: Table) -> list[str]:
+    """The members a new line (one without the line table's key) must give, in write form."""
+    return [
+        c.body_path[0]
+        for c in child.columns
+        if c.required_on_create and not c.read_only and len(c.body_path) == 1
+    ]
+
+
+def line_table(table: Table, column: Column, catalog: Catalog | None) -> Table | None:
+    """The child table whose rows are this JSON column's items (invoice lines), if any."""
+    return _line_table(table, column, catalog)
 
 
 def _lines(child: Table, column: Column, value: Any) -> list[dict[str, Any]]:
@@ -293,14 +319,7 @@ def _lines(child: Table, column: Column, value: Any) -> list[dict[str, Any]]:
                 problems.append(f"{where}: {exc.message.replace('compared with', 'for')}")
         if child.key is None or converted.get(child.key) is None:
             # A new line: the members the definition requires of a line.
-            missing = [
-                c.body_path[0]
-                for c in child.columns
-                if c.required_on_create
-                and not c.read_only
-                and len(c.body_path) == 1
-                and converted.get(c.body_path[0]) in (None, "")
-            ]
+            missing = [m for m in line_required(child) if converted.get(m) in (None, "")]
             if missing:
                 problems.append(f"{where}: {', '.join(missing)} required for a new line")
         out.append(converted)
@@ -328,7 +347,38 @@ def convert_row(
             out[column] = convert(table, column, value, catalog, creating=creating)
         except ValueError as exc:
             problems.add(str(exc), row=row, column=column.name)
+    check_view(table, out, problems, row=row, creating=creating)
     return out
+
+
+def check_view(
+    table: Table,
+    values: dict[Column, Any],
+    problems: Problems,
+    *,
+    row: int | None,
+    creating: bool,
+) -> None:
+    """A view's own condition (``fixed_values``), like SQL's WITH CHECK OPTION: a create
+    that does not give the column gets the view's value; a value outside the view is
+    refused before anything is sent."""
+    for name, wanted in table.fixed_values.items():
+        column = table.column(name)
+        if column not in values:
+            if creating:
+                values[column] = [wanted] if column.type == "JSON" else wanted
+            continue
+        given = values[column]
+        held = given if isinstance(given, list) else [given]
+        if wanted not in [str(v) for v in held]:
+            shown = ", ".join(str(v) for v in held) or "none"
+            problems.add(
+                f"{table.name} holds only rows whose {name} is {wanted} (the view's condition, "
+                f"as WITH CHECK OPTION), not {shown}: write it through "
+                f"{table.resource} instead",
+                row=row,
+                column=name,
+            )
 
 
 def record_columns(

@@ -39,15 +39,16 @@ Choices where Sage's documents leave room (the connector must not rely on more):
   records that exist (422 otherwise); documents' line amounts and totals are computed
   by the server from quantity, unit price, discount and tax rate.
 - DELETE of a sales invoice or credit note voids it (200 with the record, as the
-  definition says) and needs ``void_reason`` (in the body, bare or in the envelope, or
-  the query) unless it is a draft, which is deleted (204). Other deletes keep a
-  tombstone with ``deleted_at``, listed by ``deleted_since``.
+  definition says) and needs the ``void_reason`` query parameter unless it is a draft,
+  which is deleted (204); a DELETE with a body is a 400, as the definition has none.
+  Other deletes keep a tombstone with ``deleted_at``, listed by ``deleted_since``.
 - malformed JSON is a 400 ``InvalidJSON``, a body without the envelope key a 422, a
   content type other than JSON a 415, an operation the table lacks a 405.
 """
 
 from __future__ import annotations
 
+import base64
 import json
 import math
 import sqlite3
@@ -107,6 +108,13 @@ GROWING = frozenset(
     }
 )
 VOIDABLE = frozenset({"sales_invoices", "sales_credit_notes"})
+# Nested records a list answers as links {id, displayed_as, $path}, as Sage's recorded
+# samples show (schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json).
+LISTED_AS_LINKS: dict[str, tuple[str, ...]] = {
+    "bank_accounts": ("main_address", "main_contact_person"),
+}
+# GET /{resource}/{key}/<name> routes of the definition beside actions.
+SUB_RESOURCES = frozenset({("attachments", "file"), ("bank_accounts", "bank_feed")})
 RELEASED_STATUS = "UNPAID"
 # /businesses does not page: Sage answers every business with this page size.
 BUSINESSES_PAGE_SIZE = 2147483647
@@ -393,6 +401,8 @@ class AccountingApp(ProductApp):
         if len(parts) == 3:
             if method == "POST" and parts[2] in _actions(res):
                 return self.action(scope, res, key, parts[2])
+            if method == "GET" and (parts[0], parts[2]) in SUB_RESOURCES:
+                return self.sub_resource(request, scope, res, key, parts[2])
             raise ApiError(404, "RecordNotFound", f"no resource at {path}")
         if method == "GET" and "get" in ops:
             return json_response(self._load(scope, res, key))
@@ -481,9 +491,16 @@ class AccountingApp(ProductApp):
     def project(
         res: Resource, rows: list[str], attributes: str | None, extra: tuple[str, ...] = ()
     ) -> list[str]:
-        """Items as JSON text: the base attributes, or all, or the base and those named."""
+        """Items as JSON text: the base attributes, or all, or the base and those named.
+
+        Nested records that Sage lists as links (LISTED_AS_LINKS, from the recorded
+        samples: a bank account's main_address) are ``{id, displayed_as, $path}`` here,
+        whole only in the record's own GET."""
+        links = LISTED_AS_LINKS.get(res.name, ())
         if attributes and attributes.strip().lower() == "all":
-            return rows  # the stored JSON is the full record
+            if not links:
+                return rows  # the stored JSON is the full record
+            return [_as_links(text, links) for text in rows]
         projection = res.table.pushdown.projection
         always = projection.always if projection else ("id", "displayed_as", "$path")
         wanted = [*always, *extra]
@@ -493,7 +510,7 @@ class AccountingApp(ProductApp):
         for text in rows:
             record = json.loads(text)
             picked = {k: record[k] for k in wanted if k in record}
-            out.append(json.dumps(picked, separators=(",", ":"), ensure_ascii=False))
+            out.append(_as_links(picked, links))
         return out
 
     # -- filters -------------------------------------------------------------------------
@@ -565,7 +582,7 @@ class AccountingApp(ProductApp):
         if fmt == "datetime":
             instant = _time_arg(name, raw)
             return sortable(instant) if expr in ("updated", "created") else iso(instant)
-        if fmt == "date":
+        if fmt in ("date", "day_datetime"):
             return _time_arg(name, raw).date().isoformat()
         if fmt == "boolean":
             return _bool_arg(name, raw)
@@ -624,6 +641,8 @@ class AccountingApp(ProductApp):
             writer = Writer(self, scope, res)
             record = writer.record(body, creating=True)
             writer.raise_problems()
+            if res.name == "contacts":
+                self._unique_reference(scope, record.get("reference"), None)
             now = self._now()
             record = self.finish_new(scope, res, record, now)
             key = get_path(record, res.key_path)
@@ -665,6 +684,19 @@ class AccountingApp(ProductApp):
         if "displayed_as" in full and not full.get("displayed_as"):
             full["displayed_as"] = _display(full, res, key)
         return full
+
+    def _unique_reference(self, scope: str, reference: Any, key: str | None) -> None:
+        """A contact's reference is unique in its business: Sage answers 422 on its field."""
+        if not reference:
+            return
+        clash = self.store.count(
+            scope,
+            "contacts",
+            where="lower(json_extract(data, '$.reference')) = lower(?) AND key IS NOT ?",
+            params=(str(reference), key),
+        )
+        if clash:
+            raise ApiError(422, "RecordInvalid", "has already been taken", source="reference")
 
     def _contact_defaults(self, scope: str, record: dict[str, Any]) -> None:
         if not record.get("reference"):
@@ -784,6 +816,8 @@ class AccountingApp(ProductApp):
             writer = Writer(self, scope, res)
             changes = writer.record(body, creating=False)
             writer.raise_problems()
+            if res.name == "contacts" and "reference" in changes:
+                self._unique_reference(scope, changes["reference"], key)
             for name, value in changes.items():
                 current = record.get(name)
                 if isinstance(current, dict) and isinstance(value, dict) and "id" not in value:
@@ -813,10 +847,10 @@ class AccountingApp(ProductApp):
         with self._write_lock:
             record = self._load(scope, res, key)
             status = (record.get("status") or {}).get("id")
+            reason = _void_reason(request) if res.name in VOIDABLE else None
             if res.name in VOIDABLE and status != "DRAFT":
                 if status == "VOID":
                     raise ApiError(422, "RecordInvalid", "the document is already void", "status")
-                reason = _void_reason(request)
                 if not reason:
                     raise ApiError(
                         422,
@@ -841,6 +875,29 @@ class AccountingApp(ProductApp):
             record["deleted_at"] = iso(now)
         self.store.mark_deleted(scope, res.name, key, sortable(now), record)
         self.pages.changed(scope, res.name)
+
+    def sub_resource(
+        self, request: Request, scope: str, res: Resource, key: str, name: str
+    ) -> Response:
+        """GET /attachments/{key}/file (the file's bytes when Accept asks for
+        application/octet-stream, as the definition says it must; else the Attachment)
+        and GET /bank_accounts/{key}/bank_feed (a Base: id, displayed_as, $path)."""
+        record = self._load(scope, res, key)
+        if name == "file":
+            if "application/octet-stream" in request.headers.get("Accept", ""):
+                try:
+                    content = base64.b64decode(str(record.get("file") or ""), validate=False)
+                except ValueError:
+                    content = b""
+                return Response(content, status=200, mimetype="application/octet-stream")
+            return json_response(record)
+        return json_response(
+            {
+                "id": record.get("id"),
+                "displayed_as": record.get("displayed_as"),
+                "$path": f"/bank_accounts/{key}/bank_feed",
+            }
+        )
 
     def action(self, scope: str, res: Resource, key: str, action: str) -> Response:
         with self._write_lock:
@@ -1143,16 +1200,26 @@ def _body(request: Request, envelope: str) -> dict[str, Any]:
     return data[envelope]
 
 
+def _as_links(record: str | dict[str, Any], fields: tuple[str, ...]) -> str:
+    """The record as JSON text, those nested records cut to their link."""
+    data = json.loads(record) if isinstance(record, str) else record
+    for name in fields:
+        value = data.get(name)
+        if isinstance(value, dict) and value.get("id") is not None:
+            data[name] = {k: value.get(k) for k in ("id", "displayed_as", "$path")}
+    return json.dumps(data, separators=(",", ":"), ensure_ascii=False)
+
+
 def _void_reason(request: Request) -> str | None:
-    reason = request.args.get("void_reason")
+    """The ``void_reason`` query parameter (Sage's definition: DELETE takes no body)."""
     if request.get_data():
-        try:
-            data = json.loads(request.get_data(as_text=True))
-        except ValueError:
-            raise ApiError(400, "InvalidJSON", "the body is not valid JSON") from None
-        if isinstance(data, dict):
-            inner = next((v for v in data.values() if isinstance(v, dict)), {})
-            reason = data.get("void_reason") or inner.get("void_reason") or reason
+        raise ApiError(
+            400,
+            "InvalidRequest",
+            "DELETE takes no body: give void_reason as a query parameter",
+            source="void_reason",
+        )
+    reason = request.args.get("void_reason")
     return str(reason).strip() if reason else None
 
 

@@ -48,6 +48,19 @@ _M64 = (1 << 64) - 1
 # Lookup resources with Sage's own (readable) ids.
 LOOKUPS: dict[str, tuple[tuple[str, str], ...]] = {
     "contact_types": (("CUSTOMER", "Customer"), ("VENDOR", "Supplier")),
+    # Codes, as the definition's id maxLength (15, 20) and the recorded samples have them.
+    "tax_schemes": (
+        ("NOT_REGISTERED", "Not Registered"),
+        ("STANDARD", "Standard"),
+        ("CASH", "Cash"),
+        ("FLAT_RATE_INVOICE", "Flat Rate - Invoice"),
+    ),
+    "business_activity_types": (
+        ("SERVICES", "Services"),
+        ("SALES", "Sales of goods"),
+        ("LIBERAL", "Liberal profession"),
+    ),
+    "legal_form_types": (("SARL", "SARL"), ("SAS", "SAS"), ("EI", "Entreprise individuelle")),
     "artefact_statuses": (
         ("DRAFT", "Draft"),
         ("UNPAID", "Unpaid"),
@@ -1189,7 +1202,7 @@ class Books:
         key_path = resource.key_path
         for i in range(n + dead):
             rng = fake.rng_for(self.seed, self.scope, name, str(i))
-            record = fake.record_from_columns(table, rng, i)
+            record = fake.record_from_columns(table, rng, i, plausible=True)
             for column in table.columns:
                 if column.type == "JSON" and not column.path[0].startswith("$"):
                     set_path(record, column.path, [] if _plural_field(column) else None)

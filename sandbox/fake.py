@@ -10,6 +10,7 @@ without a hand-written generator).
 from __future__ import annotations
 
 import random
+import re
 import zlib
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
@@ -235,8 +236,93 @@ def spread_times(
     return times
 
 
-def value_for(column: Column, rng: random.Random, index: int) -> Any:
-    """A plausible value for a column of any table (used by the generic generator)."""
+# Code fields whose values the definition's descriptions do not list: Sage's recorded
+# samples (schemas/definitions/samples) show them.
+SAMPLE_CODES: dict[str, tuple[str, ...]] = {
+    "mtd_activation_status": ("mtd_unavailable",),
+    "accounting_type": ("accrual", "cash"),
+    "mime_type": ("application/pdf", "image/png", "image/jpeg"),
+    "insurance_type": ("",),
+    "insurance_area": ("",),
+}
+NOTES = (
+    "Thank you for your business.",
+    "Payment due within 30 days.",
+    "Delivered to the main office.",
+    "As agreed by telephone.",
+    "Raised in error.",
+    "Goods returned damaged.",
+)
+JOBS = ("Accounts Payable", "Finance Director", "Office Manager", "Bookkeeper", "Buyer")
+# "Allowed values - "invoice", "cash"", "returns invoice, cash or retailer", "it can be
+# accrual or cash based": the values a description lists.
+_LISTED = re.compile(
+    r"(?:allowed values\s*[-:]?|returns|can be|either|one of[:]?)\s+"
+    r"((?:\"?[a-z_]+\"?,?\s+)*?\"?[a-z_]+\"?\s+or\s+\"?[a-z_]+\"?|(?:\"[a-z_]+\",?\s*)+)",
+    re.IGNORECASE,
+)
+
+
+def listed_values(description: str) -> list[str]:
+    """The code values a column's description lists, if it lists them."""
+    match = _LISTED.search(description or "")
+    if not match:
+        return []
+    words = re.findall(r"[a-z_]+", match.group(1).replace(" or ", ","))
+    return [w for w in words if w not in ("or", "and")]
+
+
+def plausible_text(column: Column, rng: random.Random, index: int) -> str:
+    """Text as Sage would hold it in this field: the description's or the samples' codes,
+    dates, rates, references, phone numbers, notes; never the field's name (cut to the
+    column's length)."""
+    text = _plausible_text(column, rng, index)
+    return text[: column.max_length] if column.max_length else text
+
+
+def _plausible_text(column: Column, rng: random.Random, index: int) -> str:
+    name = column.name.rsplit("__", 1)[-1]
+    leaf = column.path[-1] if column.path else name
+    codes = SAMPLE_CODES.get(leaf) or tuple(listed_values(column.description))
+    if codes:
+        return rng.choice(codes)
+    if leaf.endswith("_date"):
+        return (DATA_START + timedelta(days=rng.randrange(600))).date().isoformat()
+    if leaf.endswith("exchange_rate"):
+        return "1.0"
+    if leaf.endswith(("guid", "combined_id", "schema_id")) or leaf == "id":
+        return f"{rng.getrandbits(128):032x}"
+    if leaf in ("telephone", "mobile", "fax") or leaf.endswith(("_telephone", "_mobile")):
+        return phone(rng)
+    if leaf == "job_title":
+        return rng.choice(JOBS)
+    if leaf == "address_line_1":
+        return f"{rng.randint(1, 250)} {rng.choice(STREETS)}"
+    if leaf == "city":
+        return rng.choice(TOWNS)[0]
+    if leaf in ("address_line_2", "region", "rcs_number", "siret") or leaf.endswith("free_form"):
+        return ""
+    if leaf == "file_extension":
+        return rng.choice((".pdf", ".png", ".jpg"))
+    if leaf == "file":
+        return "JVBERi0xLjQK"  # base64 of a PDF's first line
+    if "tax_number" in leaf:
+        return f"GB{rng.randint(100000000, 999999999)}"
+    if leaf.endswith(("notes", "note", "details", "description", "reason")) or "terms" in leaf:
+        return rng.choice(NOTES)
+    if leaf.startswith("default_note") or leaf.startswith("insurance"):
+        return rng.choice(NOTES)
+    if "reference" in leaf or leaf.endswith(("number", "code", "prefix")):
+        initials = "".join(part[0] for part in leaf.split("_") if part).upper()[:3]
+        text = f"{initials}-{index + 1:04d}" if leaf != "code" else f"{index + 1:04d}"
+    else:
+        text = product_name(rng)
+    return text
+
+
+def value_for(column: Column, rng: random.Random, index: int, *, plausible: bool = False) -> Any:
+    """A plausible value for a column of any table (used by the generic generator);
+    ``plausible``: text as Sage holds it (plausible_text), not the field's name."""
     if column.enum:
         return rng.choice(column.enum)
     kind = column.type
@@ -258,7 +344,10 @@ def value_for(column: Column, rng: random.Random, index: int) -> Any:
         first, last = person(rng)
         return email(first, last, "demo", rng)
     if name.endswith(("name", "displayed_as")):
-        return f"{product_name(rng)} {index}"
+        named = f"{product_name(rng)} {index}"
+        return named[: column.max_length] if plausible and column.max_length else named
+    if plausible:
+        return plausible_text(column, rng, index)
     text = f"{name.replace('_', ' ').title()} {index}"
     if column.max_length:
         text = text[: column.max_length]
@@ -271,6 +360,8 @@ def record_from_columns(
     index: int,
     fixed: dict[str, Any] | None = None,
     skip: Sequence[str] = (),
+    *,
+    plausible: bool = False,
 ) -> dict[str, Any]:
     """A record with a value at every column's path (``fixed`` wins, by column name)."""
     fixed = fixed or {}
@@ -279,6 +370,8 @@ def record_from_columns(
         if column.name in skip or column.path[0].startswith("$parent"):
             continue
         values[column.path] = (
-            fixed[column.name] if column.name in fixed else value_for(column, rng, index)
+            fixed[column.name]
+            if column.name in fixed
+            else value_for(column, rng, index, plausible=plausible)
         )
     return nest(values)

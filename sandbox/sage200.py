@@ -17,9 +17,10 @@ operation the table lacks is answered 405. Behaviour, as SAGE-APIS.md section 2 
   ``$count=true``, whose body is the bare number of rows the filter keeps. Another
   ``$`` option, or a bad value, is a 400 naming it. Singletons (``/licence``,
   ``/current_user``) answer one object.
-- ``GET /{resource}/{id}``, ``POST`` (201, the next integer id, required fields from the
-  definition), ``PUT`` (a partial update; 200) and ``DELETE`` (204; Sage 200 keeps no
-  tombstones). Fields the body should not set are ignored, as ASP.NET binding does.
+- ``GET /{resource}/{id}``, ``POST`` (200, the published definitions' status, not 201;
+  the next integer id, required fields from the definition), ``PUT`` (a partial
+  update; 200) and ``DELETE`` (204; Sage 200 keeps no tombstones). Fields the body
+  should not set are ignored, as ASP.NET binding does.
   ``date_time_created``/``date_time_updated`` are UTC with milliseconds, by the sandbox
   clock. Order totals are the sums of their lines.
 - Insert-only resources (invoices, credit notes, receipts, payments, bank entries):
@@ -655,7 +656,9 @@ class Sage200App(ProductApp):
             self.store.insert(
                 scope, table.name, dict(record), created=sortable(now), updated=sortable(now)
             )
-        return json_response(self.shape(scope, table, record), 201)
+        return json_response(
+            self.shape(scope, table, record), 200
+        )  # the published definitions answer a POST with 200
 
     def update(self, request: Request, scope: str, table: Table, key: int) -> Response:
         body = self._body(request)
@@ -768,7 +771,9 @@ class Sage200App(ProductApp):
             now = now_ms(self.clock)
             if table.name in TRADER_POSTINGS:
                 urn = self._post_to_trader(scope, table.name, flat, now)
-                return json_response({"urn": str(urn)}, 201)
+                return json_response(
+                    {"urn": str(urn)}, 200
+                )  # the published definitions answer a POST with 200
             if table.name in BANK_POSTINGS:
                 kind, sign = BANK_POSTINGS[table.name]
                 value = flat.get("cheque_value")
@@ -783,13 +788,15 @@ class Sage200App(ProductApp):
                 self._post_to_bank(
                     scope, flat["bank_id"], kind, sign * number(value), flat, urn, now
                 )
-                return json_response({"urn": str(urn)}, 201)
+                return json_response(
+                    {"urn": str(urn)}, 200
+                )  # the published definitions answer a POST with 200
             if table.name == "bank_transfer":
                 return self._transfer(scope, table, flat, now)
             if table.name == "sales_allocations":
                 return self._allocate(scope, flat, now)
         # Postings with nothing to show here (stock transfers): accepted as sent.
-        return json_response({}, 201)
+        return json_response({}, 200)  # the published definitions answer a POST with 200
 
     def _next_urn(self, scope: str) -> int:
         highest = 0
@@ -957,7 +964,7 @@ class Sage200App(ProductApp):
         )
         answer = blank_record(table)
         answer.update(flat)
-        return json_response(answer, 201)
+        return json_response(answer, 200)  # the published definitions answer a POST with 200
 
     def _allocate(self, scope: str, flat: dict[str, Any], now: datetime) -> Response:
         """Allocate posted sales transactions of one customer against each other."""
@@ -997,7 +1004,9 @@ class Sage200App(ProductApp):
             self.store.replace(
                 scope, "sales_posted_transactions", str(record["id"]), record, updated=sortable(now)
             )
-        return json_response({"customer_id": flat["customer_id"], "allocation_lines": lines}, 201)
+        return json_response(
+            {"customer_id": flat["customer_id"], "allocation_lines": lines}, 200
+        )  # the published definitions answer a POST with 200
 
 
 class _Bad:

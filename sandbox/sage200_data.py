@@ -219,7 +219,7 @@ class CompanyData:
                 values[name] = rng.randint(1, limit) if limit else None
             else:
                 values[name] = [] if kind == "list" else None
-        return fake.record_from_columns(table, rng, index, fixed=values)
+        return fake.record_from_columns(table, rng, index, fixed=values, plausible=True)
 
     def _plan(self, table: Table) -> list[tuple[str, str, int]]:
         """How fill makes the columns it types itself: (name, kind, limit), once per table."""

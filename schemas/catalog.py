@@ -282,6 +282,9 @@ class Table:
     parent: Parent | None
     procedures: tuple[Procedure, ...]
     module: str = ""
+    # A view's condition on its rows (customers: contact_types holds CUSTOMER): supplied
+    # on INSERT when not given, checked on INSERT and UPDATE (WITH CHECK OPTION).
+    fixed_values: Mapping[str, str] = field(default_factory=dict)
     _by_name: Mapping[str, Column] = field(default_factory=dict, repr=False, compare=False)
 
     @classmethod
@@ -302,6 +305,7 @@ class Table:
             deletions=Deletions(**deletions) if deletions else None,
             paging=Paging(**d["paging"]),
             fixed_parameters=_frozen(d.get("fixed_parameters")),
+            fixed_values=_frozen(d.get("fixed_values")),
             columns=columns,
             pushdown=Pushdown.from_dict(d["pushdown"]),
             children=tuple(d.get("children", ())),

@@ -28,6 +28,7 @@ from sagesql.activities.clients import client_of, connected
 from sagesql.activities.schema import procedure_schemas
 from sagesql.cli.activity_commands import to_json
 from sagesql.connector.client import SageClient
+from sagesql.engine import validation
 from sagesql.sandbox.config import Faults
 from sagesql.schemas.catalog import default_catalog
 
@@ -249,9 +250,10 @@ def test_delete_takes_keys_and_voids_sales_documents_only_with_a_reason(books: A
         and results[1].record["void_reason"] == "raised twice"
     )
     deletes = [e for e in writes(sbx) if e["method"] == "DELETE"]
-    assert [(d["path"].rsplit("/", 1)[1], d["body"]) for d in deletes] == [
-        (issued[1], {"void_reason": "raised twice"}),
-        (draft.key, None),
+    # Sage's definition: the reason is the void_reason query parameter, with no body.
+    assert [(d["path"].rsplit("/", 1)[1], d["query"], d["body"]) for d in deletes] == [
+        (issued[1], "void_reason=raised+twice", None),
+        (draft.key, "", None),
     ]
     with pytest.raises(NotSupportedError, match="ledger_accounts does not support DELETE"):
         Delete(conn, "ledger_accounts")
@@ -512,3 +514,37 @@ def test_every_writable_table_has_schemas() -> None:
     for schemas in built.values():
         for schema in schemas[:2]:
             jsonschema.Draft202012Validator.check_schema(schema)
+
+
+def test_create_schemas_state_the_requirements_validation_enforces() -> None:
+    """Every table that creates: the schema's required members, and a new line's, are
+    what validation requires; a record missing one is refused by both."""
+    catalog = default_catalog()
+    checked_lines = 0
+    for summary in catalog.tables():
+        table = catalog.table(summary.name, summary.product)
+        if "create" not in table.operations:
+            continue
+        schema = input_schema(table, "create", catalog)
+        assert set(schema["required"]) == {c.name for c in validation.required(table)}, table
+        for column in table.columns:
+            child = validation.line_table(table, column, catalog)
+            if child is None or column.name not in schema["properties"]:
+                continue
+            items = schema["properties"][column.name]["items"]
+            needed = validation.line_required(child)
+            if not needed:
+                continue
+            checked_lines += 1
+            types = {c.body_path[0]: c.type for c in child.columns if len(c.body_path) == 1}
+            sample = {"DECIMAL": 1, "INTEGER": 1, "BOOLEAN": True, "DATE": "2025-01-01"}
+            line = {m: sample.get(types[m], "x") for m in needed}
+            jsonschema.validate([line], {**schema["properties"][column.name], "type": "array"})
+            validation._lines(child, column, [line])
+            for member in needed:
+                short = {k: v for k, v in line.items() if k != member}
+                with pytest.raises(jsonschema.ValidationError):
+                    jsonschema.validate([short], {"type": "array", "items": items})
+                with pytest.raises(ValueError, match=f"{member}.* required for a new line"):
+                    validation._lines(child, column, [short])
+    assert checked_lines >= 5  # invoices, credit notes, quotes, journals...

@@ -80,6 +80,8 @@ def test_release_and_void_a_sales_invoice(accounting: Any) -> None:
     assert after == [("VOID",)]
     void_calls = [r for r in sent(sbx) if r["method"] == "DELETE"]
     assert len(void_calls) == 1 and void_calls[0]["path"] == f"/v3.1/sales_invoices/{draft}"
+    # As Sage's definition has it: a query parameter, no body.
+    assert void_calls[0]["query"] == "void_reason=raised+twice" and void_calls[0]["body"] is None
 
 
 @pytest.mark.parametrize(

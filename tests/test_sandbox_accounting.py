@@ -12,6 +12,7 @@ from typing import Any
 import pytest
 import requests
 
+from sagesql.sandbox.accounting import LISTED_AS_LINKS
 from sagesql.sandbox.accounting_data import resources
 
 HEX32 = re.compile(r"^[0-9a-f]{32}$")
@@ -362,7 +363,14 @@ def test_every_list_endpoint_is_served(api: Client) -> None:
         first = body["$items"][0]
         if "get" in resource.table.operations:
             key = first["$path"].rsplit("/", 1)[1]
-            assert api.ok(f"/{name}/{key}") == first, name
+            whole = api.ok(f"/{name}/{key}")
+            for field in LISTED_AS_LINKS.get(name, ()):  # a link in lists, whole in a GET
+                if isinstance(whole.get(field), dict):
+                    assert first[field] == {
+                        k: whole[field].get(k) for k in ("id", "displayed_as", "$path")
+                    }
+                    whole[field] = first[field]
+            assert whole == first, name
 
 
 # -- writes ------------------------------------------------------------------------------------
@@ -521,7 +529,13 @@ def test_void_release_and_draft_delete(api: Client) -> None:
     # Voiding needs a reason, keeps the invoice listable with status VOID.
     response = api.delete(f"/sales_invoices/{draft['id']}")
     assert response.status_code == 422 and errors_of(response)[0]["$source"] == "void_reason"
+    # Sage's definition takes void_reason as a query parameter; a body is refused.
     response = api.delete(f"/sales_invoices/{draft['id']}", {"void_reason": "Duplicate"})
+    assert response.status_code == 400 and isinstance(response.json(), list)
+    refused = errors_of(response)[0]
+    assert refused["$dataCode"] and refused["$source"] == "void_reason"
+    assert api.ok(f"/sales_invoices/{draft['id']}")["status"]["id"] == "UNPAID"
+    response = api.delete(f"/sales_invoices/{draft['id']}", void_reason="Duplicate")
     assert response.status_code == 200
     assert response.json()["status"]["id"] == "VOID"
     voided = api.ok(f"/sales_invoices/{draft['id']}")
@@ -531,7 +545,7 @@ def test_void_release_and_draft_delete(api: Client) -> None:
         api.put(f"/sales_invoices/{draft['id']}", {"sales_invoice": {"notes": "x"}}).status_code
         == 422
     )
-    # The void reason may also come in the envelope or the query.
+    # A credit note is voided the same way.
     credit = api.post(
         "/sales_credit_notes",
         {
@@ -868,3 +882,91 @@ def test_records_conform_to_the_published_definition(api: Client, reference: Pat
             {"$ref": f"#/definitions/{schema_name}"}, response.json(), schema_name
         )
     assert not problems, "\n".join(problems[:30])
+
+
+def _field_placeholders(value: Any, where: str = "") -> list[str]:
+    """Values that are a field's own name and a number ("Accounting Type 0")."""
+    found: list[str] = []
+    if isinstance(value, dict):
+        for key, inner in value.items():
+            shown = key.replace("_", " ").title()
+            if isinstance(inner, str) and re.fullmatch(re.escape(shown) + r" \d+", inner):
+                found.append(f"{where}.{key}: {inner!r}")
+            else:
+                found += _field_placeholders(inner, f"{where}.{key}")
+    elif isinstance(value, list):
+        for item in value:
+            found += _field_placeholders(item, where + "[]")
+    return found
+
+
+def test_code_and_text_fields_hold_real_values_not_field_name_placeholders(api: Client) -> None:
+    """Every list endpoint (attributes=all): no "Field Name N"; codes as Sage's samples."""
+    definition = json.loads(
+        (
+            Path(__file__).resolve().parent.parent
+            / "schemas"
+            / "definitions"
+            / "sage-accounting-v3.1.openapi.json"
+        ).read_text(encoding="utf-8")
+    )
+    found: list[str] = []
+    for path, item in definition["paths"].items():
+        if re.fullmatch(r"/[a-z_]+", path) and "get" in item:
+            response = api.get(path, attributes="all")
+            if response.status_code == 200:
+                found += _field_placeholders(response.json(), path)
+    assert found == []
+    settings = api.ok("/financial_settings")
+    assert settings["accounting_type"] in ("accrual", "cash")
+    assert settings["mtd_activation_status"] == "mtd_unavailable"
+    assert settings["sales_tax_calculation"] in ("invoice", "cash", None)
+
+
+def test_the_attachment_file_and_bank_feed_routes(api: Client) -> None:
+    attachment = api.all("/attachments")[0]
+    response = api.session.get(
+        f"{api.base}/attachments/{attachment['id']}/file",
+        headers={"Accept": "application/octet-stream"},
+        timeout=30,
+    )
+    assert response.status_code == 200
+    assert response.headers["Content-Type"].startswith("application/octet-stream")
+    assert api.ok(f"/attachments/{attachment['id']}/file")["id"] == attachment["id"]
+    bank = api.all("/bank_accounts")[0]
+    feed = api.ok(f"/bank_accounts/{bank['id']}/bank_feed")
+    assert set(feed) == {"id", "displayed_as", "$path"} and feed["id"] == bank["id"]
+    assert api.get(f"/bank_accounts/{'0' * 32}/bank_feed").status_code == 404
+
+
+def test_a_duplicate_contact_reference_is_refused(api: Client) -> None:
+    taken = api.all("/contacts", attributes="reference")[0]["reference"]
+    body = {"contact": {"name": "Twin", "contact_type_ids": ["CUSTOMER"], "reference": taken}}
+    response = api.post("/contacts", body)
+    assert response.status_code == 422
+    assert errors_of(response)[0]["$source"] == "reference"
+    made = api.post("/contacts", {"contact": {**body["contact"], "reference": "UNIQ1"}})
+    assert made.status_code == 201
+    moved = api.put(f"/contacts/{made.json()['id']}", {"contact": {"reference": taken}})
+    assert moved.status_code == 422 and errors_of(moved)[0]["$source"] == "reference"
+    same = api.put(f"/contacts/{made.json()['id']}", {"contact": {"reference": "UNIQ1"}})
+    assert same.status_code == 200
+
+
+def test_a_list_answers_nested_records_as_links_as_the_samples_show(api: Client) -> None:
+    """bank_accounts.main_address: {id, displayed_as, $path} in a list, whole in a GET."""
+    sample = json.loads(
+        (
+            Path(__file__).resolve().parent.parent
+            / "schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json"
+        ).read_text(encoding="utf-8")
+    )
+    items = sample["$items"] if isinstance(sample, dict) else sample
+    assert set(items[0]["main_address"]) == {"id", "displayed_as", "$path"}
+    listed = api.ok("/bank_accounts", attributes="all")["$items"][0]
+    assert set(listed["main_address"]) == {"id", "displayed_as", "$path"}
+    assert listed["main_address"]["$path"].startswith("/addresses/")
+    named = api.ok("/bank_accounts", attributes="main_address")["$items"][0]
+    assert set(named["main_address"]) == {"id", "displayed_as", "$path"}
+    whole = api.ok(f"/bank_accounts/{listed['id']}")
+    assert "address_line_1" in whole["main_address"]

@@ -559,3 +559,51 @@ def test_refused_credentials_stop_the_run_after_one_request(books: Any) -> None:
     assert [r["status"] for r in rows] == ["failed", "skipped", "skipped"]
     assert rows[1]["error"].startswith("not sent: POST /contacts") and result.rowcount == 0
     assert [(e["method"], e["status"]) for e in sent(sbx)] == [("POST", 401)]
+
+
+def test_insert_through_a_view_supplies_its_type_and_writes_the_contact_person(
+    books: Any,
+) -> None:
+    """customers/suppliers give contact_types; email/telephone go in main_contact_person."""
+    sbx, conn = books
+    _, rows = run(
+        conn,
+        "INSERT INTO customers (name, email, telephone) VALUES"
+        " ('Ada Ltd', 'ada@example.com', '0113 496 0000') RETURNING id, email, telephone",
+    )
+    post = sent(sbx, "POST")[-1]
+    assert post["body"] == {
+        "contact": {
+            "name": "Ada Ltd",
+            "contact_type_ids": ["CUSTOMER"],
+            "main_contact_person": {"email": "ada@example.com", "telephone": "0113 496 0000"},
+        }
+    }
+    assert rows[0]["email"] == "ada@example.com" and rows[0]["telephone"] == "0113 496 0000"
+    key = rows[0]["id"]
+    assert column(conn, f"SELECT contact_types FROM customers WHERE id = '{key}'") != []
+    # contact_types takes one id as well as a JSON array.
+    run(conn, "INSERT INTO contacts (name, contact_types, mobile) VALUES ('Bo', 'VENDOR', '07')")
+    assert sent(sbx, "POST")[-1]["body"]["contact"]["contact_type_ids"] == ["VENDOR"]
+    run(conn, "INSERT INTO suppliers (name) VALUES ('Cy')")
+    assert sent(sbx, "POST")[-1]["body"]["contact"]["contact_type_ids"] == ["VENDOR"]
+
+
+def test_a_view_checks_its_own_condition_on_write(books: Any) -> None:
+    """WITH CHECK OPTION: a VENDOR through customers is refused before anything is sent."""
+    sbx, conn = books
+    before = len(sent(sbx))
+    for sql in (
+        "INSERT INTO customers (name, contact_types) VALUES ('V', 'VENDOR')",
+        "INSERT INTO customers (name, contact_types) VALUES ('V', '[\"VENDOR\"]')",
+        "INSERT INTO suppliers (name, contact_types) VALUES ('C', '[\"CUSTOMER\"]')",
+    ):
+        with pytest.raises(DataError, match="view's condition") as info:
+            pipeline.run(conn, sql)
+        assert "write it through contacts" in info.value.message
+    assert len(sent(sbx)) == before
+    # Both types: still a customer, accepted.
+    run(
+        conn,
+        "INSERT INTO customers (name, contact_types) VALUES ('B', '[\"CUSTOMER\", \"VENDOR\"]')",
+    )

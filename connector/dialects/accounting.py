@@ -12,6 +12,10 @@ which the table definition maps from (column, operator) in ``pushdown.parameters
   previous day (exact); on a date-time, the next or previous whole second (the API's
   precision). ``col = v`` uses both bounds when the column has them. Several bounds on
   one parameter: the tightest is sent; it implies the others.
+- ``from_date``/``to_date`` are declared ``date-time`` (with the definition's example
+  ``2015-10-27T16:24:52Z``) and filter a date column (``day_datetime``): bounds are whole
+  days, sent as that day's midnight UTC in the same form as every other date-time
+  parameter (``2025-01-31T00:00:00Z``), inclusive of that day at either end.
 - ``search`` (``like_contains``) is a case-insensitive substring match over several
   columns: a LIKE pattern sends its longest literal run, ``col = v`` sends ``v``;
   never exact. One search per request: the longest wins.
@@ -172,11 +176,11 @@ class AccountingDialect(Dialect):
         elif f.value_format == "datetime" and isinstance(value, datetime):
             _, instant, aligned = time_bound("=", value, self.quantum) or ("=", value, False)
             text, exact = _datetime_text(instant), exact and aligned
-        elif f.value_format == "date" and isinstance(value, date):
+        elif f.value_format in DATE_FORMATS and isinstance(value, date):
             if isinstance(value, datetime):
                 refuse(f"{f.parameter} takes a date")
                 return None
-            text = value.isoformat()
+            text = _day_text(value, f.value_format)
         else:
             text = str(value)
         if text == "":
@@ -272,7 +276,7 @@ class AccountingDialect(Dialect):
                 best = pick(group, key=lambda a: _sortable(a.value))
                 for ask in group:
                     ask.honoured = True
-                out.params[parameter] = _bound_text(best.value)
+                out.params[parameter] = _bound_text(best.value, best.value_format)
 
     # -- sort and projection ---------------------------------------------------------------
 
@@ -307,6 +311,17 @@ class AccountingDialect(Dialect):
             out.params[found[0]] = found[1]
 
 
+# A date column's parameter: "date" sends YYYY-MM-DD, "day_datetime" (declared date-time)
+# sends the day's midnight UTC as a date-time.
+DATE_FORMATS = ("date", "day_datetime")
+
+
+def _day_text(value: date, value_format: str) -> str:
+    if value_format == "day_datetime":
+        return _datetime_text(_midnight(value))
+    return value.isoformat()
+
+
 def _datetime_text(value: datetime) -> str:
     return value.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
@@ -321,6 +336,8 @@ def _inclusive(
     """The inclusive bound (in the parameter's kind of value) that keeps every row of
     ``col op value`` on that side, and whether it keeps no other row."""
     lower = side == LOWER
+    if value_format == "day_datetime":
+        value_format = "date"  # whole days, only written as date-times
     if value_format == "datetime" and isinstance(value, datetime):
         restated = time_bound(op, value, quantum)
         if restated is None:
@@ -358,9 +375,9 @@ def _sortable(value: Any) -> Any:
     return value
 
 
-def _bound_text(value: Any) -> str:
+def _bound_text(value: Any, value_format: str = "text") -> str:
     if isinstance(value, datetime):
         return _datetime_text(value)
     if isinstance(value, date):
-        return value.isoformat()
+        return _day_text(value, value_format)
     return str(value)

@@ -314,7 +314,9 @@ def pushdown_parameters(
             ]
         elif name in ("from_date", "to_date") and "date" in columns and "dates" in text:
             ops = RANGE_OPERATORS if name == "from_date" else END_OPERATORS
-            filters += [_filter("date", op, name, ex, "date") for op, ex in ops]
+            # Declared date-time (sent as the day's midnight UTC) or date, on a date column.
+            kind = "day_datetime" if param.get("format") == "date-time" else "date"
+            filters += [_filter("date", op, name, ex, kind) for op, ex in ops]
         elif name in ("updated_from_date", "updated_to_date") and "updated_at" in columns:
             ops = RANGE_OPERATORS if name == "updated_from_date" else END_OPERATORS
             filters += [_filter("updated_at", op, name, ex, "datetime") for op, ex in ops]
@@ -447,7 +449,10 @@ def _action_procedures(spec: Definition, resource: str) -> list[dict[str, Any]]:
         procedures.append(
             {
                 "name": "Void" + thing,
-                "description": f"Voids a {label} (DELETE with a void reason; a draft is deleted).",
+                "description": (
+                    f"Voids a {label} (DELETE with the void_reason query parameter; "
+                    "a draft is deleted)."
+                ),
                 "parameters": [
                     {
                         "name": "Id",
@@ -468,7 +473,8 @@ def _action_procedures(spec: Definition, resource: str) -> list[dict[str, Any]]:
                 "request": {
                     "method": "DELETE",
                     "path": f"/{resource}/{{Id}}",
-                    "body": {"void_reason": "{VoidReason}"},
+                    # Sage's definition: void_reason is a query parameter, there is no body.
+                    "query": {"void_reason": "{VoidReason}"},
                 },
             }
         )
@@ -625,6 +631,39 @@ def businesses_table(spec: Definition) -> dict[str, Any]:
     return table
 
 
+# The main contact person's fields a contact is written with (postContacts takes them in
+# main_contact_person): the contact's own email, and telephone and mobile beside it.
+CONTACT_PERSON_FIELDS = ("email", "telephone", "mobile")
+
+
+def contact_person_columns(spec: Definition, contacts: dict[str, Any]) -> None:
+    """``email``/``telephone``/``mobile`` on contacts, written through main_contact_person."""
+    person = Body.of(spec.definitions["postContacts"]).sub("contact").sub("main_contact_person")
+    columns = contacts["columns"]
+    names = {c["name"]: c for c in columns}
+    for field_name in CONTACT_PERSON_FIELDS:
+        if field_name not in person:
+            continue
+        write_path = ["main_contact_person", field_name]
+        existing = names.get(field_name)
+        if existing is not None:
+            # Contact.email is read-only in the record: it is the main contact person's.
+            existing["read_only"] = False
+            existing["write_path"] = write_path
+            continue
+        nested = names.get(f"main_contact_person_{field_name}")
+        col = column(
+            field_name,
+            "TEXT",
+            write_path,
+            description=f"The main contact person's {field_name} (main_contact_person_"
+            f"{field_name}); written through main_contact_person",
+            max_length=nested.get("max_length") if nested else None,
+        )
+        columns.insert(columns.index(existing or names["name"]) + 1, col)
+        names[field_name] = col
+
+
 def contact_views(contacts: dict[str, Any]) -> list[dict[str, Any]]:
     views = []
     for name, (contact_type, description) in CONTACT_VIEWS.items():
@@ -634,6 +673,9 @@ def contact_views(contacts: dict[str, Any]) -> list[dict[str, Any]]:
             f"{description} (the contacts table with contact_type_id={contact_type})."
         )
         view["fixed_parameters"] = {"contact_type_id": contact_type}
+        # The view's own condition: a contact created through it is of its type (given
+        # when contact_types is not), and one of another type is refused.
+        view["fixed_values"] = {"contact_types": contact_type}
         views.append(view)
     return views
 
@@ -684,6 +726,7 @@ def build(reference: Path) -> tuple[dict[str, Any], list[dict[str, Any]]]:
         tables.append(table)
         tables += child_tables(spec, table)
         if table["name"] == "contacts":
+            contact_person_columns(spec, table)
             tables += contact_views(table)
     tables.append(businesses_table(Definition(reference / BUSINESSES_DEFINITION)))
     return product(), tables
