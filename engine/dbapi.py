@@ -30,10 +30,10 @@ import weakref
 from collections.abc import Callable, Iterator, Mapping, Sequence
 from decimal import Decimal
 from itertools import islice
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
+from sagesql.engine.isotime import parse_datetime
 from sagesql.engine.result import Result, ResultColumn
-from sagesql.engine.values import parse_datetime
 from sagesql.errors import (
     DatabaseError,
     DataError,
@@ -46,6 +46,9 @@ from sagesql.errors import (
     ProgrammingError,
     Warning,
 )
+
+if TYPE_CHECKING:  # the connector loads on first use: `import sagesql` stays cheap
+    from sagesql.connector.seams import Client
 
 __all__ = [
     "BINARY",
@@ -160,7 +163,7 @@ class Connection:
     ProgrammingError = ProgrammingError
     NotSupportedError = NotSupportedError
 
-    def __init__(self, client: Any, *, run: Runner | None = None) -> None:
+    def __init__(self, client: Client, *, run: Runner | None = None) -> None:
         self.client = client
         self._run = run
         self._cursors: weakref.WeakSet[Cursor] = weakref.WeakSet()

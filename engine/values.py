@@ -63,6 +63,7 @@ from decimal import Decimal, InvalidOperation
 from typing import Any
 
 from sagesql.connector import products
+from sagesql.engine.isotime import parse_datetime
 from sagesql.errors import DataError
 
 # Products whose timestamps carry milliseconds (their modules say so).
@@ -77,27 +78,6 @@ SQLITE_TYPES = {
     "DATETIME": "TEXT",
     "JSON": "TEXT",
 }
-
-
-_FRACTION = re.compile(r"(?<=:\d\d)\.(\d+)", re.ASCII)
-
-
-def parse_datetime(text: str) -> datetime:
-    """An ISO-8601 date or date-time as aware UTC (no zone: UTC; a bare date: midnight)."""
-    value = text.strip()
-    if not value:
-        raise ValueError("empty")
-    if value[-1] in "Zz":
-        value = value[:-1] + "+00:00"
-    if " " in value and "T" not in value:
-        value = value.replace(" ", "T", 1)
-    # A fraction of any length ('.5', .NET's seven digits) as the six digits Python 3.10
-    # reads (3.11 reads any; digits past the microsecond are dropped, as 3.11 does).
-    value = _FRACTION.sub(lambda m: "." + m.group(1)[:6].ljust(6, "0"), value, count=1)
-    parsed = datetime.fromisoformat(value)
-    if parsed.tzinfo is None:
-        parsed = parsed.replace(tzinfo=timezone.utc)
-    return parsed.astimezone(timezone.utc)
 
 
 def datetime_text(value: datetime, product: str) -> str:

@@ -160,3 +160,19 @@ def test_library_layers_import_at_the_top(package: str) -> None:
                     and (name, node.module) not in allowed
                 )
     assert not inside, "imports inside functions:\n" + "\n".join(inside)
+
+
+def test_importing_sagesql_loads_neither_the_engine_nor_http() -> None:
+    """`import sagesql` stays cheap (CLI start-up, notebooks): the SQL engine and the HTTP
+    client load when a statement first runs."""
+    import subprocess
+    import sys
+
+    probe = (
+        "import sys, sagesql; "
+        "print(sorted(m for m in ('requests', 'sqlglot', 'sagesql.connector.products') "
+        "if m in sys.modules))"
+    )
+    out = subprocess.run([sys.executable, "-c", probe], capture_output=True, text=True)
+    assert out.returncode == 0, out.stderr
+    assert out.stdout.strip() == "[]"
