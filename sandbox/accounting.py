@@ -78,6 +78,7 @@ from sagesql.sandbox.accounting_data import (
     resources,
     singular,
     tax_analysis,
+    with_links,
 )
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import Clock, iso, parse_time, sortable
@@ -683,7 +684,8 @@ class AccountingApp(ProductApp):
             self._document_defaults(scope, res, full)
         if "displayed_as" in full and not full.get("displayed_as"):
             full["displayed_as"] = _display(full, res, key)
-        return full
+        full.pop("links", None)
+        return with_links(res.name, full)
 
     def _unique_reference(self, scope: str, reference: Any, key: str | None) -> None:
         """A contact's reference is unique in its business: Sage answers 422 on its field."""

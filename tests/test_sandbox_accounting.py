@@ -970,3 +970,33 @@ def test_a_list_answers_nested_records_as_links_as_the_samples_show(api: Client)
     assert set(named["main_address"]) == {"id", "displayed_as", "$path"}
     whole = api.ok(f"/bank_accounts/{listed['id']}")
     assert "address_line_1" in whole["main_address"]
+
+
+def test_records_carry_links_where_the_definition_has_them(api: Client) -> None:
+    """links: [{href, rel, type}] (the definition's Link) on contacts, invoices, payments..."""
+    definition = json.loads(
+        (
+            Path(__file__).resolve().parent.parent
+            / "schemas/definitions/sage-accounting-v3.1.openapi.json"
+        ).read_text(encoding="utf-8")
+    )["definitions"]
+    assert set(definition["Link"]["properties"]) == {"href", "rel", "type"}
+    for name, kind in (("contacts", "Contact"), ("sales_invoices", "SalesInvoice")):
+        assert "links" in definition[kind]["properties"]
+        listed = api.ok(f"/{name}", attributes="all")["$items"][0]
+        whole = api.ok(f"/{name}/{listed['id']}")
+        for record in (listed, whole):
+            (link,) = record["links"]
+            assert set(link) == {"href", "rel", "type"}
+            assert link["href"].startswith("https://") and link["rel"] == "alternate"
+        assert listed["links"] == whole["links"]
+    assert "links" not in definition["LedgerAccount"]["properties"]
+    ledger = api.ok("/ledger_accounts", attributes="all")["$items"][0]
+    assert "links" not in ledger and "links" not in api.ok(f"/ledger_accounts/{ledger['id']}")
+    created = api.post(
+        "/contacts", {"contact": {"name": "Links Ltd", "contact_type_ids": ["CUSTOMER"]}}
+    )
+    assert created.status_code == 201, created.text
+    made = created.json()
+    assert made["links"][0]["type"] == "text/html"
+    assert api.ok(f"/contacts/{made['id']}")["links"] == made["links"]
