@@ -9,7 +9,9 @@
   the keys (through the query engine, so it shows in ``--explain``), then acts per
   key. Only the columns set are sent.
 - ``RETURNING`` columns are read from each row's answer (the created or updated
-  record: ids, server-computed totals) with the same flattening as SELECT.
+  record: ids, server-computed totals) with the same flattening as SELECT. An
+  insert-only Sage 200 posting answers ``{"urn": ...}`` only: RETURNING there is that
+  answer, and any other column is refused before sending (answer_columns).
 
 Nothing is sent until every row is checked (validation.py): one error lists every
 problem. Then each row is answered on its own (row_writes.py): the result has one
