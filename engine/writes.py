@@ -9,7 +9,9 @@
   the keys (through the query engine, so it shows in ``--explain``), then acts per
   key. Only the columns set are sent.
 - ``RETURNING`` columns are read from each row's answer (the created or updated
-  record: ids, server-computed totals) with the same flattening as SELECT.
+  record: ids, server-computed totals) with the same flattening as SELECT. An
+  insert-only Sage 200 posting answers ``{"urn": ...}`` only: RETURNING there is that
+  answer, and any other column is refused before sending (answer_columns).
 
 Nothing is sent until every row is checked (validation.py): one error lists every
 problem. Then each row is answered on its own (row_writes.py): the result has one
@@ -292,10 +294,49 @@ def _finder(write: Write, key_column: Column | None) -> exp.Select:
     return select
 
 
+# What Sage answers a POST to an insert-only posting with, by the create operation's
+# ``record_schema``: the published Sage 200 definitions give ``#/components/schemas/urn``
+# (``{"urn": string, maxLength 20}``) as the 200 response of /sales_invoices,
+# /sales_receipts, /purchase_invoices, /purchase_receipts, /bank_receipt and the others.
+ANSWERS: dict[str, tuple[Column, ...]] = {
+    "urn": (
+        Column(
+            "urn",
+            "TEXT",
+            ("urn",),
+            nullable=True,
+            read_only=True,
+            required_on_create=False,
+            description="Unique reference number of the transactions posted.",
+            max_length=20,
+        ),
+    ),
+}
+
+
+def answer_columns(table: Table) -> tuple[Column, ...] | None:
+    """The columns of Sage's answer to a create on an insert-only table, else None.
+
+    An insert-only table (create is its only operation, no key: Sage 200 postings such
+    as ``sales_invoices``) is answered with what the definition's 200 response says,
+    not with the record sent: ``{"urn": ...}``, or nothing at all. RETURNING on such a
+    table reads that answer: ``*`` is its columns (``urn``), and a column the answer
+    lacks is refused before anything is sent, with one line saying where to read it
+    back. NULL there would never be told apart from a real NULL, so it would mislead.
+    """
+    create = table.operations.get("create")
+    if create is None or table.key is not None or set(table.operations) != {"create"}:
+        return None
+    return ANSWERS.get(create.record_schema or "", ())
+
+
 def _returning(write: Write) -> list[Column]:
     node = write.tree.args.get("returning")
     if node is None:
         return []
+    answer = answer_columns(write.table)
+    if answer is not None:
+        return _returning_answer(write, node, answer)
     out: list[Column] = []
     for item in node.expressions:
         if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and item.is_star):
@@ -310,6 +351,56 @@ def _returning(write: Write) -> list[Column]:
                 hint="write RETURNING id, total_amount (or *)",
             )
     return out
+
+
+def _returning_answer(
+    write: Write, node: exp.Expression, answer: tuple[Column, ...]
+) -> list[Column]:
+    """RETURNING on an insert-only table: only the columns of Sage's answer (answer_columns)."""
+    name = write.table.name
+    shown = "{" + ", ".join(c.name for c in answer) + "}" if answer else "nothing"
+    where = f"read it back from {read_back}" if (read_back := _read_back(write.table)) else ""
+    out: list[Column] = []
+    for item in node.expressions:
+        if isinstance(item, exp.Star) or (isinstance(item, exp.Column) and item.is_star):
+            if not answer:
+                write.problems.add(
+                    f"RETURNING: Sage answers a POST to {name} with nothing to return", names=True
+                )
+            out.extend(c for c in answer if c not in out)
+        elif isinstance(item, exp.Column):
+            found = [c for c in answer if c.name.lower() == item.name.lower()]
+            if found:
+                out.extend(c for c in found if c not in out)
+            else:
+                write.problems.add(
+                    f"RETURNING {item.name}: Sage answers a POST to {name} with {shown} only"
+                    + (f"; {where}" if where else ""),
+                    names=True,
+                    column=item.name,
+                )
+        else:
+            raise ProgrammingError(
+                f"RETURNING takes column names, not {item.sql(READ_DIALECT)!r}",
+                hint=f"{name} returns {shown}: write RETURNING urn (or *)",
+            )
+    return out
+
+
+def _read_back(table: Table) -> str | None:
+    """The table the description names to read an insert-only table's postings back."""
+    text = table.description or ""
+    start = text.rfind("(")
+    end = text.rfind(")")
+    if "read them back" in text and 0 <= start < end:
+        return text[start + 1 : end]
+    return None
+
+
+def extract_path(record: Any, path: tuple[str, ...]) -> Any:
+    for part in path:
+        record = record.get(part) if isinstance(record, dict) else None
+    return record
 
 
 # -- the rows ------------------------------------------------------------------------------
@@ -484,7 +575,15 @@ def run(connection: Client, tree: exp.Expression) -> WriteResult:
 
 def result(write: Write, outcomes: list[RowOutcome]) -> WriteResult:
     names = [c.name for c in write.returning]
-    flatten = flattener(write.table, names) if names else None
+    if answer_columns(write.table) is not None:
+        paths = [c.path for c in write.returning]
+
+        def from_answer(record: dict[str, Any]) -> tuple[Any, ...]:
+            return tuple(extract_path(record, path) for path in paths)
+
+        flatten: Any = from_answer if names else None
+    else:
+        flatten = flattener(write.table, names) if names else None
     types = [c.type for c in write.returning]
     product = write.table.product
     key_name = write.table.key

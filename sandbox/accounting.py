@@ -78,6 +78,7 @@ from sagesql.sandbox.accounting_data import (
     resources,
     singular,
     tax_analysis,
+    with_links,
 )
 from sagesql.sandbox.app import ApiError, ProductApp, json_response
 from sagesql.sandbox.clock import Clock, iso, parse_time, sortable
@@ -109,9 +110,19 @@ GROWING = frozenset(
 )
 VOIDABLE = frozenset({"sales_invoices", "sales_credit_notes"})
 # Nested records a list answers as links {id, displayed_as, $path}, as Sage's recorded
-# samples show (schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json).
+# samples show (schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json: a bank
+# account's main_address). The same rule holds for every nested object that is a record
+# of its own in the definition (an embedded Address, ContactPerson or AddressRegion:
+# id, displayed_as and $path, with a /addresses, /contact_persons or /address_regions
+# resource of its own): a contact's main_address, delivery_address and
+# main_contact_person, a tax profile's address_region. Not cut: a sales document's
+# main_address/delivery_address (SalesArtefactAddress: the document's own copy, no
+# resource behind it) and a bank account's main_contact_person (BankAccountContact: no
+# id, no $path); the recorded samples show nothing else.
 LISTED_AS_LINKS: dict[str, tuple[str, ...]] = {
     "bank_accounts": ("main_address", "main_contact_person"),
+    "contacts": ("main_address", "delivery_address", "main_contact_person"),
+    "tax_profiles": ("address_region",),
 }
 # GET /{resource}/{key}/<name> routes of the definition beside actions.
 SUB_RESOURCES = frozenset({("attachments", "file"), ("bank_accounts", "bank_feed")})
@@ -683,7 +694,8 @@ class AccountingApp(ProductApp):
             self._document_defaults(scope, res, full)
         if "displayed_as" in full and not full.get("displayed_as"):
             full["displayed_as"] = _display(full, res, key)
-        return full
+        full.pop("links", None)
+        return with_links(res.name, full)
 
     def _unique_reference(self, scope: str, reference: Any, key: str | None) -> None:
         """A contact's reference is unique in its business: Sage answers 422 on its field."""

@@ -219,6 +219,47 @@ LINK_TARGETS = {
 }
 
 
+# Resources whose record definition has ``links`` (an array of Link {href, rel, type},
+# sage-accounting-v3.1.openapi.json: Contact, SalesInvoice, ContactPayment...), with
+# where the record opens in Sage's web application. Sage answers one link, the record's
+# page: ``{"href": "https://accounts-extra.sageone.com/advanced_uk/<page>/<number>",
+# "rel": "alternate", "type": "text/html"}`` (the recorded Product sample has that
+# shape). The catalog has no ``links`` column (the generator leaves it out), so it is
+# only in the answers, as Sage's are.
+WEB_PAGES = {
+    "contacts": "contacts",
+    "sales_invoices": "invoicing/sales_invoices",
+    "sales_credit_notes": "invoicing/sales_credit_notes",
+    "sales_corrective_invoices": "invoicing/sales_corrective_invoices",
+    "sales_quotes": "invoicing/sales_quotes",
+    "sales_estimates": "invoicing/sales_estimates",
+    "purchase_invoices": "purchases/purchase_invoices",
+    "purchase_credit_notes": "purchases/purchase_credit_notes",
+    "purchase_corrective_invoices": "purchases/purchase_corrective_invoices",
+    "contact_payments": "payments",
+    "contact_allocations": "allocations",
+    "unallocated_artefacts": "unallocated_artefacts",
+    "stock_movements": "stock_movements",
+}
+WEB_ROOT = "https://accounts-extra.sageone.com/advanced_uk"
+
+
+def web_links(resource: str, key: Any) -> list[dict[str, str]] | None:
+    """The ``links`` of a record of ``resource`` (WEB_PAGES), None where it has none."""
+    page = WEB_PAGES.get(resource)
+    if page is None or key is None:
+        return None
+    number = int(hashlib.md5(str(key).encode()).hexdigest()[:7], 16) + 10_000_000
+    return [{"href": f"{WEB_ROOT}/{page}/{number}", "rel": "alternate", "type": "text/html"}]
+
+
+def with_links(resource: str, record: dict[str, Any]) -> dict[str, Any]:
+    """The record with its ``links`` (web_links), where the definition has them."""
+    if "links" not in record and (found := web_links(resource, record.get("id"))) is not None:
+        record["links"] = found
+    return record
+
+
 # Link fields whose definition (an enum of statuses...) has no $path, outside documents.
 PATHLESS_LINKS = frozenset({"status"})
 
@@ -1254,6 +1295,10 @@ class Books:
     # -- dispatch -------------------------------------------------------------------------
 
     def records(self, name: str) -> Iterator[dict[str, Any]]:
+        for record in self._records(name):
+            yield with_links(name, record)
+
+    def _records(self, name: str) -> Iterator[dict[str, Any]]:
         resource = resources().get(name)
         if resource is None:
             return

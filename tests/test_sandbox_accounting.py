@@ -157,7 +157,14 @@ def test_attributes_and_single_get(api: Client) -> None:
     first = items[0]
     assert HEX32.match(first["id"]) and first["$path"] == f"/contacts/{first['id']}"
     full = api.ok("/contacts", attributes="all")["$items"][0]
-    assert full == api.ok(f"/contacts/{first['id']}")
+    whole = api.ok(f"/contacts/{first['id']}")
+    linked = LISTED_AS_LINKS["contacts"]  # whole in the GET, links in the list
+    assert {k: v for k, v in full.items() if k not in linked} == {
+        k: v for k, v in whole.items() if k not in linked
+    }
+    for name in linked:
+        if whole[name] is not None:
+            assert full[name] == {k: whole[name][k] for k in ("id", "displayed_as", "$path")}
     assert TIME.match(full["created_at"]) and TIME.match(full["updated_at"])
     assert MONEY.match(full["balance"]) and full["name"] and full["displayed_as"]
     some = api.ok("/contacts", attributes="name,email")["$items"][0]
@@ -970,3 +977,62 @@ def test_a_list_answers_nested_records_as_links_as_the_samples_show(api: Client)
     assert set(named["main_address"]) == {"id", "displayed_as", "$path"}
     whole = api.ok(f"/bank_accounts/{listed['id']}")
     assert "address_line_1" in whole["main_address"]
+
+
+def test_records_carry_links_where_the_definition_has_them(api: Client) -> None:
+    """links: [{href, rel, type}] (the definition's Link) on contacts, invoices, payments..."""
+    definition = json.loads(
+        (
+            Path(__file__).resolve().parent.parent
+            / "schemas/definitions/sage-accounting-v3.1.openapi.json"
+        ).read_text(encoding="utf-8")
+    )["definitions"]
+    assert set(definition["Link"]["properties"]) == {"href", "rel", "type"}
+    for name, kind in (("contacts", "Contact"), ("sales_invoices", "SalesInvoice")):
+        assert "links" in definition[kind]["properties"]
+        listed = api.ok(f"/{name}", attributes="all")["$items"][0]
+        whole = api.ok(f"/{name}/{listed['id']}")
+        for record in (listed, whole):
+            (link,) = record["links"]
+            assert set(link) == {"href", "rel", "type"}
+            assert link["href"].startswith("https://") and link["rel"] == "alternate"
+        assert listed["links"] == whole["links"]
+    assert "links" not in definition["LedgerAccount"]["properties"]
+    ledger = api.ok("/ledger_accounts", attributes="all")["$items"][0]
+    assert "links" not in ledger and "links" not in api.ok(f"/ledger_accounts/{ledger['id']}")
+    created = api.post(
+        "/contacts", {"contact": {"name": "Links Ltd", "contact_type_ids": ["CUSTOMER"]}}
+    )
+    assert created.status_code == 201, created.text
+    made = created.json()
+    assert made["links"][0]["type"] == "text/html"
+    assert api.ok(f"/contacts/{made['id']}")["links"] == made["links"]
+
+
+def test_nested_records_of_their_own_are_links_in_lists_everywhere(api: Client) -> None:
+    """Address, ContactPerson, AddressRegion (own id, $path, resource): links in a list."""
+    for name, fields in (
+        ("contacts", ("main_address", "delivery_address", "main_contact_person")),
+        ("tax_profiles", ("address_region",)),
+    ):
+        assert LISTED_AS_LINKS[name] == fields
+        listed = api.ok(f"/{name}", attributes="all")["$items"]
+        cut = [r for r in listed if any(isinstance(r.get(f), dict) for f in fields)]
+        assert cut, name
+        for record in cut:
+            whole = api.ok(f"/{name}/{record['id']}")
+            for field in fields:
+                if isinstance(whole.get(field), dict):
+                    assert set(record[field]) == {"id", "displayed_as", "$path"}
+                    assert record[field]["$path"] == whole[field]["$path"]
+                    assert len(whole[field]) > 3
+        named = api.ok(f"/{name}", attributes=",".join(fields))["$items"]
+        assert all(
+            set(r[f]) == {"id", "displayed_as", "$path"}
+            for r in named
+            for f in fields
+            if isinstance(r.get(f), dict)
+        )
+    # A sales document's address is its own copy (SalesArtefactAddress, no resource): whole.
+    quote = api.ok("/sales_quotes", attributes="all")["$items"][0]
+    assert "sales_quotes" not in LISTED_AS_LINKS and "address_line_1" in quote["main_address"]

@@ -483,6 +483,35 @@ def test_sage200_insert_update_delete_and_insert_only_postings(
             assert len(sent(sbx)) == before
 
 
+def test_sage200_insert_only_returning_gives_what_sage_answers_or_refuses_before_sending(
+    write_sandbox: Callable[..., Any],
+) -> None:
+    sbx = write_sandbox("sage_200")
+    with connect(sbx) as conn:
+        customer = column(conn, "SELECT id FROM customers ORDER BY id LIMIT 1")[0]
+        insert = (
+            "INSERT INTO sales_invoices (customer_id, reference, document_goods_value,"
+            " document_tax_value) VALUES (?, 'INV-R', 100, 20) RETURNING "
+        )
+        # The definition's 200 answer is {"urn": ...}: RETURNING * is that, not NULLs.
+        result, rows = run(conn, insert + "*", [customer])
+        assert [c.name for c in result.columns][4:] == ["urn"]
+        assert rows[0]["status"] == "created" and rows[0]["urn"] == rows[0]["key"]
+        assert sent(sbx, "POST")[-1]["path"].endswith("/sales_invoices")
+        _, rows = run(conn, insert + "urn", [customer])
+        assert rows[0]["urn"] == rows[0]["key"]
+        before = len(sent(sbx))
+        with pytest.raises(ProgrammingError) as caught:
+            run(conn, insert + "urn, customer_id, reference", [customer])
+        text = str(caught.value)
+        assert "nothing was sent" in text and "2 problems" in text
+        assert (
+            "RETURNING customer_id: Sage answers a POST to sales_invoices with {urn} only;"
+            " read it back from sales_posted_transactions"
+        ) in text
+        assert len(sent(sbx)) == before
+
+
 def test_crm_insert_update_delete(write_sandbox: Callable[..., Any]) -> None:
     sbx = write_sandbox("sage_crm")
     with connect(sbx) as conn:
