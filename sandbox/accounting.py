@@ -111,17 +111,17 @@ GROWING = frozenset(
 VOIDABLE = frozenset({"sales_invoices", "sales_credit_notes"})
 # Nested records a list answers as links {id, displayed_as, $path}, as Sage's recorded
 # samples show (schemas/definitions/samples/ledgerscope-GetAll_BankAccount.json: a bank
-# account's main_address). The same rule holds for every nested object that is a record
-# of its own in the definition (an embedded Address, ContactPerson or AddressRegion:
-# id, displayed_as and $path, with a /addresses, /contact_persons or /address_regions
-# resource of its own): a contact's main_address, delivery_address and
-# main_contact_person, a tax profile's address_region. Not cut: a sales document's
-# main_address/delivery_address (SalesArtefactAddress: the document's own copy, no
-# resource behind it) and a bank account's main_contact_person (BankAccountContact: no
-# id, no $path); the recorded samples show nothing else.
+# account's main_address). The same rule applies to a nested object that is a record of
+# its own in the definition (id, displayed_as, $path and a resource of its own): a tax
+# profile's address_region (AddressRegion, /address_regions). Not cut: a sales
+# document's main_address/delivery_address (SalesArtefactAddress: the document's own
+# copy, no resource behind it) and a bank account's main_contact_person
+# (BankAccountContact: no id, no $path). A contact's main_address, delivery_address and
+# main_contact_person (Address, ContactPerson) fit the rule too, but no sample shows it
+# and the connector reads their columns (main_address_city...) from the list, so cutting
+# them would answer NULL there: they stay whole until the connector reads them by GET.
 LISTED_AS_LINKS: dict[str, tuple[str, ...]] = {
     "bank_accounts": ("main_address", "main_contact_person"),
-    "contacts": ("main_address", "delivery_address", "main_contact_person"),
     "tax_profiles": ("address_region",),
 }
 # GET /{resource}/{key}/<name> routes of the definition beside actions.
