@@ -368,36 +368,32 @@ def _watch(target: Any) -> None:
         deadline.watch(target)
 
 
-class _WatchedHTTPConnection(HTTPConnection):
-    """urllib3's connection, handed to the attempt's deadline whenever it is used: the
-    connection while it connects and sends, its socket itself once the answer comes
+class _Watched:
+    """Mixed into urllib3's connections: handed to the attempt's deadline whenever used:
+    the connection while it connects and sends, its socket itself once the answer comes
     (http.client lets go of the socket of an answer that closes the connection)."""
 
+    sock: Any
+
     def connect(self) -> None:
         _watch(self)
-        super().connect()
+        super().connect()  # type: ignore[misc]
 
     def request(self, *args: Any, **kwargs: Any) -> None:
         _watch(self)
-        super().request(*args, **kwargs)
+        super().request(*args, **kwargs)  # type: ignore[misc]
 
     def getresponse(self, *args: Any, **kwargs: Any) -> Any:
         _watch(self.sock)
-        return super().getresponse(*args, **kwargs)
+        return super().getresponse(*args, **kwargs)  # type: ignore[misc]
 
 
-class _WatchedHTTPSConnection(HTTPSConnection):
-    def connect(self) -> None:
-        _watch(self)
-        super().connect()
+class _WatchedHTTPConnection(_Watched, HTTPConnection):
+    pass
 
-    def request(self, *args: Any, **kwargs: Any) -> None:
-        _watch(self)
-        super().request(*args, **kwargs)
 
-    def getresponse(self, *args: Any, **kwargs: Any) -> Any:
-        _watch(self.sock)
-        return super().getresponse(*args, **kwargs)
+class _WatchedHTTPSConnection(_Watched, HTTPSConnection):
+    pass
 
 
 class _WatchedHTTPPool(HTTPConnectionPool):
