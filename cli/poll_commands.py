@@ -87,12 +87,12 @@ def poll(
     from sagesql.activities.polling import runner
     from sagesql.activities.polling.timeparse import duration
 
+    _logging(verbose, quiet)  # before reading: the instance's warnings go to stderr too
     conf = _config(config, state)
     if explain:
         typer.echo(_explain(conf, _product(conf, connection, profile)))
         return
-    settings = settings_from(connection or conf.connection, profile or conf.profile)
-    _logging(verbose, quiet)
+    settings = _settings(conf, connection, profile)
     every = duration(interval, what="--interval") if interval else None
 
     def report(results: list[Any]) -> None:
@@ -108,6 +108,15 @@ def poll(
         raise typer.Exit(code)
 
 
+def _settings(conf: Any, connection: str | None, profile: str | None) -> Any:
+    """The connection: -c and --profile over the file's own (an instance's credentials)."""
+    return settings_from(
+        connection or conf.connection,
+        profile or conf.profile,
+        defaults=conf.connection_defaults(),
+    )
+
+
 def _product(conf: Any, connection: str | None, profile: str | None) -> str:
     """The product to explain for: the connection's, or the instance's element when the
     connection is incomplete (explaining needs no credentials)."""
@@ -115,7 +124,7 @@ def _product(conf: Any, connection: str | None, profile: str | None) -> str:
     from sagesql.errors import ConfigurationError
 
     try:
-        settings = settings_from(connection or conf.connection, profile or conf.profile)
+        settings = _settings(conf, connection, profile)
     except ConfigurationError:
         if conf.product:
             return str(conf.product)

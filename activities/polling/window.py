@@ -141,7 +141,7 @@ class Window:
                 ),
             )
             after = exp.paren(after)
-        select = self._select([exp.Star()], bounds, after, flagged=flagged)
+        select = self._select(self._read(), bounds, after, flagged=flagged)
         return select.order_by(_column(upd), _column(key), copy=False)
 
     @cached_property
@@ -174,9 +174,15 @@ class Window:
         select = self._select(self._columns(keys_only), [], after, flagged=flagged)
         return select.order_by(_column(key), copy=False)
 
+    def _read(self) -> list[exp.Expr]:
+        """Every column, or those an instance's projection (attributes=) names."""
+        if self.spec.columns is None:
+            return [exp.Star()]
+        return [_column(c) for c in self.spec.columns]
+
     def _columns(self, keys_only: bool) -> list[exp.Expr]:
         if not keys_only:
-            return [exp.Star()]
+            return self._read()
         key, ident = self.spec.key, self.spec.id_field
         columns: list[exp.Expr] = [_column(key)]
         return columns + ([_column(ident)] if ident != key else [])
