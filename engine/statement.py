@@ -198,3 +198,24 @@ def bind(tree: exp.Expression, params: Params) -> exp.Expression:
     for holder, value in zip(holders, values, strict=True):
         holder.replace(literal(value))
     return tree
+
+
+def merged_insert(sql: str, param_sets: Sequence[Params]) -> str | None:
+    """``INSERT ... VALUES (?, ...)`` run once per parameter set, as one multi-row INSERT
+    whose row n is parameter set n (its rows then go out in parallel, as any multi-row
+    INSERT's do); None for any other statement, which then runs once per set."""
+    tree = parse(sql)
+    values = tree.expression if isinstance(tree, exp.Insert) else None
+    if not isinstance(values, exp.Values) or len(values.expressions) != 1:
+        return None
+    row = values.expressions[0]
+    holders = list(tree.find_all(exp.Placeholder))
+    if not holders or len(holders) != len(list(row.find_all(exp.Placeholder))):
+        return None  # a parameter outside the row (a WITH, a RETURNING): set by set
+    rows = []
+    for params in param_sets:
+        bound = bind(tree.copy(), params)
+        rows.append(bound.expression.expressions[0])
+    merged = tree.copy()
+    merged.expression.set("expressions", rows)
+    return merged.sql(READ_DIALECT)
