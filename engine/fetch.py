@@ -132,6 +132,7 @@ def records(
         page_size=page_size,
         limit=scan.limit,
         parallel=parallel and scan.limit is None,
+        offset=scan.offset,
     )
 
 
@@ -143,6 +144,7 @@ def _listing(
     page_size: int | None,
     limit: int | None = None,
     parallel: bool = False,
+    offset: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """The records of the table's list request with these parameters, page by page."""
     path = table.operations["list"].path
@@ -152,7 +154,13 @@ def _listing(
         return
     size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
     yield from transport.records(
-        path, params, paginator_for(table), page_size=size, limit=limit, parallel=parallel
+        path,
+        params,
+        paginator_for(table),
+        page_size=size,
+        limit=limit,
+        parallel=parallel,
+        offset=offset,
     )
 
 
