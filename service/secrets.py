@@ -12,6 +12,7 @@
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 import re
 import secrets
@@ -50,11 +51,13 @@ class SecretBox:
         if not key:
             raise ConfigurationError(
                 "SAGESQL_SECRET_KEY is not set: the service encrypts instance secrets with it",
-                hint="generate one with `python -c \"from cryptography.fernet import Fernet; "
+                hint='generate one with `python -c "from cryptography.fernet import Fernet; '
                 'print(Fernet.generate_key().decode())"` and keep it safe',
             )
         try:
             self._fernet = Fernet(key.strip().encode("ascii"))
+            # A separate key for the operations page's cookies, derived from the same secret.
+            self._mac_key = hashlib.sha256(b"sagesql-page\n" + key.strip().encode("ascii")).digest()
         except (ValueError, UnicodeEncodeError):
             raise ConfigurationError(
                 "SAGESQL_SECRET_KEY is not a Fernet key (32 bytes, URL-safe base64)",
@@ -73,6 +76,12 @@ class SecretBox:
                 "a stored secret cannot be decrypted with SAGESQL_SECRET_KEY",
                 hint="start the service with the key the database was created with",
             ) from None
+
+    def sign(self, text: str) -> str:
+        return hmac.new(self._mac_key, text.encode("utf-8"), hashlib.sha256).hexdigest()
+
+    def verify(self, text: str, signature: str) -> bool:
+        return hmac.compare_digest(self.sign(text), signature)
 
     def check_value(self) -> str:
         return self._fernet.encrypt(_CHECK_TEXT).decode("ascii")

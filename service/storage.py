@@ -21,7 +21,6 @@ gives one per instance (for SQLite, a file per instance beside the database).
 
 from __future__ import annotations
 
-import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -234,7 +233,10 @@ class ServiceDatabase:
     def versions(self) -> dict[str, float]:
         """Every instance's id and last change: what the scheduler compares each tick."""
         with self._begin() as conn:
-            return {r.id: r.updated for r in conn.execute(sa.select(instances.c.id, instances.c.updated))}
+            return {
+                r.id: r.updated
+                for r in conn.execute(sa.select(instances.c.id, instances.c.updated))
+            }
 
     def update_instance(self, org: str, row: InstanceRow) -> bool:
         with self._begin() as conn:
@@ -390,4 +392,3 @@ def _engine(url: str) -> Engine:
 
 def default_url(data_dir: Path) -> str:
     return f"{SQLITE}{data_dir / 'service.sqlite'}"
-

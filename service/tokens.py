@@ -81,8 +81,7 @@ class DatabaseTokenStore:
         while not self.database.take_lease(self.instance_id, self._owner, LOCK_WAIT):
             if time.monotonic() > deadline:
                 raise ConfigurationError(
-                    f"the tokens of instance {self.instance_id} stayed locked for "
-                    f"{LOCK_WAIT:g} s",
+                    f"the tokens of instance {self.instance_id} stayed locked for {LOCK_WAIT:g} s",
                     hint="a refresh in another process is stuck: end it, then try again",
                 )
             time.sleep(_POLL)
