@@ -231,7 +231,7 @@ class Operations:
             )
         self._row(org, instance_id)
         out: list[dict[str, Any]] = []
-        store = self.database.state_store(instance_id)
+        store = self.database.state_store(instance_id, write=False)
         try:
             if state in (None, "pending"):
                 for lane in store.lanes(instance_id):
@@ -270,7 +270,7 @@ class Operations:
 
     def status(self, org: Org, instance_id: str) -> dict[str, Any]:
         prepared = self._prepared(org, instance_id)
-        store = self.database.state_store(instance_id)
+        store = self.database.state_store(instance_id, write=False)
         try:
             resources = runner.status(prepared.config, store)
         finally:

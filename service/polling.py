@@ -38,7 +38,7 @@ from sagesql.service.tokens import DatabaseTokenStore
 log = logging.getLogger("sagesql.service")
 
 EVENT_FIELDS = ("eventId", "eventType", "objectType", "objectId")
-RETRY_OPEN = 60.0  # seconds before an instance that failed to open is tried again
+RETRY_OPEN = 5.0  # seconds before an instance that failed to open is tried again
 
 
 class RecordingSink(Sink):

@@ -342,9 +342,10 @@ class ServiceDatabase:
     def state_path(self, instance_id: str) -> Path:
         return _state_dir(self.url) / f"{instance_id}.sqlite"
 
-    def state_store(self, instance_id: str) -> StateStore:
-        """The polling library's state store for one instance."""
-        return SQLiteStateStore(self.state_path(instance_id))
+    def state_store(self, instance_id: str, *, write: bool = True) -> StateStore:
+        """The polling library's state store for one instance (``write=False``: to read
+        while its poller writes)."""
+        return SQLiteStateStore(self.state_path(instance_id), write=write)
 
     def forget_state(self, instance_id: str) -> None:
         for suffix in ("", "-wal", "-shm"):
