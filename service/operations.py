@@ -15,10 +15,11 @@ from typing import Any
 
 from sagesql.activities import Create, Delete, Execute, Query, Update
 from sagesql.activities.polling import runner
+from sagesql.activities.polling.state import StateStore
 from sagesql.activities.results import ActivityResult
 from sagesql.connector.client import SageClient
 from sagesql.engine.procedures import SECRET_RESULTS
-from sagesql.errors import AuthError, Error, ProgrammingError
+from sagesql.errors import AuthError, ConfigurationError, Error, ProgrammingError
 from sagesql.service.instances import BodyProblems, Prepared, connect, exchange_code, prepare
 from sagesql.service.polling import Scheduler
 from sagesql.service.secrets import (
@@ -34,6 +35,7 @@ from sagesql.service.tokens import DatabaseTokenStore
 
 TARGETS = {"create": Create, "update": Update, "delete": Delete}
 EVENT_STATES = ("pending", "dead", "delivered")
+READ_ATTEMPTS = 5
 
 
 class NotFound(Error):
@@ -231,7 +233,7 @@ class Operations:
             )
         self._row(org, instance_id)
         out: list[dict[str, Any]] = []
-        store = self.database.state_store(instance_id, write=False)
+        store = self._reader(instance_id)
         try:
             if state in (None, "pending"):
                 for lane in store.lanes(instance_id):
@@ -257,6 +259,16 @@ class Operations:
                 )
         return out[:limit]
 
+    def _reader(self, instance_id: str) -> StateStore:
+        """The instance's poll state, to read; a poller creating it at this moment holds
+        it a few milliseconds, so opening is tried again rather than answered 400."""
+        for _ in range(READ_ATTEMPTS - 1):
+            try:
+                return self.database.state_store(instance_id, write=False)
+            except ConfigurationError:
+                time.sleep(0.2)
+        return self.database.state_store(instance_id, write=False)
+
     def replay(self, org: Org, instance_id: str, resource: str | None) -> dict[str, Any]:
         self._row(org, instance_id)
         store = self.database.state_store(instance_id)
@@ -270,7 +282,7 @@ class Operations:
 
     def status(self, org: Org, instance_id: str) -> dict[str, Any]:
         prepared = self._prepared(org, instance_id)
-        store = self.database.state_store(instance_id, write=False)
+        store = self._reader(instance_id)
         try:
             resources = runner.status(prepared.config, store)
         finally:
