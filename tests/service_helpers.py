@@ -1,4 +1,4 @@
-"""Helpers of the service tests: a running service, organizations, published bodies aimed at a sandbox.
+"""Helpers of the service tests: a running service, organizations, bodies aimed at a sandbox.
 
 No tests here.
 """

@@ -1,4 +1,4 @@
-"""sagesql serve end to end: the published bodies POSTed, changes polled and delivered, PATCH, DELETE.
+"""sagesql serve end to end: published bodies POSTed, changes delivered, PATCH, DELETE.
 
 Each published body goes in unchanged but for connection properties written under their
 own names (URL, OAuthTokenURL, OAuthClientId...), the callback URL (a local receiver)
