@@ -23,6 +23,7 @@ from sagesql.cli import (
     poll_commands,
     query_commands,
     sandbox_commands,
+    service_commands,
 )
 
 try:  # typer vendors click from 0.22 on; its errors are those classes
@@ -83,6 +84,7 @@ query_commands.register(app)
 activity_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(poll_commands.app, name="poll")
+service_commands.register(app)
 
 
 def run() -> None:
