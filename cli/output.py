@@ -64,7 +64,7 @@ def print_table(
         widest = max([cell_len(header)] + [cell_len(r[i]) for r in cells])
         # Short values (names, types, flags) are never squeezed: rich would fold them
         # to nothing. Long ones (descriptions, pushdown) wrap in the width left.
-        if widest <= WHOLE:
+        if widest <= WHOLE or i == 0:  # the first column names the row: always whole
             table.add_column(header, no_wrap=True, min_width=widest)
         else:
             table.add_column(header, overflow="fold", min_width=min(widest, 12))
