@@ -386,3 +386,15 @@ def test_a_row_sage_refuses_raises_after_the_others_were_written(
             conn.execute(insert(t).values(rows[1]))
         written = conn.execute(select(t.c.name).where(t.c.reference == "TWIN1")).scalars()
         assert list(written) == ["Twin A"]
+
+
+def test_pandas_to_sql_appends_rows_as_sagesql_inserts(start_sandbox: Callable[..., Any]) -> None:
+    sbx = start_sandbox("sage_crm", rows=3, rate_limit_per_minute=0)
+    engine = engine_for(sbx)
+    frame = pd.DataFrame({"comp_name": ["Panda One", "Panda Two"], "comp_type": ["Customer"] * 2})
+    assert frame.to_sql("company", engine, if_exists="append", index=False) == 2
+    back = pd.read_sql(
+        text("SELECT comp_name FROM company WHERE comp_name LIKE 'Panda%' ORDER BY comp_name"),
+        engine,
+    )
+    assert list(back["comp_name"]) == ["Panda One", "Panda Two"]
