@@ -78,6 +78,25 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sagesql.version import __version__
+
+        typer.echo(f"sagesql {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """SQL over Sage Business Cloud Accounting, Sage 200 and Sage CRM."""
+
+
 catalog_commands.register(app)
 auth_commands.register(app)
 query_commands.register(app)

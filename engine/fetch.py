@@ -13,6 +13,7 @@ from typing import Any
 from sagesql.connector.products import paginator_for
 from sagesql.connector.seams import Transport
 from sagesql.connector.transport import path_with
+from sagesql.engine import progress
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
 from sagesql.errors import APIError, NotSupportedError
@@ -153,10 +154,11 @@ def _listing(
         yield from (data if isinstance(data, list) else [data] if data else [])
         return
     size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
+    paginator = progress.observed(paginator_for(table))
     yield from transport.records(
         path,
         params,
-        paginator_for(table),
+        paginator,
         page_size=size,
         limit=limit,
         parallel=parallel,

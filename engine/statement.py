@@ -150,6 +150,21 @@ def literal(value: Any) -> exp.Expression:
     )
 
 
+def _in_text_order(tree: exp.Expression, holders: list[exp.Placeholder]) -> list[exp.Placeholder]:
+    """The ? placeholders in the order they stand in the SQL: a walk of the tree visits
+    LIMIT before WHERE (and a CTE last), so each is named for a moment and found in the
+    SQL the tree writes, which keeps the clauses in their textual order."""
+    if len(holders) < 2:
+        return holders
+    for i, holder in enumerate(holders):
+        holder.set("this", f"sagesql_q{i}_")
+    text = tree.sql(READ_DIALECT)
+    for holder in holders:
+        holder.set("this", None)
+    where = [text.index(f":sagesql_q{i}_") for i in range(len(holders))]
+    return [h for _, h in sorted(zip(where, holders, strict=True), key=lambda p: p[0])]
+
+
 def bind(tree: exp.Expression, params: Params) -> exp.Expression:
     """The tree with every placeholder replaced by its value."""
     holders = list(tree.find_all(exp.Placeholder))
@@ -190,6 +205,7 @@ def bind(tree: exp.Expression, params: Params) -> exp.Expression:
             f"the statement has {len(holders)} ? parameters", hint="pass a sequence of values"
         )
     values = list(params)
+    holders = _in_text_order(tree, holders)
     if len(values) != len(holders):
         raise ProgrammingError(
             f"the statement has {len(holders)} ? parameters but {len(values)} values were given",

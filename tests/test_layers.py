@@ -1,7 +1,9 @@
 """The package's layers: no import from a lower layer to a higher one, and no cycles.
 
 Layers, lowest first: the root's ``errors`` and ``version`` -> ``schemas`` (the
-catalog) -> ``connector`` -> ``engine`` -> ``activities`` -> ``service`` -> ``cli``. ``sandbox``
+catalog) -> ``connector`` -> ``engine`` -> ``activities`` | ``sqlalchemy_dialect`` -> ``service``
+-> ``cli`` (the activities and the SQLAlchemy dialect are siblings: neither imports the
+other). ``sandbox``
 stands aside: it may use the errors and the catalog only, and only the CLI starts it.
 Every import counts, those inside functions too (they hide cycles, not remove them).
 """
@@ -22,6 +24,7 @@ LAYERS = {
     "connector": 2,
     "engine": 3,
     "activities": 4,
+    "sqlalchemy_dialect": 4,
     "service": 5,
     "cli": 6,
 }
@@ -96,6 +99,8 @@ def test_no_import_reaches_a_higher_layer() -> None:
                     wrong.append(f"{module} -> {target} (only the CLI starts the sandbox)")
             elif mine != "facade" and LAYERS[theirs] > LAYERS[mine]:
                 wrong.append(f"{module} ({mine}) -> {target} ({theirs})")
+            elif mine != "facade" and LAYERS[theirs] == LAYERS[mine] and theirs != mine:
+                wrong.append(f"{module} ({mine}) -> {target} ({theirs}, a sibling layer)")
     assert not wrong, "imports upward:\n" + "\n".join(wrong)
 
 
@@ -145,7 +150,8 @@ def test_no_module_cycles() -> None:
 
 
 @pytest.mark.parametrize(
-    "package", ["connector", "engine", "activities", "schemas", "sandbox", "service"]
+    "package",
+    ["connector", "engine", "activities", "sqlalchemy_dialect", "schemas", "sandbox", "service"],
 )
 def test_library_layers_import_at_the_top(package: str) -> None:
     """Below the CLI, imports inside functions are only for optional or costly modules."""
