@@ -38,6 +38,10 @@ EVENT_STATES = ("pending", "dead", "delivered")
 READ_ATTEMPTS = 5
 
 
+# JSON rows answered by the API (the class has a method named list).
+Rows = list[dict[str, Any]]
+
+
 class NotFound(Error):
     """No such instance for this organization."""
 
@@ -139,7 +143,7 @@ class Operations:
         self._changed()
         return {**self._view(row, body), "token": token}
 
-    def list(self, org: Org) -> list[dict[str, Any]]:
+    def list(self, org: Org) -> Rows:
         return [self._view(r, self.box.open(r.body)) for r in self.database.instances(org.id)]
 
     def get(self, org: Org, instance_id: str) -> dict[str, Any]:
@@ -222,9 +226,7 @@ class Operations:
         row = self._row(org, instance_id)
         return self._prepare(self.box.open(row.body), instance_id)
 
-    def events(
-        self, org: Org, instance_id: str, state: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+    def events(self, org: Org, instance_id: str, state: str | None, limit: int) -> Rows:
         """Recent notifications: pending and dead ones from the outbox, delivered ones
         from the service's note of them; newest first within each state."""
         if state is not None and state not in EVENT_STATES:
@@ -232,7 +234,7 @@ class Operations:
                 f"unknown state {state!r}", hint=f"use one of {', '.join(EVENT_STATES)}"
             )
         self._row(org, instance_id)
-        out: list[dict[str, Any]] = []
+        out: Rows = []
         store = self._reader(instance_id)
         try:
             if state in (None, "pending"):
@@ -244,17 +246,17 @@ class Operations:
         finally:
             store.close()
         if state in (None, "delivered"):
-            for d in self.database.recent_deliveries(instance_id, limit):
+            for sent in self.database.recent_deliveries(instance_id, limit):
                 out.append(
                     {
-                        "messageId": d["message_id"],
-                        "resource": d["resource"],
-                        "sink": d["sink"],
+                        "messageId": sent["message_id"],
+                        "resource": sent["resource"],
+                        "sink": sent["sink"],
                         "state": "delivered",
                         "attempts": None,
-                        "time": _iso(d["delivered"]),
+                        "time": _iso(sent["delivered"]),
                         "error": None,
-                        "events": d["events"],
+                        "events": sent["events"],
                     }
                 )
         return out[:limit]
