@@ -40,7 +40,7 @@ from sagesql.engine.conditions import (
     to_predicate,
 )
 from sagesql.engine.local import SQLITE_AGGREGATES
-from sagesql.engine.names import TableRef
+from sagesql.engine.names import RECORD_COLUMN, TableRef
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.schemas.catalog import Catalog, Table
 
@@ -319,7 +319,9 @@ def _choose_requests(scan: Scan) -> bool:
     table = scan.table
     dialect = dialect_for(table, scan.settings)
     lookup = dialect.key_values(scan.conjuncts)
-    needed = None if len(scan.columns) == len(table.columns) else scan.columns
+    # The record column is the whole record: every field is asked for.
+    every = len(scan.columns) == len(table.columns) or RECORD_COLUMN in scan.columns
+    needed = None if every else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
     if lookup is not None:
         index, keys = lookup

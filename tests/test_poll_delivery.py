@@ -248,7 +248,7 @@ def test_event_ids_and_message_ids_derive_from_the_change():
             mark="U",
             stamp=stamp,
             date=stamp,
-            record={},
+            raw={},
         )
 
     a, b = event("1", "2026-01-01T00:00:00Z"), event("1", "2026-01-01T00:00:01Z")
@@ -287,7 +287,7 @@ def test_jsonl_and_stdout_sinks_write_one_plain_event_per_line(tmp_path):
             mark="U",
             stamp="2026-01-01T00:00:00.000Z",
             date="2026-01-01T00:00:00.000Z",
-            record={"id": 7},
+            raw={"id": 7},
         )
     ]
     (message,) = batch("inst", "customers", events)
@@ -307,7 +307,7 @@ def test_jsonl_and_stdout_sinks_write_one_plain_event_per_line(tmp_path):
     data = json.loads(line)
     assert data["eventType"] == "CREATED" and data["objectId"] == "7"
     assert data["messageId"] == message.message_id and data["instanceId"] == "inst"
-    assert data["record"] == {"id": 7}
+    assert data["raw"] == {"id": 7}
     assert isinstance(sinks["stdout"], LinesSink)
 
 

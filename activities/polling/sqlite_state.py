@@ -70,6 +70,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 
 _STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
+_INTEGER_FIELDS = ("cycles", "events", "compared_cycle")
 _CHUNK = 400  # keys per IN (...) query
 
 
@@ -173,7 +174,7 @@ class SQLiteStateStore(StateStore):
         db = sqlite_utils.Database(conn)
         state_columns: dict[str, type] = {"instance": str, "name": str}
         for name in _STATE_FIELDS:
-            state_columns[name] = int if name in ("cycles", "events") else str
+            state_columns[name] = int if name in _INTEGER_FIELDS else str
         db.table("poll_tables").create(state_columns, pk=("instance", "name"), if_not_exists=True)
         known = set(db.table("poll_tables").columns_dict)
         for name, kind in state_columns.items():
@@ -375,6 +376,8 @@ class SQLiteStateStore(StateStore):
             state.held_upper = None
             state.cursor = None
             state.compared_at = None
+            state.compared_cycle = None
+            state.baseline = None  # rewound on purpose: what changed since then is wanted
             state.last_result = f"reset to {since}" if since else "reset"
             state.last_error = None
             if since is None:
