@@ -178,7 +178,7 @@ def _column_error(message: str, refs: list[TableRef]) -> ProgrammingError:
                 f"column {name!r}{where} is ambiguous (in {listed})",
                 hint=f"qualify it, e.g. {owners[0].alias}.{name}",
             )
-        candidates = {c.name for ref in refs for c in ref.table.columns}
+        candidates = {c.name for ref in refs for c in ref.table.columns} | {RECORD_COLUMN}
         tables = ", ".join(sorted({ref.table.name for ref in refs})) or "the query"
         hint = did_you_mean(name, candidates)
         if hint is None:
