@@ -263,7 +263,8 @@ class Poller:
             log.warning("%s", result.summary())
         result.requests = self.transport.sent - sent
         if result.error is None:
-            log.info("%s", result.summary())
+            # A table with events says so; an idle one only when asked (-v).
+            log.log(logging.INFO if result.events else logging.DEBUG, "%s", result.summary())
         return result
 
     def _ensure_time(self, spec: TableSpec) -> None:

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
@@ -507,20 +507,33 @@ class SQLiteStateStore(StateStore):
             )
             self._failing(conn, instance, delivery, error, now)
 
-    def next_due(self, instance: str) -> float | None:
+    def next_due(self, instance: str, skip: Collection[str] = ()) -> float | None:
         # The head of each lane decides when the lane moves.
+        skipped = sorted(skip)
         row = (
             self._conn()
             .execute(
                 "SELECT min(d.next_at) FROM poll_deliveries AS d WHERE d.instance = ? "
                 "AND d.state = ? AND d.seq = (SELECT min(seq) FROM poll_deliveries AS e "
                 "WHERE e.instance = d.instance AND e.name = d.name AND e.sink = d.sink "
-                "AND e.state = ?)",
-                (instance, PENDING, PENDING),
+                f"AND e.state = ?) AND d.sink NOT IN ({', '.join('?' for _ in skipped)})",
+                (instance, PENDING, PENDING, *skipped),
             )
             .fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    def waiting(self, instance: str, sinks: Sequence[str]) -> int:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM poll_deliveries WHERE instance = ? AND state = ? "
+                f"AND sink IN ({', '.join('?' for _ in sinks)})",
+                (instance, PENDING, *sinks),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
 
     def replay(self, instance: str, table: str | None = None) -> int:
         with self._tx() as conn:

@@ -22,7 +22,7 @@ take its place for many instances polled from several machines (ARCHITECTURE.md,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -181,8 +181,13 @@ class StateStore(ABC):
         """Give up on a delivery: it becomes a dead letter, kept for replay."""
 
     @abstractmethod
-    def next_due(self, instance: str) -> float | None:
-        """When the earliest pending delivery may be tried (None: nothing pending)."""
+    def next_due(self, instance: str, skip: Collection[str] = ()) -> float | None:
+        """When the earliest pending delivery may be tried (None: nothing pending), the
+        lanes of the sinks in ``skip`` aside."""
+
+    @abstractmethod
+    def waiting(self, instance: str, sinks: Sequence[str]) -> int:
+        """How many deliveries to these sinks are pending (not sent yet, or to retry)."""
 
     @abstractmethod
     def replay(self, instance: str, table: str | None = None) -> int:

@@ -232,6 +232,6 @@ class Window:
         """The planner's answer: would LIMIT reach the API for this chunk's statement?"""
         return prepare(self._connection, self._sql(select, limit=False), stand_ins).pushes_limit
 
-    def explain(self, lower: str, upper: str) -> str:
-        query = self.updated(lower, upper, None)
+    def explain(self, query: Query) -> str:
+        """The planner's --explain of one of these queries (nothing is sent)."""
         return prepare(self._connection, query.sql, query.params).explain()
