@@ -128,3 +128,30 @@ def test_an_explicit_compare_every_is_kept(start_sandbox, tmp_path) -> None:
         assert compared == [1, 6]
     finally:
         s.close()
+
+
+def test_a_state_file_from_before_these_columns_is_read_and_upgraded(tmp_path) -> None:
+    """``poll status`` (read-only) on a file an earlier sagesql wrote adds the columns."""
+    import sqlite3
+
+    from sagesql.activities.polling import runner
+    from sagesql.activities.polling.sqlite_state import SQLiteStateStore
+
+    config = poll_config(tmp_path, ["customers"])
+    SQLiteStateStore(config.state).close()
+    with sqlite3.connect(config.state) as db:
+        for column in ("baseline", "compared_cycle"):
+            db.execute(f"ALTER TABLE poll_tables DROP COLUMN {column}")
+        db.execute(
+            "INSERT INTO poll_tables (instance, name, watermark, cycles, events) "
+            "VALUES ('test', 'customers', '2026-01-01T00:00:00Z', 3, 0)"
+        )
+    db.close()
+    (row,) = runner.status(config)
+    assert row["watermark"] == "2026-01-01T00:00:00Z" and row["cycles"] == 3
+    store = SQLiteStateStore(config.state)
+    try:
+        state = store.load("test", "customers")
+        assert state.baseline is None and state.compared_cycle is None
+    finally:
+        store.close()

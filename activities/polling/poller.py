@@ -345,8 +345,9 @@ class Poller:
     def _record(
         self, spec: TableSpec, columns: Sequence[str], row: Sequence[Any]
     ) -> dict[str, Any]:
-        """A row as JSON values: JSON columns parsed, Decimal as numbers (for snapshot
-        hashes: the SQL row, not the API's record, whose volatile parts would count)."""
+        """A row as JSON values: JSON columns parsed, Decimal as numbers. Snapshots hash
+        it rather than the API's record, which may change while the row does not (CRM's
+        ``$url`` names the host it was read through)."""
         json_columns = self._json_columns.get(spec.name)
         if json_columns is None:
             json_columns = {c.name for c in spec.table.columns if c.type == "JSON"}
@@ -365,18 +366,20 @@ class Poller:
         return record
 
     @staticmethod
-    def _raw(columns: Sequence[str], row: Sequence[Any]) -> dict[str, Any]:
-        """The row's record as the API returned it (the record column)."""
-        text = row[columns.index(RECORD_COLUMN)]
+    def _raw(text: Any) -> dict[str, Any]:
+        """A row's record as the API returned it, from the record column's JSON text."""
         raw = json.loads(text) if isinstance(text, str) else None
         return raw if isinstance(raw, dict) else {}
 
     @staticmethod
-    def _key_record(spec: TableSpec, key: str, object_id: str) -> dict[str, Any]:
-        """The key (and id) as the API spells them (``{"id": 12}``): all that is left of
-        a record found gone by comparing ids or snapshots."""
+    def _key_record(spec: TableSpec, key: str, object_id: str | None = None) -> dict[str, Any]:
+        """The key (and id, when known) as the API spells them (``{"id": 12}``): all
+        that is left of a record found gone by comparing ids or snapshots."""
         record: dict[str, Any] = {}
-        for name, text in ((spec.key, key), (spec.id_field, object_id)):
+        fields = [(spec.key, key)]
+        if object_id is not None and spec.id_field != spec.key:
+            fields.append((spec.id_field, object_id))
+        for name, text in fields:
             column = spec.table.column(name)
             value: Any = text
             if column.type == "INTEGER":
@@ -398,6 +401,7 @@ class Poller:
     ) -> list[Event]:
         at = {name: i for i, name in enumerate(columns)}
         upd, key, oid = at[spec.updated or ""], at[spec.key], at[spec.id_field]
+        raw = at[RECORD_COLUMN]
         created = at.get(spec.created) if spec.created else None
         match = at.get(MATCH) if flagged else None
         events = []
@@ -410,7 +414,6 @@ class Poller:
             updated_at = parse_iso(str(stamp))
             if baseline is not None and updated_at <= baseline:
                 continue  # changed before polling began
-
             created_at = (
                 parse_iso(str(row[created])) if created is not None and row[created] else None
             )
@@ -424,7 +427,7 @@ class Poller:
                     mark=MARK_UPDATE,
                     stamp=str(stamp),
                     date=str(stamp),
-                    raw=self._raw(columns, row),
+                    raw=self._raw(row[raw]),
                 )
             )
         return events
@@ -689,7 +692,7 @@ class Poller:
         now = self._server_now()
         columns, rows = self._scan(spec, keys_only=False)
         at = {name: i for i, name in enumerate(columns)}
-        key_at, id_at = at[spec.key], at[spec.id_field]
+        key_at, id_at, raw_at = at[spec.key], at[spec.id_field], at[RECORD_COLUMN]
         current: dict[str, str] = {}
         records: dict[str, tuple[Any, dict[str, Any]]] = {}
         for row in rows:
@@ -699,7 +702,7 @@ class Poller:
             ).hexdigest()[:32]
             key = str(row[key_at])
             current[key] = digest
-            records[key] = (row[id_at], self._raw(columns, row))
+            records[key] = (row[id_at], self._raw(row[raw_at]))
         previous = self.store.snapshot(self.instance, spec.name, ROWS)
         date = self._stamp(spec, _floor(now))
         events: list[Event] = []
@@ -736,7 +739,7 @@ class Poller:
                         mark=MARK_DELETE,
                         stamp=previous[key],
                         date=date,
-                        raw=self._key_record(spec, key, key),
+                        raw=self._key_record(spec, key),
                     )
                 )
         result.kinds.update(e.kind for e in events)

@@ -335,7 +335,9 @@ def _comparison(
         when = "at the next cycle" if coming == 1 else f"at the {_ordinal(coming)} cycle from now"
     chunked, _ = window.scan_keyset(keys_only=True)
     size = f"pages of {window.id_chunk_size}" if chunked else "one query paged by the API"
-    lines = [f"ids compared {every}: the next comparison runs {when} (keys only, {size})"]
+    # Only an API that selects fields sends the keys alone (CRM sends whole records).
+    what = "keys only" if spec.table.pushdown.projection else "whole records, keys kept"
+    lines = [f"ids compared {every}: the next comparison runs {when} ({what}, {size})"]
     query = window.scan(None, keys_only=True)
     lines.extend("  " + line for line in _requests_of(window.explain(query)))
     return lines

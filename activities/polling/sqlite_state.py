@@ -129,12 +129,14 @@ class SQLiteStateStore(StateStore):
 
     @staticmethod
     def _current(conn: sqlite3.Connection) -> bool:
-        """Whether the file already has this version's schema (nothing to write)."""
+        """Whether the file already has this version's schema (nothing to write): a file
+        an earlier sagesql wrote may lack state columns added since."""
         try:
             row = conn.execute("SELECT value FROM poll_meta WHERE name = 'format'").fetchone()
         except sqlite3.OperationalError:
             return False
-        return row is not None
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(poll_tables)")}
+        return row is not None and columns >= set(_STATE_FIELDS)
 
     # -- connections ----------------------------------------------------------------------
 
