@@ -22,13 +22,12 @@ import json
 import sys
 from collections.abc import Iterator
 from contextlib import ExitStack
-from datetime import date, datetime
-from decimal import Decimal
 from enum import Enum
 from typing import IO, Annotated, Any
 
 import typer
 
+from sagesql.activities.jsontext import to_json
 from sagesql.cli import files
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
@@ -77,27 +76,6 @@ class Activity(str, Enum):
 
 
 # -- JSON ----------------------------------------------------------------------------------
-
-
-def to_json(value: Any) -> str:
-    """Compact JSON; a Decimal keeps its exact digits as a JSON number."""
-    if isinstance(value, dict):
-        return (
-            "{"
-            + ",".join(
-                f"{json.dumps(str(k), ensure_ascii=False)}:{to_json(v)}" for k, v in value.items()
-            )
-            + "}"
-        )
-    if isinstance(value, (list, tuple)):
-        return "[" + ",".join(to_json(v) for v in value) + "]"
-    if isinstance(value, Decimal) and value.is_finite():
-        return format(value, "f")
-    if isinstance(value, (date, datetime)):
-        return json.dumps(value.isoformat())
-    if isinstance(value, (str, int, float, bool)) or value is None:
-        return json.dumps(value, ensure_ascii=False)
-    return json.dumps(str(value), ensure_ascii=False)
 
 
 class NotJSON:

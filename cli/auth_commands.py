@@ -1,4 +1,5 @@
-"""Commands about connections: ``sagesql properties`` and ``sagesql auth login|status|logout``."""
+"""Commands about connections: ``sagesql properties``, ``sagesql test`` (also ``auth test``)
+and ``sagesql auth login|status|logout``."""
 
 from __future__ import annotations
 
@@ -6,7 +7,12 @@ from typing import Annotated
 
 import typer
 
-from sagesql.cli.connection_options import ConnectionOption, ProfileOption, settings_from
+from sagesql.cli.connection_options import (
+    ConnectionOption,
+    ProfileOption,
+    open_client,
+    settings_from,
+)
 from sagesql.cli.output import ListFormat, print_json, print_table
 
 auth_app = typer.Typer(
@@ -102,6 +108,53 @@ def logout(connection: ConnectionOption = None, profile: ProfileOption = None) -
     typer.echo(_oauth_connection(connection, profile).logout(), err=True)
 
 
+def test(
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
+    product: Annotated[
+        str | None,
+        typer.Option("--product", "-p", help="SageAccounting, Sage200 or SageCRM."),
+    ] = None,
+    sandbox: Annotated[
+        bool, typer.Option("--sandbox", help="Test against a local sandbox started for it.")
+    ] = False,
+    format: FormatOption = ListFormat.table,
+    verbose: Annotated[
+        int, typer.Option("--verbose", "-v", count=True, help="Log requests to stderr.")
+    ] = 0,
+) -> None:
+    """Test the connection: reach the API, sign in, and name the business, company or user
+    (exit 0), or say in one line where and why it failed."""
+    from contextlib import ExitStack
+
+    from sagesql.activities.check import check_connection
+
+    with ExitStack() as stack:
+        result = check_connection(
+            open_client(stack, connection, profile, product, sandbox, verbose)
+        )
+    if format is ListFormat.json:
+        print_json(
+            {
+                "ok": result.ok,
+                "product": result.product,
+                "api": result.api,
+                **result.identity,
+                "seconds": round(result.seconds, 3),
+                **({"step": result.step, "error": str(result.error)} if result.error else {}),
+            }
+        )
+    if result.error is not None:
+        typer.echo(f"error: connection test failed ({result.step}): {result.error}", err=True)
+        raise typer.Exit(result.error.exit_code)
+    if format is ListFormat.table:
+        typer.echo(f"ok: {result.product} at {result.api} ({result.seconds:.2f} s)")
+        for name, value in result.identity.items():
+            typer.echo(f"{name}: {value}")
+
+
 def register(app: typer.Typer) -> None:
     app.command()(properties)
+    app.command()(test)
+    auth_app.command("test")(test)
     app.add_typer(auth_app, name="auth")

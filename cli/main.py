@@ -23,6 +23,7 @@ from sagesql.cli import (
     poll_commands,
     query_commands,
     sandbox_commands,
+    service_commands,
 )
 
 try:  # typer vendors click from 0.22 on; its errors are those classes
@@ -77,12 +78,32 @@ app = typer.Typer(
     add_completion=False,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(value: bool) -> None:
+    if value:
+        from sagesql.version import __version__
+
+        typer.echo(f"sagesql {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: bool = typer.Option(
+        False, "--version", help="Print the version and exit.", callback=_version, is_eager=True
+    ),
+) -> None:
+    """SQL over Sage Business Cloud Accounting, Sage 200 and Sage CRM."""
+
+
 catalog_commands.register(app)
 auth_commands.register(app)
 query_commands.register(app)
 activity_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(poll_commands.app, name="poll")
+service_commands.register(app)
 
 
 def run() -> None:

@@ -141,19 +141,27 @@ def poll(
     from sagesql.activities.polling.sinks import redirect
     from sagesql.activities.polling.timeparse import duration
 
+    _logging(verbose, quiet)  # before reading: the instance's warnings go to stderr too
     conf = _config(config, state)
     sinks, held = redirect(conf.sinks, callback_url=callback_url, to=sink)
     conf = replace(conf, sinks=sinks)
     if explain:
         typer.echo(runner.explain(conf, _product(conf, connection, profile)))
         return
-    settings = settings_from(connection or conf.connection, profile or conf.profile)
-    _logging(verbose, quiet)
-    settings = _requests_logged(settings, verbose)
+    settings = _requests_logged(_settings(conf, connection, profile), verbose)
     every = duration(interval, what="--interval") if interval else None
     code = runner.run(conf, settings, once=once, interval=every, held=held)
     if code:
         raise typer.Exit(code)
+
+
+def _settings(conf: Any, connection: str | None, profile: str | None) -> Any:
+    """The connection: -c and --profile over the file's own (an instance's credentials)."""
+    return settings_from(
+        connection or conf.connection,
+        profile or conf.profile,
+        defaults=conf.connection_defaults(),
+    )
 
 
 def _product(conf: Any, connection: str | None, profile: str | None) -> str:
@@ -163,7 +171,7 @@ def _product(conf: Any, connection: str | None, profile: str | None) -> str:
     from sagesql.errors import ConfigurationError
 
     try:
-        settings = settings_from(connection or conf.connection, profile or conf.profile)
+        settings = _settings(conf, connection, profile)
     except ConfigurationError:
         if conf.product:
             return str(conf.product)

@@ -65,6 +65,36 @@ def _params(values: list[str]) -> dict[str, Any] | list[Any] | None:
     return dict(pairs)
 
 
+# -o FILE without --format: the format its extension names.
+EXTENSIONS = {
+    ".csv": RowFormat.csv,
+    ".json": RowFormat.json,
+    ".jsonl": RowFormat.jsonl,
+    ".ndjson": RowFormat.jsonl,
+}
+
+
+def _default_format(output: str | None) -> RowFormat:
+    """A table for a person at a terminal; the extension's format for -o; else JSON lines."""
+    if output is not None:
+        from pathlib import Path
+
+        return EXTENSIONS.get(Path(output).suffix.lower(), RowFormat.jsonl)
+    return RowFormat.table if sys.stdout.isatty() else RowFormat.jsonl
+
+
+def _progress_line(chosen: RowFormat, to_file: bool) -> Any:
+    """A progress line on stderr when it is a terminal, unless rows stream to that very
+    terminal (the line would break them); None otherwise: piped, nothing is drawn."""
+    if not sys.stderr.isatty():
+        return None
+    if not to_file and chosen is not RowFormat.table and sys.stdout.isatty():
+        return None
+    from sagesql.cli.progress import ProgressLine
+
+    return ProgressLine(sys.stderr)
+
+
 def _read_sql(sql: str | None) -> str:
     from sagesql.errors import ProgrammingError
 
@@ -103,7 +133,8 @@ def query(
         typer.Option(
             "--format",
             "-f",
-            help="table (default on a terminal), json, jsonl (default when piped) or csv.",
+            help="table (default on a terminal), json, jsonl (default when piped) or csv; "
+            "with -o, the file's extension.",
         ),
     ] = None,
     param: Annotated[
@@ -115,7 +146,12 @@ def query(
     ] = [],  # noqa: B006 - typer needs the literal
     output: Annotated[
         str | None,
-        typer.Option("--output", "-o", help="Write the rows to this file instead of stdout."),
+        typer.Option(
+            "--output",
+            "-o",
+            help="Write the rows to this file instead of stdout; without --format, the "
+            "extension says how (.csv, .json, .jsonl; otherwise JSON lines).",
+        ),
     ] = None,
     max_rows: Annotated[
         int | None, typer.Option("--max-rows", help="Stop after this many rows.", min=0)
@@ -149,7 +185,7 @@ def query(
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
     from sagesql.cli import rows_output
-    from sagesql.engine import pipeline, writes
+    from sagesql.engine import pipeline, progress, writes
 
     text = _read_sql(sql)
     params = _params(param)
@@ -160,17 +196,15 @@ def query(
         if explain:
             typer.echo(pipeline.explain(conn, text, params, max_rows=max_rows))
             return
+        chosen = format or _default_format(output)
+        line = _progress_line(chosen, target is not None)
+        if line is not None:
+            stack.enter_context(progress.watching(line))
+            stack.callback(line.close)
         result = pipeline.run(conn, text, params, max_rows=max_rows, allow_all_rows=all_rows)
         stack.callback(result.close)
-        chosen = format or (
-            RowFormat.table if (output is None and sys.stdout.isatty()) else RowFormat.jsonl
-        )
         rows_output.write(
-            result,
-            chosen.value,
-            target or sys.stdout,
-            progress=sys.stderr.isatty(),
-            show_secrets=show_secrets,
+            result, chosen.value, target or sys.stdout, progress=line, show_secrets=show_secrets
         )
         if isinstance(result, writes.WriteResult):
             typer.echo(result.summary(), err=True)

@@ -1,4 +1,8 @@
-"""Writing result rows: a rich table, a JSON array, JSON lines or CSV, streaming where it can."""
+"""Writing result rows: a terminal table, a JSON array, JSON lines or CSV, streaming where it can.
+
+The table is for a person at a terminal (terminal.py: a grid, or records when the
+columns do not fit); JSON, JSON lines and CSV are for tools and files and stream.
+"""
 
 from __future__ import annotations
 
@@ -55,13 +59,6 @@ def _object(keys: list[str], row: tuple[Any, ...]) -> str:
     )
 
 
-def _counted(rows: Iterator[tuple[Any, ...]], progress: Any) -> Iterator[tuple[Any, ...]]:
-    for n, row in enumerate(rows, 1):
-        if progress is not None and n % 500 == 0:
-            progress.update(f"{n:,} rows")
-        yield row
-
-
 MASK = "********"
 
 
@@ -71,22 +68,24 @@ def _masked(rows: Iterator[tuple[Any, ...]], secret: list[int]) -> Iterator[tupl
 
 
 def write(
-    result: Any, fmt: str, out: IO[str], *, progress: bool = False, show_secrets: bool = False
+    result: Any,
+    fmt: str,
+    out: IO[str],
+    *,
+    progress: Any = None,
+    show_secrets: bool = False,
+    width: int | None = None,
 ) -> int:
     """Write every row; returns how many. Streams for jsonl and csv. Secret columns (tokens
-    a procedure returns) are masked unless ``show_secrets``."""
+    a procedure returns) are masked unless ``show_secrets``. ``progress`` (a line on the
+    terminal, cli/progress.py) is closed before the table is drawn; ``width``: the
+    table's, by default the terminal's."""
     names = [c.name for c in result.columns]
     secret = [i for i, c in enumerate(result.columns) if getattr(c, "secret", False)]
-    status = None
-    if progress:
-        from rich.console import Console
-
-        status = Console(stderr=True).status("fetching rows...")
-        status.start()
     count = 0
     keys = _keys(names)
     try:
-        rows = iter(result.rows) if status is None else _counted(iter(result.rows), status)
+        rows = iter(result.rows)
         if secret and not show_secrets:
             rows = _masked(rows, secret)
         if fmt == "jsonl":
@@ -108,15 +107,17 @@ def write(
         else:
             collected = list(rows)
             count = len(collected)
-            if status is not None:
-                status.stop()
-                status = None
-            from sagesql.cli.output import print_table
+            if progress is not None:
+                progress.close()
+            import shutil
 
-            print_table(names, ([_text(v) for v in row] for row in collected))
+            from sagesql.cli import terminal
+
+            shown = width or shutil.get_terminal_size().columns
+            out.write(terminal.render(names, collected, width=shown) + "\n")
     finally:
-        if status is not None:
-            status.stop()
+        if progress is not None:
+            progress.close()
     return count
 
 

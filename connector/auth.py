@@ -6,8 +6,10 @@
   that says the token expired and how to get a new one;
 - ``REFRESH``: start from the given access and refresh tokens (or the newer pair
   stored from them), refresh before expiry and on 401, store every new pair;
-- ``GETANDREFRESH``: use the stored tokens, else log in (authorization code flow,
-  see login.py), then refresh as above.
+- ``GETANDREFRESH``: use the stored tokens, else exchange ``OAuthCode`` (an
+  authorization code obtained elsewhere: an integration platform's
+  ``providerData.code``; once, the pair stored with the code's fingerprint), else log
+  in (authorization code flow, see login.py), then refresh as above.
 
 Refresh is single-flight across threads and processes: under the store's lock the
 store is re-read, and the refresh grant is made only if the stored token is still
@@ -172,8 +174,10 @@ class OAuthAuth(AuthBase):
                 self.store.save(seeded)
                 return seeded
         stored = self.store.load()
-        if stored is not None:
+        if stored is not None and not self._new_code(stored):
             return stored
+        if s.oauth_code:
+            return self._exchange_code()
         if self.login is None:
             raise AuthError(
                 "not logged in: no stored tokens for this connection", hint=_relogin_hint(s)
@@ -182,6 +186,43 @@ class OAuthAuth(AuthBase):
         with self.store.locked():
             self.store.save(tokens)
         return tokens
+
+    def _new_code(self, stored: TokenSet) -> bool:
+        """Whether OAuthCode is a code these stored tokens did not come from, while they
+        did come from a code: the platform's instance was authorized again."""
+        code = fingerprint(self.settings.oauth_code)
+        return bool(code and stored.origin and stored.origin.startswith("code:")) and (
+            stored.origin != f"code:{code}"
+        )
+
+    def _exchange_code(self) -> TokenSet:
+        """OAuthCode for a token pair, once: under the store's lock, and only while the
+        store holds nothing from this code (a code is single-use: a second exchange would
+        be refused, and a process that lost the race finds the pair stored)."""
+        s = self.settings
+        assert s.oauth_code is not None
+        origin = f"code:{fingerprint(s.oauth_code)}"
+        with self.store.locked():
+            stored = self.store.load()
+            if stored is not None and stored.origin == origin:
+                return stored
+            try:
+                data = token_endpoint.exchange(
+                    s, self.token_url, s.oauth_code, redirect_uri=s.callback_url
+                )
+            except TokenRefused as exc:
+                raise AuthError(
+                    f"{exc.message}: the authorization code (OAuthCode, an instance's "
+                    "providerData.code) was refused: it is used, expired, or was issued to "
+                    "another client or callback URL",
+                    hint="authorize again for a new code (its CallbackURL must be the one the "
+                    f"code was issued for), or run '{login_command(s)}'",
+                ) from None
+            fresh = TokenSet.from_response(data, self._clock())
+            fresh = TokenSet(**{**fresh.to_json(), "origin": origin})
+            self.store.save(fresh)
+            log.info("exchanged the authorization code for a token pair (stored)")
+            return fresh
 
     def _refresh(self, stale: TokenSet) -> TokenSet:
         """Single-flight refresh: only if the stored token is still the stale one."""

@@ -101,13 +101,22 @@ class SageClient:
         with self._lock:
             if self._transport is None:
                 self._transport = HTTPTransport(
-                    self.settings, self.product.definition, base_url=self.base_url, auth=self.auth
+                    self.settings,
+                    self.product.definition,
+                    base_url=self.base_url,
+                    auth=self.auth,
+                    extra_headers=self._gateway_headers(),
                 )
             transport = self._transport
         if self._scope_headers is None:
             self._scope_headers = self.product.scope_headers(self.settings, transport.get_json)
             transport.session.headers.update(self._scope_headers)
         return transport
+
+    def _gateway_headers(self) -> dict[str, str]:
+        # Sage's API gateway (Azure API Management) reads its subscription key here.
+        key = self.settings.subscription_key
+        return {"Ocp-Apim-Subscription-Key": key} if key else {}
 
     def login_status(self, *, check: bool = True) -> dict[str, object]:
         """Which tokens this connection uses and when they expire (never a token), and,

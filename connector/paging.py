@@ -24,6 +24,7 @@ its own total said (beyond a margin for records added meanwhile), or more than
 from __future__ import annotations
 
 import hashlib
+import math
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
@@ -141,6 +142,18 @@ class Paginator:
         """Page ``index`` (0-based) of ``size`` records, for addressable styles."""
         raise NotImplementedError(f"{self.style} pages cannot be addressed directly")
 
+    def start(
+        self, path: str, params: Mapping[str, Any] | None, size: int, offset: int
+    ) -> PageRequest:
+        """The page of ``size`` records holding record ``offset`` (0-based), for addressable
+        styles: it starts there where the style takes any start, else at the start of
+        the page that holds it (its ``offset`` says which)."""
+        raise NotImplementedError(f"{self.style} pages cannot be addressed directly")
+
+    def start_size(self, page_size: int, offset: int, limit: int | None) -> int:
+        """The page size for reading ``limit`` records from ``offset``: fitted to the limit."""
+        return max(1, page_size if limit is None else min(page_size, limit))
+
     def count_request(self, path: str, params: Mapping[str, Any] | None) -> PageRequest | None:
         """The separate request that counts the records (count_request styles)."""
         return None
@@ -175,6 +188,23 @@ class PageNumber(Paginator):
 
     def first(self, path: str, params: Mapping[str, Any] | None, size: int) -> PageRequest:
         return self.at(path, params, size, 0)
+
+    def start(
+        self, path: str, params: Mapping[str, Any] | None, size: int, offset: int
+    ) -> PageRequest:
+        return self.at(path, params, size, offset // size)
+
+    def start_size(self, page_size: int, offset: int, limit: int | None) -> int:
+        """Pages start at multiples of their size: the smallest size that covers records
+        ``offset`` to ``offset + limit`` in the fewest pages (LIMIT 10 OFFSET 1000: page
+        101 of 10)."""
+        if limit is None:
+            return page_size
+        best = (math.inf, page_size)
+        for size in range(max(1, min(limit, page_size)), page_size + 1):
+            pages = (offset + limit - 1) // size - offset // size + 1
+            best = min(best, (pages, size))
+        return int(best[1])
 
     def parse(self, data: Any, request: PageRequest) -> Page:
         if not isinstance(data, dict):
@@ -240,6 +270,11 @@ class TopSkip(Paginator):
     def at(self, path: str, params: Mapping[str, Any] | None, size: int, index: int) -> PageRequest:
         return self._request(params or {}, path, index * size, size)
 
+    def start(
+        self, path: str, params: Mapping[str, Any] | None, size: int, offset: int
+    ) -> PageRequest:
+        return self._request(params or {}, path, offset, size)
+
     def parse(self, data: Any, request: PageRequest) -> Page:
         if isinstance(data, dict) and isinstance(data.get("value"), list):  # OData envelope
             data = data["value"]
@@ -285,6 +320,11 @@ class StartIndex(Paginator):
 
     def at(self, path: str, params: Mapping[str, Any] | None, size: int, index: int) -> PageRequest:
         return self._request(params or {}, path, index * size, size)
+
+    def start(
+        self, path: str, params: Mapping[str, Any] | None, size: int, offset: int
+    ) -> PageRequest:
+        return self._request(params or {}, path, offset, size)
 
     def parse(self, data: Any, request: PageRequest) -> Page:
         if not isinstance(data, dict):

@@ -72,6 +72,14 @@ PROPERTIES: tuple[Property, ...] = (
     Property("OAuthAccessToken", "secret", None, "An access token (InitiateOAuth OFF/REFRESH)."),
     Property("OAuthRefreshToken", "secret", None, "A refresh token (InitiateOAuth REFRESH)."),
     Property(
+        "OAuthCode",
+        "secret",
+        None,
+        "An authorization code from the consent page (an integration platform's "
+        "providerData.code): exchanged once for a token pair when the token store is empty "
+        "(InitiateOAuth GETANDREFRESH), never twice.",
+    ),
+    Property(
         "OAuthSettingsLocation",
         "path",
         None,
@@ -107,7 +115,13 @@ PROPERTIES: tuple[Property, ...] = (
         choices=SCHEMAS,
     ),
     Property("Site", "text", None, "Sage 200 site id (X-Site). Default: from /sites."),
-    Property("Company", "text", None, "Sage 200 company id (X-Company). Default: from /sites."),
+    Property(
+        "Company",
+        "text",
+        None,
+        "Sage 200 company (X-Company): its id or its name as /sites lists it. "
+        "Default: the first in /sites.",
+    ),
     Property("User", "text", None, "Sage CRM user name (basic auth)."),
     Property("Password", "secret", None, "Sage CRM password."),
     Property(
@@ -166,6 +180,13 @@ PROPERTIES: tuple[Property, ...] = (
         "(0: no client-side limit). Sage allows about 200 per business.",
         minimum=0,
     ),
+    Property(
+        "SubscriptionKey",
+        "secret",
+        None,
+        "Key sent as Ocp-Apim-Subscription-Key to Sage's API gateway (the platforms' "
+        "subscription.key; Sage 200 no longer requires it and ignores it).",
+    ),
     Property("ProxyServer", "text", None, "HTTP proxy host name or address."),
     Property("ProxyPort", "int", None, "HTTP proxy port.", minimum=1, maximum=65535),
     Property("ProxyUser", "text", None, "User for the proxy."),
@@ -195,6 +216,7 @@ ATTRIBUTES = {
     "OAuthClientSecret": "oauth_client_secret",
     "OAuthAccessToken": "oauth_access_token",
     "OAuthRefreshToken": "oauth_refresh_token",
+    "OAuthCode": "oauth_code",
     "OAuthSettingsLocation": "oauth_settings_location",
     "CallbackURL": "callback_url",
     "Scope": "scope",
@@ -213,6 +235,7 @@ ATTRIBUTES = {
     "MaxRows": "max_rows",
     "MaxConcurrency": "max_concurrency",
     "RateLimit": "rate_limit",
+    "SubscriptionKey": "subscription_key",
     "ProxyServer": "proxy_server",
     "ProxyPort": "proxy_port",
     "ProxyUser": "proxy_user",
@@ -248,6 +271,7 @@ class Settings:
     oauth_client_secret: str | None = None
     oauth_access_token: str | None = None
     oauth_refresh_token: str | None = None
+    oauth_code: str | None = None
     oauth_settings_location: str | None = None
     callback_url: str = "http://localhost:33333"
     scope: str | None = None
@@ -266,6 +290,7 @@ class Settings:
     max_rows: int = -1
     max_concurrency: int = 4
     rate_limit: int = 150
+    subscription_key: str | None = None
     proxy_server: str | None = None
     proxy_port: int | None = None
     proxy_user: str | None = None

@@ -62,6 +62,7 @@ class Transport(Protocol):
         page_size: int,
         limit: int | None = None,
         parallel: bool = False,
+        offset: int = 0,
     ) -> Iterator[Record]: ...
 
 

@@ -35,6 +35,8 @@ ENV_RESERVED = {
     "SAGESQL_DATA_DIR",
     "SAGESQL_DEBUG",
     "SAGESQL_PROFILE",
+    "SAGESQL_SECRET_KEY",  # the service's key (sagesql serve)
+    "SAGESQL_DATABASE",  # the service's database URL
 }
 
 

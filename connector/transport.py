@@ -1004,17 +1004,26 @@ class HTTPTransport:
         *,
         page_size: int,
         limit: int | None = None,
+        offset: int = 0,
     ) -> Iterator[list[Record]]:
         """Pages of records, one request at a time, asked for only as they are consumed.
 
         With ``limit``, no request is made once that many records came, and the page
-        size is fitted to what remains (where the paging style allows).
+        size is fitted to what remains (where the paging style allows). With ``offset``
+        (addressable styles), reading starts at the page holding that record, and the
+        records before it on that page are dropped.
         """
         if limit is not None and limit <= 0:
             return
-        request: PageRequest | None = paginator.first(path, params, _fit(page_size, limit))
+        request: PageRequest | None
+        if offset:
+            size = paginator.start_size(page_size, offset, limit)
+            request = paginator.start(path, params, size, offset)
+            lead = offset - request.offset
+        else:
+            request, lead = paginator.first(path, params, _fit(page_size, limit)), 0
         yield from self._follow(
-            paginator, request, page_size, limit, 0, self._guard(path, page_size)
+            paginator, request, page_size, limit, 0, self._guard(path, page_size), lead=lead
         )
 
     def _guard(self, path: str, page_size: int) -> PageGuard:
@@ -1030,11 +1039,14 @@ class HTTPTransport:
         limit: int | None,
         done: int,
         guard: PageGuard,
+        *,
+        lead: int = 0,
     ) -> Iterator[list[Record]]:
         while request is not None:
             page = self._page(paginator, request)
             guard.check(page)
-            records = page.records
+            records = page.records[lead:] if lead else page.records
+            lead = 0
             if limit is not None:
                 records = records[: limit - done]
             done += len(records)
@@ -1055,10 +1067,18 @@ class HTTPTransport:
         page_size: int,
         limit: int | None = None,
         parallel: bool = False,
+        offset: int = 0,
     ) -> Iterator[Record]:
-        """The records of every page, one by one."""
-        fetch = self.pages_parallel if parallel else self.pages
-        for page in fetch(path, params, paginator, page_size=page_size, limit=limit):
+        """The records of every page, one by one (from record ``offset``: read in turn)."""
+        if offset:
+            pages = self.pages(
+                path, params, paginator, page_size=page_size, limit=limit, offset=offset
+            )
+        elif parallel:
+            pages = self.pages_parallel(path, params, paginator, page_size=page_size, limit=limit)
+        else:
+            pages = self.pages(path, params, paginator, page_size=page_size, limit=limit)
+        for page in pages:
             yield from page
 
     def pages_parallel(

@@ -263,16 +263,67 @@ class Cursor:
         return self
 
     def executemany(self, operation: str, seq_of_parameters: Sequence[Params]) -> Cursor:
-        """Run a statement once per parameter set; rowcount is the total when known."""
+        """Run a statement once per parameter set; rowcount is the total when known.
+
+        ``INSERT ... VALUES (?, ...)`` runs as one multi-row INSERT (its rows written in
+        parallel, as a multi-row INSERT's are); other statements run set by set. Sage has
+        no transactions: when a set fails, the error says which were written.
+        """
         self._check()
+        sets = list(seq_of_parameters)
+        if len(sets) > 1:
+            from sagesql.engine.statement import merged_insert  # sqlglot: only to run SQL
+
+            merged = merged_insert(operation, sets)
+            if merged is not None:
+                self.execute(merged)
+                self._raise_for_failed_rows(len(sets), written_before=0)
+                self._finish()
+                self.description = None
+                return self
         total = 0
-        for parameters in seq_of_parameters:
-            self.execute(operation, parameters)
+        for number, parameters in enumerate(sets, 1):
+            try:
+                self.execute(operation, parameters)
+            except Error as exc:
+                if number == 1:
+                    raise
+                raise type(exc)(
+                    f"parameter set {number} of {len(sets)}: {exc.message} (sets 1 to "
+                    f"{number - 1} were run and their writes stay: Sage has no transactions)",
+                    hint=exc.hint,
+                ) from None
+            self._raise_for_failed_rows(len(sets), written_before=number - 1, at=number)
             counted = self.rowcount
             self._finish()
             total = -1 if counted < 0 or total < 0 else total + counted
         self.rowcount, self.description = total, None
         return self
+
+    def _raise_for_failed_rows(self, sets: int, *, written_before: int, at: int = 0) -> None:
+        """An error naming the rows Sage refused and those it wrote, when any was refused
+        (a write's per-row results are the rows executemany does not return)."""
+        outcomes = getattr(self._result, "outcomes", None) or []
+        failed = [o for o in outcomes if not o.ok]
+        if not failed:
+            return
+        self._finish()
+        ok = sum(1 for o in outcomes if o.ok)
+        first = failed[0]
+        where = f"parameter set {at}" if at else f"parameter set {first.index + 1}"
+        numbers = ", ".join(str(o.index + 1) for o in failed[:10])
+        more = f" and {len(failed) - 10} more" if len(failed) > 10 else ""
+        written = (
+            f"sets 1 to {written_before} and {ok} row(s) of set {at} were written"
+            if at
+            else f"{ok} of {sets} parameter sets were written; sets {numbers}{more} failed"
+        )
+        detail = first.error.text() if first.error is not None else first.status
+        raise OperationalError(
+            f"executemany: {where} failed: {detail} ({written})",
+            hint="the rows written stay written (Sage has no transactions): run only the "
+            "failed parameter sets again",
+        )
 
     def setinputsizes(self, sizes: Any) -> None:
         """Accepted and ignored (PEP 249 allows it)."""

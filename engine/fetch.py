@@ -13,6 +13,7 @@ from typing import Any
 from sagesql.connector.products import paginator_for
 from sagesql.connector.seams import Transport
 from sagesql.connector.transport import path_with
+from sagesql.engine import progress
 from sagesql.engine.plan import Scan
 from sagesql.engine.values import storage_converter
 from sagesql.errors import APIError, NotSupportedError
@@ -132,6 +133,7 @@ def records(
         page_size=page_size,
         limit=scan.limit,
         parallel=parallel and scan.limit is None,
+        offset=scan.offset,
     )
 
 
@@ -143,6 +145,7 @@ def _listing(
     page_size: int | None,
     limit: int | None = None,
     parallel: bool = False,
+    offset: int = 0,
 ) -> Iterator[dict[str, Any]]:
     """The records of the table's list request with these parameters, page by page."""
     path = table.operations["list"].path
@@ -151,8 +154,15 @@ def _listing(
         yield from (data if isinstance(data, list) else [data] if data else [])
         return
     size = min(page_size or table.paging.max_page_size, table.paging.max_page_size)
+    paginator = progress.observed(paginator_for(table))
     yield from transport.records(
-        path, params, paginator_for(table), page_size=size, limit=limit, parallel=parallel
+        path,
+        params,
+        paginator,
+        page_size=size,
+        limit=limit,
+        parallel=parallel,
+        offset=offset,
     )
 
 

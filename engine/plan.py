@@ -30,7 +30,7 @@ from sqlglot.optimizer.scope import Scope, traverse_scope
 
 from sagesql.connector.dialects import Pushed, SortKey
 from sagesql.connector.predicates import And, Comparison, Predicate
-from sagesql.connector.products import dialect_for
+from sagesql.connector.products import dialect_for, paginator_for
 from sagesql.connector.properties import Settings
 from sagesql.engine.conditions import (
     column_map,
@@ -61,6 +61,7 @@ class Scan:
     pushed: Pushed = field(default_factory=Pushed)
     keys: tuple[Any, ...] | None = None  # GET one record per key
     limit: int | None = None  # fetch at most this many records
+    offset: int = 0  # ... from this one on (the statement's OFFSET, read by the API)
     source: Table | None = None  # the table actually requested (a child's parent)
     notes: list[str] = field(default_factory=list)
     # An equi-join narrows this table to the values the other side has (decided at run
@@ -99,8 +100,12 @@ class JoinKey:
     column: str
 
 
-# Above this many join values, narrowing the inner table is not worth the long filter.
-MAX_JOIN_VALUES = 200
+# Join values per narrowed request at most (fewer where the API's filter must stay
+# shorter: a chunk is halved until the dialect takes it), and at most this many
+# narrowed requests before listing the inner table is
+# the better bet (its size is unknown; a listing reads 1,000 to 5,000 records a page).
+MAX_JOIN_VALUES = 1000
+MAX_JOIN_CHUNKS = 3
 # A GET per join value can cost more than listing the inner table (one page holds up to
 # 200 records, and the table's size is unknown): only a single GET is never worse.
 MAX_JOIN_LOOKUPS = 1
@@ -152,6 +157,8 @@ class Plan:
                 lines.append(f"  applied locally: {'; '.join(local + scan.local_only)}")
             if scan.pushed.sorted:
                 lines.append("  sorted by the API")
+            if scan.offset:
+                lines.append(f"  offset: starts at record {scan.offset + 1} (the page holding it)")
             if scan.limit is not None:
                 lines.append(f"  limit: stops after {scan.limit} records")
             if scan.join is not None:
@@ -159,7 +166,8 @@ class Plan:
                 lines.append(
                     f"  join: narrowed at run time to the {outer}.{scan.join.outer_column} "
                     f"values read first ({scan.join.column} IN (...) where the API filters on "
-                    f"it, a GET for {MAX_JOIN_LOOKUPS} key, else a listing)"
+                    f"it, in up to {MAX_JOIN_CHUNKS} requests of at most {MAX_JOIN_VALUES} "
+                    f"values; a GET for {MAX_JOIN_LOOKUPS} key; else a listing)"
                 )
             lines.extend(f"  note: {n}" for n in scan.notes + scan.pushed.notes)
         if self.count_only:
@@ -308,10 +316,24 @@ def _plan_scan(
         )
         if select.args.get("limit") is not None and limit is not None and offset is not None:
             scan.limit = limit + offset
+            if offset and paginator_for(table).addressable:
+                # The API starts at the page holding row OFFSET (paging.start): the rows
+                # before it are neither read nor skipped again locally.
+                scan.limit, scan.offset = limit, offset
+                select.set("offset", None)
         if scan.pushed.sorted and select.args.get("order"):
             # The API already returns SQLite's order: without ORDER BY the rows can stream.
             select.set("order", None)
     return scan
+
+
+def _every_field(scan: Scan) -> bool:
+    """Whether the scan needs every field: all columns, or the record column alone or
+    with the key (the whole record). Beside other columns, the record holds the fields
+    they need (an instance's attributes= polls those; its events carry what Sage sent)."""
+    if len(scan.columns) == len(scan.table.columns):
+        return True
+    return RECORD_COLUMN in scan.columns and set(scan.columns) <= {RECORD_COLUMN, scan.table.key}
 
 
 def _choose_requests(scan: Scan) -> bool:
@@ -319,9 +341,7 @@ def _choose_requests(scan: Scan) -> bool:
     table = scan.table
     dialect = dialect_for(table, scan.settings)
     lookup = dialect.key_values(scan.conjuncts)
-    # The record column is the whole record: every field is asked for.
-    every = len(scan.columns) == len(table.columns) or RECORD_COLUMN in scan.columns
-    needed = None if every else scan.columns
+    needed = None if _every_field(scan) else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
     if lookup is not None:
         index, keys = lookup
@@ -405,31 +425,63 @@ def _scan_of(node: exp.Expression, scans: list[Scan]) -> Scan | None:
     return None
 
 
-def narrowed(scan: Scan, values: Sequence[Any]) -> Scan:
-    """The scan reading only rows whose join column is one of ``values`` (the outer side's),
-    when that takes fewer requests; else the scan unchanged."""
+def narrowed(scan: Scan, values: Sequence[Any]) -> list[Scan]:
+    """The scans reading only rows whose join column is one of ``values`` (the outer
+    side's), in chunks whose filter the API applies, when that takes fewer requests; else
+    the scan unchanged. Chunks split distinct values, so no row is read twice."""
     assert scan.join is not None
     wanted = tuple(dict.fromkeys(v for v in values if v is not None))
-    if len(wanted) > MAX_JOIN_VALUES:
-        return scan
+    if len(wanted) > MAX_JOIN_VALUES * MAX_JOIN_CHUNKS:
+        return [scan]
     column = scan.table.column(scan.join.column)
     if column.type == "INTEGER":
         wanted = tuple(v for v in wanted if isinstance(v, int))
     else:
         wanted = tuple(str(v) for v in wanted)
+    whole = _narrow(scan, column.name, wanted)
+    if whole.empty:
+        return [whole]
+    if _choose_requests(whole):
+        return [whole] if len(wanted) <= MAX_JOIN_LOOKUPS else [scan]
+    return _chunks(scan, column.name, wanted) or [scan]
+
+
+def _chunks(scan: Scan, column: str, values: tuple[Any, ...]) -> list[Scan] | None:
+    """Narrowed scans whose IN filter the API applies, a chunk it would not take (too long
+    a filter for its URL) halved until it does; None when that takes more than
+    MAX_JOIN_CHUNKS requests, or one value is not pushed."""
+    done: list[Scan] = []
+    pending = [values[i : i + MAX_JOIN_VALUES] for i in range(0, len(values), MAX_JOIN_VALUES)]
+    while pending:
+        chunk = pending.pop(0)
+        narrow = _narrow(scan, column, chunk)
+        one_by_one = _choose_requests(narrow)  # (sets what the API applies)
+        if (
+            len(chunk) <= MAX_JOIN_LOOKUPS
+            if one_by_one
+            else len(narrow.conjuncts) - 1 in narrow.pushed.pushed
+        ):
+            done.append(narrow)
+        elif len(chunk) > 1:
+            half = len(chunk) // 2
+            pending[:0] = [chunk[:half], chunk[half:]]
+        else:
+            return None
+        if len(done) + len(pending) > MAX_JOIN_CHUNKS:
+            return None
+    return done
+
+
+def _narrow(scan: Scan, column: str, values: tuple[Any, ...]) -> Scan:
     narrow = Scan(
         scan.ref,
         scan.columns,
-        conjuncts=[*scan.conjuncts, Comparison(column.name, "IN", wanted)],
+        conjuncts=[*scan.conjuncts, Comparison(column, "IN", values)],
         order=scan.order,
         settings=scan.settings,
     )
-    if not wanted:
-        narrow.empty = True
-        return narrow
-    if _choose_requests(narrow):
-        return narrow if len(wanted) <= MAX_JOIN_LOOKUPS else scan
-    return narrow if len(narrow.conjuncts) - 1 in narrow.pushed.pushed else scan
+    narrow.empty = not values
+    return narrow
 
 
 def _candidates(select: exp.Select, source: exp.Table) -> list[exp.Expression]:

@@ -140,17 +140,20 @@ class _JoinValues:
         settings: Settings,
         scales: dict[str, int] | None = None,
     ) -> Iterator[tuple[Any, ...]]:
-        scan = self.plan.scans[i]
-        if scan.join is not None:
-            key = (scan.join.outer, scan.join.outer_column)
-            if scan.join.outer in self.finished:
-                scan = narrowed(scan, self.wanted[key])
-        if scan.empty:
-            return
+        scans = [self.plan.scans[i]]
+        join = scans[0].join
+        if join is not None and join.outer in self.finished:
+            scans = narrowed(scans[0], self.wanted[(join.outer, join.outer_column)])
         parallel = settings.max_concurrency > 1
-        rows = fetch.rows(
-            scan, transport, page_size=settings.pagesize, parallel=parallel, scales=scales
+        rows = (
+            row
+            for scan in scans
+            if not scan.empty
+            for row in fetch.rows(
+                scan, transport, page_size=settings.pagesize, parallel=parallel, scales=scales
+            )
         )
+        scan = scans[0]
         taps = [
             (scan.columns.index(col), values)
             for (outer, col), values in self.wanted.items()

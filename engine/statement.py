@@ -150,6 +150,21 @@ def literal(value: Any) -> exp.Expression:
     )
 
 
+def _in_text_order(tree: exp.Expression, holders: list[exp.Placeholder]) -> list[exp.Placeholder]:
+    """The ? placeholders in the order they stand in the SQL: a walk of the tree visits
+    LIMIT before WHERE (and a CTE last), so each is named for a moment and found in the
+    SQL the tree writes, which keeps the clauses in their textual order."""
+    if len(holders) < 2:
+        return holders
+    for i, holder in enumerate(holders):
+        holder.set("this", f"sagesql_q{i}_")
+    text = tree.sql(READ_DIALECT)
+    for holder in holders:
+        holder.set("this", None)
+    where = [text.index(f":sagesql_q{i}_") for i in range(len(holders))]
+    return [h for _, h in sorted(zip(where, holders, strict=True), key=lambda p: p[0])]
+
+
 def bind(tree: exp.Expression, params: Params) -> exp.Expression:
     """The tree with every placeholder replaced by its value."""
     holders = list(tree.find_all(exp.Placeholder))
@@ -190,6 +205,7 @@ def bind(tree: exp.Expression, params: Params) -> exp.Expression:
             f"the statement has {len(holders)} ? parameters", hint="pass a sequence of values"
         )
     values = list(params)
+    holders = _in_text_order(tree, holders)
     if len(values) != len(holders):
         raise ProgrammingError(
             f"the statement has {len(holders)} ? parameters but {len(values)} values were given",
@@ -198,3 +214,24 @@ def bind(tree: exp.Expression, params: Params) -> exp.Expression:
     for holder, value in zip(holders, values, strict=True):
         holder.replace(literal(value))
     return tree
+
+
+def merged_insert(sql: str, param_sets: Sequence[Params]) -> str | None:
+    """``INSERT ... VALUES (?, ...)`` run once per parameter set, as one multi-row INSERT
+    whose row n is parameter set n (its rows then go out in parallel, as any multi-row
+    INSERT's do); None for any other statement, which then runs once per set."""
+    tree = parse(sql)
+    values = tree.expression if isinstance(tree, exp.Insert) else None
+    if not isinstance(values, exp.Values) or len(values.expressions) != 1:
+        return None
+    row = values.expressions[0]
+    holders = list(tree.find_all(exp.Placeholder))
+    if not holders or len(holders) != len(list(row.find_all(exp.Placeholder))):
+        return None  # a parameter outside the row (a WITH, a RETURNING): set by set
+    rows = []
+    for params in param_sets:
+        bound = bind(tree.copy(), params)
+        rows.append(bound.expression.expressions[0])
+    merged = tree.copy()
+    merged.expression.set("expressions", rows)
+    return merged.sql(READ_DIALECT)

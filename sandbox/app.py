@@ -5,7 +5,8 @@ calling, or raise :class:`ApiError`), ``rate_key`` (what the limit counts by),
 ``error`` (its error body) and ``route`` (the API itself). The pipeline of a
 request is::
 
-    /_sandbox/*  admin (clock, faults, lag, request log)  -- never faulted or limited
+    /_sandbox/*  admin (clock, faults, lag, request log, token, code) -- never faulted
+                 or limited
     fault draw   latency; maybe a 5xx, a 429, a dropped connection or a cut body
     OAuth        /oauth/authorize, /oauth/token, /oauth/revoke (OAuth products)
     auth         401 for a missing, invalid or expired credential
@@ -210,6 +211,8 @@ class ProductApp:
             "fault": None if fault == fault_kinds.PASS else fault,
             "time": iso(self.clock.now(), "milliseconds"),
             "body": _json_body(request),
+            # Sage's gateway reads it (ignored since 2025 by Sage 200): whether it came.
+            "subscription_key": "Ocp-Apim-Subscription-Key" in request.headers,
         }
         with self._log_lock:
             self.requests.append(entry)
@@ -251,6 +254,18 @@ class ProductApp:
                 if request.method == "DELETE":
                     self.requests.clear()
                 return json_response(list(self.requests))
+        if what == "code" and request.method == "POST":
+            # The code a user's consent gives a platform (its instance's providerData.code),
+            # without the browser: {"code"?, "client_id"?, "redirect_uri", "scope"?}.
+            if not str(body.get("redirect_uri", "")).startswith(("http://", "https://")):
+                return json_response({"error": "redirect_uri must be an http(s) URL"}, 400)
+            code = self.oauth.grant_code(
+                str(body.get("client_id", "sandbox-client")),
+                str(body["redirect_uri"]),
+                scope=body.get("scope"),
+                code=body.get("code"),
+            )
+            return json_response({"code": code})
         if what == "token" and request.method == "POST":
             return json_response(
                 self.oauth.issue(body.get("client_id", "sandbox-client"), body.get("scope"))

@@ -129,6 +129,27 @@ class OAuthServer:
             "scope": scope,
         }
 
+    def grant_code(
+        self,
+        client_id: str,
+        redirect_uri: str,
+        *,
+        scope: str | None = None,
+        code: str | None = None,
+    ) -> str:
+        """An authorization code as a consent would give it (single-use, 60 seconds)."""
+        code = code or secrets.token_urlsafe(16)
+        with self._lock:
+            self._codes[code] = _Code(
+                client_id,
+                redirect_uri,
+                scope or self.default_scope,
+                None,
+                "plain",
+                self._clock.timestamp() + CODE_LIFETIME,
+            )
+        return code
+
     # -- HTTP ----------------------------------------------------------------------------
 
     def handle(self, request: Request) -> Response | None:

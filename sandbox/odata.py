@@ -246,20 +246,18 @@ class _Parser:
         return node
 
     def or_(self) -> _Node:
-        node = self.and_()
+        parts = [self.and_()]
         while self.at_word("or"):
             self.take()
-            right = self.and_()
-            node = self.logical("OR", node, right)
-        return node
+            parts.append(self.and_())
+        return self.logical("OR", parts)
 
     def and_(self) -> _Node:
-        node = self.unary()
+        parts = [self.unary()]
         while self.at_word("and"):
             self.take()
-            right = self.unary()
-            node = self.logical("AND", node, right)
-        return node
+            parts.append(self.unary())
+        return self.logical("AND", parts)
 
     def unary(self) -> _Node:
         if self.at_word("not"):
@@ -268,9 +266,17 @@ class _Parser:
             return _Node(f"NOT ({inner.sql})", inner.params, "BOOL")
         return self.compare()
 
-    def logical(self, op: str, left: _Node, right: _Node) -> _Node:
-        left, right = self.condition(left), self.condition(right)
-        return _Node(f"({left.sql}) {op} ({right.sql})", left.params + right.params, "BOOL")
+    def logical(self, op: str, parts: list[_Node]) -> _Node:
+        """``(a) OP (b) OP (c)``: flat, so that a long ``id eq 1 or id eq 2 ...`` does not
+        nest once per term (SQLite's parser stack holds about a hundred levels)."""
+        if len(parts) == 1:
+            return parts[0]
+        conditions = [self.condition(p) for p in parts]
+        return _Node(
+            f" {op} ".join(f"({c.sql})" for c in conditions),
+            tuple(param for c in conditions for param in c.params),
+            "BOOL",
+        )
 
     def condition(self, node: _Node) -> _Node:
         """A node used as a condition: a comparison, a function, or a boolean field."""

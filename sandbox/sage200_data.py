@@ -1,4 +1,4 @@
-"""Sage 200 demo data: one site with two companies, consistent across tables, from a seed.
+"""Sage 200 demo data: one site with three companies, consistent across tables, from a seed.
 
 Every company (the store scope is its id) holds its own data. The core of a company
 is written by hand so that it hangs together: customers and suppliers (``rows`` each)
@@ -45,7 +45,12 @@ class Company:
     name: str
 
 
-COMPANIES = (Company(1, "Demo Trading Ltd"), Company(2, "Demo Manufacturing Ltd"))
+COMPANIES = (
+    Company(1, "Demo Trading Ltd"),
+    Company(2, "Demo Manufacturing Ltd"),
+    # The company the integration platforms' published Sage 200 instance names.
+    Company(3, "Cloud-Elements Demodata"),
+)
 SITE_NAME = "Sandbox Site"
 SITE_SHORT_NAME = "SANDBOX"
 

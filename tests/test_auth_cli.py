@@ -119,14 +119,13 @@ def test_properties_json_lists_every_property() -> None:
     assert product["values"] == ["SageAccounting", "Sage200", "SageCRM"]
 
 
-def test_properties_table_for_people() -> None:
-    result = runner.invoke(app, ["properties"], env={"COLUMNS": "400"})
+def test_properties_table_piped_is_one_plain_line_per_property() -> None:
+    result = runner.invoke(app, ["properties"], env={"COLUMNS": "80"})
     assert result.exit_code == 0, result.output
-    rows: dict[str, list[str]] = {}
-    for line in result.stdout.splitlines():
-        cells = [c.strip() for c in line.strip("│ ").split("│")]
-        if line.startswith("│") and cells[0]:  # the first line of a property's row
-            rows[cells[0]] = cells
+    lines = result.stdout.splitlines()
+    assert lines[0].split("\t") == ["property", "default", "values", "description"]
+    rows = {cells[0]: cells for cells in (line.split("\t") for line in lines[1:])}
+    assert all(len(cells) == 4 for cells in rows.values())
     assert list(rows) == PROPERTY_NAMES
     assert rows["Product"][1] == "SageAccounting"
     assert rows["InitiateOAuth"][1:3] == ["OFF", "OFF, GETANDREFRESH, REFRESH"]

@@ -356,3 +356,17 @@ def test_pandas_reads_decimal_columns(fake: FakeRun) -> None:
     with dbapi.Connection(FakeConnector(), run=exact) as conn:
         frame = pandas.read_sql("SELECT total FROM invoices", conn, coerce_float=False)
     assert frame["total"].tolist() == [Decimal("0.10"), Decimal("1234567.89")]
+
+
+def test_qmark_values_bind_in_the_order_of_the_sql() -> None:
+    """A tree walk meets LIMIT before WHERE and a CTE last; ? values follow the text."""
+    from sagesql.engine.statement import bind, parse
+
+    tree = parse(
+        "WITH c AS (SELECT ? AS a) SELECT x FROM t WHERE a != ? AND b IN (SELECT ?)"
+        " ORDER BY x LIMIT ? OFFSET ?"
+    )
+    assert bind(tree, [1, 2, 3, 4, 5]).sql("sqlite") == (
+        "WITH c AS (SELECT 1 AS a) SELECT x FROM t WHERE a <> 2 AND b IN (SELECT 3)"
+        " ORDER BY x LIMIT 4 OFFSET 5"
+    )

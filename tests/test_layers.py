@@ -1,7 +1,9 @@
 """The package's layers: no import from a lower layer to a higher one, and no cycles.
 
 Layers, lowest first: the root's ``errors`` and ``version`` -> ``schemas`` (the
-catalog) -> ``connector`` -> ``engine`` -> ``activities`` -> ``cli``. ``sandbox``
+catalog) -> ``connector`` -> ``engine`` -> ``activities`` | ``sqlalchemy_dialect`` -> ``service``
+-> ``cli`` (the activities and the SQLAlchemy dialect are siblings: neither imports the
+other). ``sandbox``
 stands aside: it may use the errors and the catalog only, and only the CLI starts it.
 Every import counts, those inside functions too (they hide cycles, not remove them).
 """
@@ -16,7 +18,16 @@ import pytest
 REPO = Path(__file__).resolve().parent.parent
 NOT_LIBRARY = {"tests", "bench", "build", ".venv", "generator", "definitions"}
 
-LAYERS = {"base": 0, "schemas": 1, "connector": 2, "engine": 3, "activities": 4, "cli": 5}
+LAYERS = {
+    "base": 0,
+    "schemas": 1,
+    "connector": 2,
+    "engine": 3,
+    "activities": 4,
+    "sqlalchemy_dialect": 4,
+    "service": 5,
+    "cli": 6,
+}
 SANDBOX_MAY_USE = {"base", "schemas", "sandbox"}
 
 
@@ -88,6 +99,8 @@ def test_no_import_reaches_a_higher_layer() -> None:
                     wrong.append(f"{module} -> {target} (only the CLI starts the sandbox)")
             elif mine != "facade" and LAYERS[theirs] > LAYERS[mine]:
                 wrong.append(f"{module} ({mine}) -> {target} ({theirs})")
+            elif mine != "facade" and LAYERS[theirs] == LAYERS[mine] and theirs != mine:
+                wrong.append(f"{module} ({mine}) -> {target} ({theirs}, a sibling layer)")
     assert not wrong, "imports upward:\n" + "\n".join(wrong)
 
 
@@ -136,12 +149,16 @@ def test_no_module_cycles() -> None:
     assert not found, "import cycles:\n" + "\n".join(" <-> ".join(c) for c in found)
 
 
-@pytest.mark.parametrize("package", ["connector", "engine", "activities", "schemas", "sandbox"])
+@pytest.mark.parametrize(
+    "package",
+    ["connector", "engine", "activities", "sqlalchemy_dialect", "schemas", "sandbox", "service"],
+)
 def test_library_layers_import_at_the_top(package: str) -> None:
     """Below the CLI, imports inside functions are only for optional or costly modules."""
     allowed = {
         # `import sagesql` stays cheap: the engine and the HTTP client load on first use.
         ("sagesql.engine.dbapi", "sagesql.engine.pipeline"),
+        ("sagesql.engine.dbapi", "sagesql.engine.statement"),
         ("sagesql.engine.dbapi", "sagesql.connector.client"),
     }
     found = modules()

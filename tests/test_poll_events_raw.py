@@ -78,16 +78,32 @@ def _api_queries(sbx: Any, path_end: str) -> list[dict[str, list[str]]]:
 
 def test_the_record_column_is_the_api_s_record_and_only_when_named(start_sandbox) -> None:
     sbx = start_sandbox("sage_accounting", rows=10, rate_limit_per_minute=0)
-    columns, rows = _rows(sbx, "SELECT id, sagesql_record FROM contacts ORDER BY id")
-    assert columns == ["id", RECORD_COLUMN]
-    listed = requests.get(
-        f"{sbx.base_url}/contacts?attributes=all&items_per_page=200", headers=_bearer(sbx)
-    ).json()["$items"]
-    by_id = {r["id"]: r for r in listed}
-    assert len(rows) == len(by_id)
-    for key, text in rows:
-        assert json.loads(text) == by_id[key]  # $path, nested main_address, links: as sent
-    # A star never includes it; asked for, it asks the API for every field.
+
+    def listed(attributes: str) -> dict[str, Any]:
+        answer = requests.get(
+            f"{sbx.base_url}/contacts?attributes={attributes}&items_per_page=200",
+            headers=_bearer(sbx),
+        )
+        return {r["id"]: r for r in answer.json()["$items"]}
+
+    # Alone: the whole record, as the list sent it ($path, nested main_address, links).
+    request_log(sbx, clear=True)
+    columns, rows = _rows(sbx, "SELECT sagesql_record FROM contacts")
+    assert columns == [RECORD_COLUMN]
+    (query,) = _api_queries(sbx, "/contacts")
+    assert query["attributes"] == ["all"]
+    whole = listed("all")
+    assert sorted(json.loads(t)["id"] for (t,) in rows) == sorted(whole)
+    assert all(json.loads(t) == whole[json.loads(t)["id"]] for (t,) in rows)
+    # Beside other columns: the fields they need, as the API returned them.
+    request_log(sbx, clear=True)
+    _, rows = _rows(sbx, "SELECT id, name, sagesql_record FROM contacts")
+    (query,) = _api_queries(sbx, "/contacts")
+    assert query["attributes"] == ["name"]
+    narrow = listed("name")
+    assert all(json.loads(t) == narrow[key] for key, _, t in rows)
+    assert set(json.loads(rows[0][2])) == {"id", "displayed_as", "$path", "name"}
+    # A star never includes it; with a star, every field.
     star, _ = _rows(sbx, "SELECT * FROM contacts LIMIT 1")
     assert RECORD_COLUMN not in star and "path" in star
     request_log(sbx, clear=True)
@@ -109,22 +125,29 @@ def test_the_record_column_is_the_api_s_record_and_only_when_named(start_sandbox
 
 def test_the_record_column_costs_nothing_unless_named(start_sandbox) -> None:
     sbx = start_sandbox("sage_200", rows=10, rate_limit_per_minute=0)
+    api = _sage200_session(sbx)
     request_log(sbx, clear=True)
     _rows(sbx, "SELECT id FROM customers")
     (plain,) = _api_queries(sbx, "/customers")
     assert plain["$select"] == ["id"]  # projection as before
     request_log(sbx, clear=True)
-    columns, rows = _rows(sbx, "SELECT r.id, r.sagesql_record FROM customers r WHERE r.id < 4")
+    _, rows = _rows(sbx, "SELECT r.id, r.name, r.sagesql_record FROM customers r WHERE r.id < 4")
+    (narrow,) = _api_queries(sbx, "/customers")
+    assert narrow["$select"] == ["id,name"]  # the record: what the API sent for them
+    sent = {r["id"]: r for r in api.get(sbx.base_url + "/customers?$select=id,name").json()}
+    assert [json.loads(t) for _, _, t in rows] == [sent[k] for k, _, _ in rows]
+    request_log(sbx, clear=True)
+    _, rows = _rows(sbx, "SELECT sagesql_record FROM customers WHERE id < 4")
     (whole,) = _api_queries(sbx, "/customers")
-    assert "$select" not in whole  # the record is every field
-    listed = _sage200_session(sbx).get(sbx.base_url + "/customers").json()
-    by_id = {r["id"]: r for r in listed}
-    assert [json.loads(t) for _, t in rows] == [by_id[k] for k, _ in rows]
-    # Through a derived table, too: its star carries the column the inner query named.
+    assert "$select" not in whole  # alone: the whole record
+    every = {r["id"]: r for r in api.get(sbx.base_url + "/customers").json()}
+    assert [json.loads(t) for (t,) in rows] == [every[k] for k in (1, 2, 3)]
+    # With the key alone it is still the whole record; through a derived table, too (its
+    # star carries the column the inner query named).
     columns, rows = _rows(
         sbx, "SELECT * FROM (SELECT id, sagesql_record FROM customers) AS t WHERE id = 2"
     )
-    assert columns == ["id", RECORD_COLUMN] and json.loads(rows[0][1]) == by_id[2]
+    assert columns == ["id", RECORD_COLUMN] and json.loads(rows[0][1]) == every[2]
 
 
 # -- events -------------------------------------------------------------------------------

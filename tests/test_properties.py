@@ -50,17 +50,26 @@ ISSUE_PROPERTIES = [
     "Logfile",
 ]
 # Every property in order: the issue's, and those added since (MaxResponseSize: the
-# largest answer accepted, from the reliability issue).
+# largest answer accepted, from the reliability issue; OAuthCode and SubscriptionKey:
+# what an integration platform's instance carries, from the seed-instances issue).
+AFTER_REFRESH = ISSUE_PROPERTIES.index("OAuthRefreshToken") + 1
 AFTER_TIMEOUT = ISSUE_PROPERTIES.index("Timeout") + 1
+AFTER_RATE = ISSUE_PROPERTIES.index("RateLimit") + 1
 PROPERTY_NAMES = [
-    *ISSUE_PROPERTIES[:AFTER_TIMEOUT],
+    *ISSUE_PROPERTIES[:AFTER_REFRESH],
+    "OAuthCode",
+    *ISSUE_PROPERTIES[AFTER_REFRESH:AFTER_TIMEOUT],
     "MaxResponseSize",
-    *ISSUE_PROPERTIES[AFTER_TIMEOUT:],
+    *ISSUE_PROPERTIES[AFTER_TIMEOUT:AFTER_RATE],
+    "SubscriptionKey",
+    *ISSUE_PROPERTIES[AFTER_RATE:],
 ]
 SECRETS = {
     "OAuthClientSecret",
     "OAuthAccessToken",
     "OAuthRefreshToken",
+    "OAuthCode",
+    "SubscriptionKey",
     "Password",
     "ProxyPassword",
 }

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 from collections.abc import Iterator
 from typing import Any
 
@@ -160,3 +161,28 @@ def test_the_filtered_side_of_an_inner_join_is_read_first(start_sandbox: Any) ->
         )
         people = rows(conn, "SELECT pers_personid, pers_companyid FROM person ORDER BY 1")
         assert got == [(pid, companies[cid]) for pid, cid in people if cid in companies]
+
+
+def test_more_join_values_than_one_filter_holds_are_read_in_chunks(start_sandbox: Any) -> None:
+    """More outer values than one $filter holds (Sage 200 writes IN as ``id eq 1 or ...``,
+    kept under max_filter_length): several filtered requests, each value in exactly one
+    of them, not a listing of the whole inner table; the same rows."""
+    sbx = start_sandbox("sage_200", rows=900, rate_limit_per_minute=0)
+    with connect(sbx, "chunks") as conn:
+        sql = (
+            "SELECT o.id, c.name FROM sop_orders o JOIN customers c ON c.id = o.customer_id "
+            "WHERE o.id <= 200 ORDER BY o.id"
+        )
+        sbx.app.requests.clear()
+        got = rows(conn, sql)
+        asked = [r["query"] for r in requests_to(sbx, "/customers")]
+        orders = rows(conn, "SELECT id, customer_id FROM sop_orders WHERE id <= 200 ORDER BY id")
+        names = dict(rows(conn, "SELECT id, name FROM customers"))
+    assert got == [(oid, names[cid]) for oid, cid in orders if cid in names]
+    assert 1 < len(asked) <= plan.MAX_JOIN_CHUNKS and all("%24filter=" in q for q in asked)
+    from urllib.parse import parse_qs
+
+    asked_ids = [
+        int(v) for q in asked for v in re.findall(r"id eq (\d+)", parse_qs(q)["$filter"][0])
+    ]
+    assert sorted(asked_ids) == sorted({cid for _, cid in orders})

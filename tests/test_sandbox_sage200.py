@@ -101,12 +101,12 @@ def test_standard_and_professional_serve_the_same_data(start_sandbox: Any) -> No
     assert response.status_code == 404
 
 
-def test_sites_lists_one_site_with_two_companies_and_needs_no_site_headers(api: Api) -> None:
+def test_sites_lists_one_site_with_three_companies_and_needs_no_site_headers(api: Api) -> None:
     response = requests.get(api.root + "/sites", headers=api.auth(), timeout=10)
     sites = response.json()
     assert response.status_code == 200 and isinstance(sites, list)
     assert len({s["site_id"] for s in sites}) == 1
-    assert sorted(s["company_id"] for s in sites) == [1, 2]
+    assert sorted(s["company_id"] for s in sites) == [1, 2, 3]
     assert {"company_name", "site_name", "site_short_name"} <= set(sites[0])
     assert "date_time_updated" not in sites[0]
     chosen = api.ok("/sites", **{"$filter": "company_id eq 2", "$select": "company_name"})

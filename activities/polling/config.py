@@ -142,6 +142,25 @@ class PollConfig:
     product: str | None = None  # what the file says the product is (platform element key)
     element_key: str | None = None
     platform: bool = False  # read from a platform instance JSON
+    # Connection properties the file carries (a platform instance's credentials): below
+    # the profile, the environment and -c, which win.
+    properties: Mapping[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def token_location(self) -> Path:
+        """Where an instance keeps its token pair: beside its state (``<stem>.tokens.json``)."""
+        stem = self.state.name
+        for suffix in (".sqlite", ".poll"):
+            stem = stem.removesuffix(suffix)
+        return self.state.with_name(f"{stem}.tokens.json")
+
+    def connection_defaults(self) -> dict[str, Any]:
+        """The connection properties this configuration gives: an instance's own, with its
+        token store beside the state file unless it names one."""
+        out = dict(self.properties)
+        if self.platform and not any(k.lower() == "oauthsettingslocation" for k in out):
+            out["OAuthSettingsLocation"] = str(self.token_location)
+        return out
 
 
 # -- reading -----------------------------------------------------------------------------

@@ -1,14 +1,14 @@
-"""The integration platforms' instance JSON, accepted as-is and read into a PollConfig.
+"""The integration platforms' instance JSON, accepted as published and read into a PollConfig.
 
 An instance (the body the platforms create it with, or its ``configuration`` map
 alone) configures polling with these keys, all read here::
 
-    event.notification.enabled          "true": without it nothing would be sent
+    event.notification.enabled          true / "true": without it nothing would be sent
     event.notification.callback.url     the webhook receiving the notifications
     event.notification.basic.username   basic auth for the webhook
     event.notification.basic.password
     event.notification.signature.key    HMAC key of Elements-Webhook-Signature
-    signature.secret                    (the same, as some instances write it)
+    signature.secret, signing.key       (the same, as some instances write it)
     event.poller.refresh_interval       minutes between polls
     event.poller.configuration          JSON (an object, or a string holding one):
         {"<resource>": {"url": "/hubs/<hub>/<resource>?where=<clause>",
@@ -22,16 +22,28 @@ dates' time zone), ``${gmtDate:FORMAT}`` (in GMT) and ``${epoch}`` (milliseconds
 with Java date patterns. The comparison holding the placeholder names the updated-date
 column (or its API parameter, such as ``updated_or_created_since``); sagesql replaces it
 by its frozen window, ``>=`` even where the clause says ``>`` (rows sharing the last
-poll's second would be lost). The rest of the clause is an SQL filter on the table.
-``pollDelay`` is the lookback; ``filterByCurrentDate`` is always on (the window has an
-upper bound). The element key (``element.key``: sageaccounting, sage200, sagecrm) names
-the product. Everything else in the instance (credentials of the platform, tags) is
-ignored: the Sage connection comes from ``-c``/``--profile``.
+poll's second would be lost). The rest of the clause is an SQL filter on the table,
+where the platforms' field names stand for the table's columns (``lastModifiedDate``
+is the updated-date column: the products' ``platform_fields``) and a Sage query
+parameter written as a condition (``attributes='a,b'``, ``search='x'``) is applied as
+that parameter (tables.py). A quote left open at the end of the clause, as published
+examples have it, is closed there with a warning. ``pollDelay`` is the lookback;
+``filterByCurrentDate`` is always on (the window has an upper bound).
+
+The instance is also the connection: ``element.key`` names the product (sageone,
+sageaccounting, sage200, sagecrm...), and the product maps the configuration's
+credentials to connection properties (``oauth.api.key`` is OAuthClientId,
+``company.name`` Company, CRM's ``subdomain``/``username``/``password`` URL, User and
+Password: ``SageProduct.instance_properties``); ``providerData.code`` is exchanged once
+for a token pair kept beside the state file; a connection property may also be written
+in ``configuration`` under its own name. ``-c`` and ``--profile`` win over all of it.
+Tags and everything else of the platform's are ignored.
 """
 
 from __future__ import annotations
 
 import json
+import logging
 import re
 from collections.abc import Mapping
 from datetime import timedelta, timezone
@@ -53,8 +65,11 @@ from sagesql.activities.polling.config import (
 from sagesql.activities.polling.javadate import compile_pattern
 from sagesql.activities.polling.timeparse import duration
 from sagesql.connector import products
+from sagesql.connector.properties import BY_KEY
 from sagesql.errors import ConfigurationError
 from sagesql.schemas.catalog import did_you_mean
+
+log = logging.getLogger("sagesql.poll")
 
 POLLER = "event.poller.configuration"
 PLACEHOLDER = re.compile(r"\$\{(?P<kind>[A-Za-z]+)(?::(?P<format>[^}]*))?\}")
@@ -142,6 +157,7 @@ def from_instance(data: Mapping[str, Any], path: Path | None) -> PollConfig:
         password=conf.get("event.notification.basic.password") or None,
         signature_key=conf.get("event.notification.signature.key")
         or conf.get("signature.secret")
+        or conf.get("signing.key")
         or data.get("signature.secret")
         or None,
         headers={str(k): str(v) for k, v in dict(headers).items()},
@@ -171,6 +187,7 @@ def from_instance(data: Mapping[str, Any], path: Path | None) -> PollConfig:
     )
     name = str(data.get("name") or instance_id)
     return PollConfig(
+        properties=connection_properties(data, conf, product),
         source=path,
         instance_id=instance_id,
         instance_name=name,
@@ -186,6 +203,31 @@ def from_instance(data: Mapping[str, Any], path: Path | None) -> PollConfig:
         element_key=element_key,
         platform=True,
     )
+
+
+def connection_properties(
+    data: Mapping[str, Any], conf: Mapping[str, Any], product: str | None
+) -> dict[str, Any]:
+    """The connection the instance carries, as connection properties (see the module
+    docstring); ``-c``/``--profile`` are layered over these by the caller."""
+    out: dict[str, Any] = {}
+    if product is None:
+        return out
+    sage = products.get(product)
+    out["Product"] = sage.connection_name
+    out.update(sage.instance_properties(conf))
+    provider = data.get("providerData")
+    code = provider.get("code") if isinstance(provider, Mapping) else None
+    if code:
+        out["OAuthCode"] = str(code)
+    if sage.uses_oauth:
+        # Stored tokens first, else the code: a platform instance never opens a browser.
+        out["InitiateOAuth"] = "GETANDREFRESH"
+    for key, value in conf.items():
+        prop = BY_KEY.get(str(key).lower())  # a property under its own name (any case)
+        if prop is not None and value not in (None, ""):
+            out[prop.name] = value
+    return out
 
 
 def entry(name: str, value: Any, where: str) -> TableConfig:
@@ -315,7 +357,27 @@ def substitute(clause: str, where: str) -> tuple[str, tuple[str, ...]]:
         found.append(match.group(0))
         position = end
     out.append(clause[position:])
-    return "".join(out), tuple(found)
+    return close_quote("".join(out), where), tuple(found)
+
+
+def close_quote(clause: str, where: str) -> str:
+    """The clause with a string left open at its end closed there, and a warning: the
+    platforms' published examples end ``attributes='created_at,updated_at`` so, and
+    their poller reads them as if closed."""
+    quote: str | None = None
+    for char in clause:
+        if quote is None and char in ("'", '"'):
+            quote = char
+        elif char == quote:
+            quote = None  # a doubled quote ('') closes and reopens: the same in the end
+    if quote is None:
+        return clause
+    log.warning(
+        "%s: the where clause's last %s quote is never closed; read as if closed at the end",
+        where,
+        "single" if quote == "'" else "double",
+    )
+    return clause + quote
 
 
 def zone(name: str, where: str) -> Any:

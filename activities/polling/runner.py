@@ -123,15 +123,17 @@ def open_session(
     settings: Settings,
     *,
     connection: PollingClient | None = None,
+    store: StateStore | None = None,
     held: Collection[str] = (),
 ) -> Session:
-    """Everything checked and built (the tables before any request); the lanes of the
-    ``held`` sinks are left for another run (see sinks.redirect)."""
+    """Everything checked and built (the tables before any request). ``store`` replaces
+    the SQLite file at ``config.state`` (the service keeps every instance's state); the
+    lanes of the ``held`` sinks are left for another run (see sinks.redirect)."""
     product = check_product(config, settings)
     connection = connection or SageClient(settings)
     try:
         specs = resolve(config, connection.catalog, product)
-        store = SQLiteStateStore(config.state)
+        store = store or SQLiteStateStore(config.state)
     except BaseException:
         connection.close()
         raise
@@ -351,13 +353,15 @@ def _ordinal(n: int) -> str:
 # -- status, replay, reset --------------------------------------------------------------------
 
 
-def status(config: PollConfig) -> list[dict[str, Any]]:
-    """Per table: watermark, last cycle, lag, outbox depth, dead letters."""
-    store = SQLiteStateStore(config.state, write=False)
+def status(config: PollConfig, store: StateStore | None = None) -> list[dict[str, Any]]:
+    """Per table: watermark, last cycle, lag, outbox depth, dead letters (from ``store``
+    when given, else from the state file, read only)."""
+    reader = store or SQLiteStateStore(config.state, write=False)
     try:
-        rows = store.status(config.instance_id, [t.name for t in config.tables])
+        rows = reader.status(config.instance_id, [t.name for t in config.tables])
     finally:
-        store.close()
+        if store is None:
+            reader.close()
     now = time.time()
     out = []
     for row in rows:

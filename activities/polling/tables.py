@@ -42,7 +42,7 @@ from sagesql.errors import (
     ProgrammingError,
     UnknownTableError,
 )
-from sagesql.schemas.catalog import Catalog, Table, did_you_mean
+from sagesql.schemas.catalog import Catalog, Table, close_matches, did_you_mean
 
 log = logging.getLogger("sagesql.poll")
 
@@ -71,6 +71,9 @@ class TableSpec:
     where: str | None = None
     placeholders: tuple[str, ...] = ()
     date_timezone: str | None = None
+    # The columns read (None: all): an instance's attributes='a,b' asks Sage for those
+    # fields only, and the events carry what Sage returned.
+    columns: tuple[str, ...] | None = None
 
     @property
     def mode(self) -> str:
@@ -130,6 +133,11 @@ def resolve_resource(name: str, catalog: Catalog, product: str) -> tuple[Table, 
         mapped = platform.get(name.strip().lower())
         if mapped is not None:
             return catalog.table(mapped[0], product), mapped[1]
+        if "-" in name:  # the platforms' urls write warehouse-holdings for warehouse_holdings
+            try:
+                return resolve_resource(name.replace("-", "_"), catalog, product)
+            except UnknownTableError:
+                pass
         extra = list(platform)
         summaries = catalog.tables(product)
         names = [t.name for t in summaries] + [a for t in summaries for a in t.aliases] + extra
@@ -155,7 +163,18 @@ def resolve(config: PollConfig, catalog: Catalog, product: str) -> list[TableSpe
     return specs
 
 
+def platform_field(table: Table, name: str) -> str | None:
+    """The column a platform's field name stands for (``lastModifiedDate``: the updated-date
+    column; CRM's ``key``: the key), from the product's ``platform_fields``."""
+    role = products.get(table.product).platform_fields.get(name.strip().lower())
+    return {"updated": table.updated_column, "created": table.created_column, "key": table.key}.get(
+        role or ""
+    )
+
+
 def _column(table: Table, name: str, what: str) -> str:
+    if not table.has_column(name) and platform_field(table, name):
+        return str(platform_field(table, name))
     if not table.has_column(name):
         raise ProgrammingError(
             f"{what} {name!r} is not a column of {table.name}",
@@ -181,8 +200,9 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
         )
     updated = table.updated_column
     filters: list[exp.Expr] = [condition(f) for f in (resource_filter, entry.filter) if f]
+    columns: tuple[str, ...] | None = None
     if entry.where is not None:
-        watermark_column, rest = _split_where(entry, table)
+        watermark_column, rest, columns = _split_where(entry, table)
         if watermark_column is not None:
             updated = watermark_column
         if rest is not None:
@@ -247,6 +267,7 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
         where=entry.where,
         placeholders=entry.placeholders,
         date_timezone=entry.date_timezone,
+        columns=_with_needed(table, columns, updated, created, id_field),
     )
 
 
@@ -257,25 +278,59 @@ def _same_table(
     try:
         named, named_filter = resolve_resource(entry.name, catalog, product)
     except UnknownTableError:
-        return  # a name of the user's own: the url decides
+        # A name of the user's own: the url decides. Say so when the name looks like
+        # other tables than the url's (a published Sage 200 body's "transactions" polls
+        # customers).
+        names = [t.name for t in catalog.tables(product)]
+        close = close_matches(entry.name, names)
+        if close and table.name not in close:
+            log.warning(
+                "%s: the entry %r is not a table (close: %s) and its url polls %r, which is "
+                "table %s: polling the url's (events keep objectType %r)",
+                entry.origin,
+                entry.name,
+                ", ".join(close),
+                entry.table,
+                table.name,
+                entry.name,
+            )
+        return
     if named.name != table.name or named_filter != resource_filter:
-        raise ProgrammingError(
-            f"the entry {entry.name!r} is table {named.name}, but its url polls "
-            f"{entry.table!r}, which is table {table.name}"
-            + (f" ({resource_filter})" if resource_filter else ""),
-            hint=f"point the url at /hubs/.../{entry.name} or rename the entry",
+        # The platforms poll what the url says (a published Sage 200 body's "transactions"
+        # reads customers): so does sagesql, and says so.
+        log.warning(
+            "%s: the entry %r is table %s, but its url polls %r, which is table %s%s: "
+            "polling the url's (events keep objectType %r)",
+            entry.origin,
+            entry.name,
+            named.name,
+            entry.table,
+            table.name,
+            f" ({resource_filter})" if resource_filter else "",
+            entry.name,
         )
 
 
-def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, exp.Expr | None]:
-    """(the column the placeholder compares, the rest of the clause)."""
+def _split_where(
+    entry: TableConfig, table: Table
+) -> tuple[str | None, exp.Expr | None, tuple[str, ...] | None]:
+    """(the column the placeholder compares, the rest of the clause, the columns its
+    projection parameter asks for): platform field names made the table's columns, Sage
+    parameters written as conditions made what they stand for."""
     assert entry.where is not None
     column: str | None = None
+    columns: tuple[str, ...] | None = None
     rest: list[exp.Expr] = []
     for node in split_and(condition(entry.where, "the where clause")):
         holders = [p for p in node.find_all(exp.Placeholder) if p.name == SINCE]
         if not holders:
-            rest.append(node)
+            parameter = _parameter_condition(node, table)
+            if parameter is None:
+                rest.append(_platform_names(node, table))
+            elif isinstance(parameter, Projected):
+                columns = parameter.columns
+            else:
+                rest.append(parameter)
             continue
         found = _watermark_comparison(node, table)
         if column is not None and found != column:
@@ -284,7 +339,109 @@ def _split_where(entry: TableConfig, table: Table) -> tuple[str | None, exp.Expr
                 hint="compare it with the updated-date column only",
             )
         column = found
-    return column, _all(rest)
+    return column, _all(rest), columns
+
+
+def _platform_names(node: exp.Expr, table: Table) -> exp.Expr:
+    """The condition with the platforms' field names made the table's columns."""
+
+    def rename(part: exp.Expr) -> exp.Expr:
+        if isinstance(part, exp.Column) and not table.has_column(part.name):
+            mapped = platform_field(table, part.name)
+            if mapped:
+                return _quoted(mapped)
+        return part
+
+    return node.transform(rename)
+
+
+def _quoted(name: str) -> exp.Column:
+    return exp.column(exp.to_identifier(name, quoted=True))
+
+
+@dataclass(frozen=True)
+class Projected:
+    """What the projection parameter asks for: these columns (None: all of them)."""
+
+    columns: tuple[str, ...] | None
+
+
+def _parameter_condition(node: exp.Expr, table: Table) -> exp.Expr | Projected | None:
+    """A Sage query parameter written as a condition (``search = 'x'``), as the SQL
+    condition the API applies through it, or for the projection parameter
+    (``attributes = 'a,b'``) the columns it asks for. None: not a parameter."""
+    if not isinstance(node, exp.EQ):
+        return None
+    left, right = node.args.get("this"), node.args.get("expression")
+    if isinstance(right, exp.Column) and isinstance(left, exp.Literal):
+        left, right = right, left
+    if not isinstance(left, exp.Column) or not isinstance(right, exp.Literal):
+        return None
+    name = left.name
+    if table.has_column(name) or platform_field(table, name):
+        return None
+    projection = table.pushdown.projection
+    if projection is not None and name.lower() == projection.parameter.lower():
+        return Projected(_projection_columns(table, str(right.this), projection.all))
+    filters = [p for p in table.pushdown.parameters if p.parameter.lower() == name.lower()]
+    if not filters:
+        return None
+    value = str(right.this)
+    literal = right if right.is_string else exp.Literal.string(value)
+    parts: list[exp.Expr] = []
+    for column in dict.fromkeys(p.column for p in filters):
+        ops = {p.operator for p in filters if p.column == column}
+        target = _quoted(column)
+        if "LIKE" in ops:  # search: a case-insensitive substring of any of its columns
+            pattern: exp.Expr = exp.Like(this=target, expression=exp.Literal.string(f"%{value}%"))
+            if "%" in value or "_" in value:  # literally, not as wildcards
+                escaped = value.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+                pattern = exp.Escape(
+                    this=exp.Like(this=target, expression=exp.Literal.string(f"%{escaped}%")),
+                    expression=exp.Literal.string("\\"),
+                )
+            parts.append(pattern)
+        elif ">=" in ops or ">" in ops:
+            parts.append(exp.GTE(this=target, expression=literal.copy()))
+        elif "<=" in ops or "<" in ops:
+            parts.append(exp.LTE(this=target, expression=literal.copy()))
+        else:
+            parts.append(exp.EQ(this=target, expression=literal.copy()))
+    combined = parts[0]
+    for part in parts[1:]:
+        combined = exp.or_(combined, part, copy=False)
+    return exp.paren(combined, copy=False) if len(parts) > 1 else combined
+
+
+def _projection_columns(table: Table, value: str, every: str | None) -> tuple[str, ...] | None:
+    """The columns ``attributes='a,b'`` (top-level fields) reads, besides those every
+    record carries; None for the word meaning all (``all``)."""
+    projection = table.pushdown.projection
+    assert projection is not None
+    fields = [f.strip() for f in value.split(",") if f.strip()]
+    if not fields or (every and [f.lower() for f in fields] == [every.lower()]):
+        return None
+    tops = {c.path[0].lower(): c.path[0] for c in table.columns}
+    unknown = [f for f in fields if f.lower() not in tops]
+    if unknown:
+        raise ProgrammingError(
+            f"the where clause's {projection.parameter} names {unknown[0]!r}, which is not "
+            f"a field of {table.name}",
+            hint=did_you_mean(unknown[0], tops.values()) or f"run 'sagesql describe {table.name}'",
+        )
+    wanted = {tops[f.lower()] for f in fields} | set(projection.always)
+    return tuple(c.name for c in table.columns if c.path[0] in wanted)
+
+
+def _with_needed(
+    table: Table, columns: tuple[str, ...] | None, *needed: str | None
+) -> tuple[str, ...] | None:
+    """The columns read, with those the poller itself needs (key, dates, id) added."""
+    if columns is None:
+        return None
+    want = {n.lower() for n in needed if n} | ({table.key.lower()} if table.key else set())
+    have = {c.lower() for c in columns}
+    return tuple(c.name for c in table.columns if c.name.lower() in have | want)
 
 
 def _watermark_comparison(node: exp.Expression, table: Table) -> str:
@@ -318,7 +475,7 @@ def _watermark_comparison(node: exp.Expression, table: Table) -> str:
     name = left.name
     if table.has_column(name):
         return table.column(name).name
-    found = _since_parameter(name, table)
+    found = _since_parameter(name, table) or platform_field(table, name)
     if found is not None:
         return found
     candidates = [c.name for c in table.columns] + [p.parameter for p in table.pushdown.parameters]

@@ -183,9 +183,16 @@ class Window:
         select = self._select(self._columns(keys_only), [], after, flagged=flagged)
         return select.order_by(_column(key), copy=False)
 
+    def _read(self) -> list[exp.Expr]:
+        """Every column, or those an instance's projection (attributes=) names; and the
+        record as the API returned it for them."""
+        if self.spec.columns is None:
+            return [exp.Star(), _column(RECORD_COLUMN)]
+        return [*(_column(c) for c in self.spec.columns), _column(RECORD_COLUMN)]
+
     def _columns(self, keys_only: bool) -> list[exp.Expr]:
         if not keys_only:
-            return [exp.Star(), _column(RECORD_COLUMN)]
+            return self._read()
         key, ident = self.spec.key, self.spec.id_field
         columns: list[exp.Expr] = [_column(key)]
         return columns + ([_column(ident)] if ident != key else [])

@@ -35,6 +35,17 @@ class SageProduct:
     dialect_class: ClassVar[type[Dialect]] = Dialect
     # Integration platforms' resource names that are not tables: name -> (table, filter).
     platform_resources: ClassVar[Mapping[str, tuple[str, str]]] = {}
+    # The platforms' own names for a table's fields (their hubs normalize them), lower
+    # case -> a role of the table's definition: "updated", "created" or "key".
+    platform_fields: ClassVar[Mapping[str, str]] = {}
+    # An instance's configuration keys that are connection properties: key -> property.
+    instance_keys: ClassVar[Mapping[str, str]] = {
+        "oauth.api.key": "OAuthClientId",
+        "oauth.api.secret": "OAuthClientSecret",
+        "oauth.callback.url": "CallbackURL",
+        "subscription.key": "SubscriptionKey",
+        "apim.subscription.key": "SubscriptionKey",
+    }
 
     def __repr__(self) -> str:
         return f"<SageProduct {self.id}>"
@@ -79,6 +90,16 @@ class SageProduct:
     @property
     def procedures(self) -> tuple[Procedure, ...]:
         return self.definition.procedures
+
+    def instance_properties(self, configuration: Mapping[str, Any]) -> dict[str, Any]:
+        """The connection properties an integration platform's instance configuration
+        gives (``oauth.api.key`` is OAuthClientId...); empty values are no values."""
+        out: dict[str, Any] = {}
+        for key, name in self.instance_keys.items():
+            value = configuration.get(key)
+            if value not in (None, ""):
+                out[name] = value
+        return out
 
     # -- reaching the API ---------------------------------------------------------------
 

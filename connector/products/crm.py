@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Any, ClassVar
 
 from requests.auth import AuthBase
@@ -23,6 +23,18 @@ SDATA_PATH = "/sdata/crmj/sagecrm2/-"
 class CRM(SageProduct):
     id = "sage_crm"
     dialect_class: ClassVar[type[Dialect]] = SDataDialect
+
+    # SData's $key is the key column; the CRM hub also says id for it.
+    platform_fields: ClassVar[Mapping[str, str]] = {"key": "key", "$key": "key", "id": "key"}
+    instance_keys: ClassVar[Mapping[str, str]] = {"username": "User", "password": "Password"}
+
+    def instance_properties(self, configuration: Mapping[str, Any]) -> dict[str, Any]:
+        """User and Password, and the server from ``subdomain`` (a host name, or a URL)."""
+        out = super().instance_properties(configuration)
+        server = str(configuration.get("subdomain") or "").strip().rstrip("/")
+        if server:
+            out["URL"] = server if "://" in server else f"https://{server}"
+        return out
 
     def base_url(self, settings: Settings) -> str:
         # Each customer runs their own server: there is no public URL.

@@ -38,28 +38,58 @@ class Sage200(SageProduct):
         ),
     }
 
+    # The finance hub's names for the dates every Sage 200 record carries.
+    platform_fields: ClassVar[Mapping[str, str]] = {
+        "updated_at": "updated",
+        "created_at": "created",
+        "lastmodifieddate": "updated",
+        "createddate": "created",
+    }
+    instance_keys: ClassVar[Mapping[str, str]] = {
+        **SageProduct.instance_keys,
+        "company.name": "Company",  # by name: scope_headers finds its id in /sites
+    }
+
     def base_url(self, settings: Settings) -> str:
         # Standard and Professional have their own public roots (the Schema property).
         return settings.url or self.definition.base_urls[settings.schema]
 
     def scope_headers(self, settings: Settings, get_json: GetJSON) -> dict[str, str]:
-        """X-Site and X-Company: from Site/Company, else the first match in ``/sites``."""
+        """X-Site and X-Company: the Site and Company given (Company by id or by the name
+        /sites gives it, any case), else the first company of ``/sites``."""
         site, company = settings.site, settings.company
-        if not (site and company):
-            match = [
-                row
-                for row in get_json("/sites") or []
-                if (not site or str(row.get("site_id")) == site)
-                and (not company or str(row.get("company_id")) == company)
-            ]
-            if not match:
-                raise ConfigurationError(
-                    "no Sage 200 site and company match Site/Company "
-                    f"(Site={site or '-'}, Company={company or '-'})",
-                    hint="run 'sagesql query \"SELECT * FROM sites\"' and set Site and Company",
-                )
-            site, company = str(match[0]["site_id"]), str(match[0]["company_id"])
-        return {"X-Site": site, "X-Company": company}
+        if site and company and company.isdigit():
+            return {"X-Site": site, "X-Company": company}
+        rows = [row for row in get_json("/sites") or [] if isinstance(row, Mapping)]
+        match = [
+            row
+            for row in rows
+            if (not site or str(row.get("site_id")) == site)
+            and (not company or _names_company(row, company))
+        ]
+        if not match:
+            known = ", ".join(
+                f"{r.get('company_name')} (id {r.get('company_id')})" for r in rows[:10]
+            )
+            raise ConfigurationError(
+                "no Sage 200 site and company match Site/Company "
+                f"(Site={site or '-'}, Company={company or '-'})",
+                hint=f"set Company to one of: {known}" if known else "check the user's sites",
+            )
+        if len({str(r.get("company_id")) for r in match}) > 1 and company:
+            raise ConfigurationError(
+                f"Company={company!r} names {len(match)} Sage 200 companies on different sites",
+                hint="set Site too, or give the company's id",
+            )
+        return {"X-Site": str(match[0]["site_id"]), "X-Company": str(match[0]["company_id"])}
+
+
+def _names_company(row: Mapping[str, object], company: str) -> bool:
+    """Whether Company (an id, or a name as the platforms' company.name gives it) is
+    this /sites row's company."""
+    if str(row.get("company_id")) == company:
+        return True
+    return str(row.get("company_name") or "").strip().casefold() == company.strip().casefold()
 
 
 PRODUCT = Sage200()

@@ -1,0 +1,137 @@
+"""Starting the service: database, key check, scheduler, the ASGI app under uvicorn; a clean stop.
+
+:func:`open_service` builds everything from the options of ``sagesql serve``;
+:func:`serve` runs it in the foreground until SIGTERM or Ctrl-C (uvicorn finishes the
+requests in flight, then the scheduler ends its running cycles at a commit and closes
+every session). :class:`RunningService` runs it on a thread (tests, benchmarks).
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import uvicorn
+from starlette.applications import Starlette
+
+from sagesql.errors import ConfigurationError
+from sagesql.service.http import MAX_BODY, build_app
+from sagesql.service.operations import Operations
+from sagesql.service.polling import Scheduler
+from sagesql.service.ratelimit import RateLimiter
+from sagesql.service.secrets import KEY_CHECK, SecretBox
+from sagesql.service.storage import ServiceDatabase
+
+log = logging.getLogger("sagesql.service")
+
+DEFAULT_RATE_LIMIT = 600  # API requests a minute per organization
+
+
+@dataclass
+class Service:
+    database: ServiceDatabase
+    box: SecretBox
+    scheduler: Scheduler | None
+    operations: Operations
+    app: Starlette
+
+    def close(self) -> None:
+        if self.scheduler is not None:
+            self.scheduler.stop()
+        self.operations.close()
+        self.database.close()
+
+
+def open_service(
+    database_url: str,
+    secret_key: str | None,
+    *,
+    workers: int = 8,
+    rate_limit: int = DEFAULT_RATE_LIMIT,
+    max_body: int = MAX_BODY,
+    refresh: float = 1.0,
+) -> Service:
+    box = SecretBox(secret_key)
+    database = ServiceDatabase(database_url)
+    check = database.meta_value(KEY_CHECK)
+    if check is None:
+        database.set_meta_value(KEY_CHECK, box.check_value())
+    elif not box.matches(check):
+        database.close()
+        raise ConfigurationError(
+            f"SAGESQL_SECRET_KEY is not the key {database.describe()} was created with",
+            hint="start the service with that key",
+        )
+    scheduler = Scheduler(database, box, workers=workers, refresh=refresh) if workers else None
+    operations = Operations(database, box, scheduler)
+    app = build_app(operations, RateLimiter(rate_limit), max_body=max_body)
+    if scheduler is not None:
+        scheduler.start()
+    return Service(database, box, scheduler, operations, app)
+
+
+def serve(
+    service: Service, host: str, port: int, *, listening: Callable[[str], None] | None = None
+) -> None:
+    """Serve until SIGTERM or Ctrl-C, then stop everything cleanly."""
+    sock = _bind(host, port)
+    url = f"http://{_host(host)}:{sock.getsockname()[1]}"
+    config = uvicorn.Config(service.app, log_level="warning", access_log=False)
+    server = uvicorn.Server(config)
+    if listening is not None:
+        listening(url)
+    try:
+        server.run(sockets=[sock])
+    finally:
+        service.close()
+
+
+def _bind(host: str, port: int) -> socket.socket:
+    family = socket.AF_INET6 if ":" in host else socket.AF_INET
+    sock = socket.socket(family, socket.SOCK_STREAM)
+    sock.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+    try:
+        sock.bind((host, port))
+    except OSError as exc:
+        sock.close()
+        raise ConfigurationError(
+            f"cannot listen on {host}:{port}: {exc.strerror}", hint="choose another --port"
+        ) from None
+    sock.listen(2048)
+    sock.set_inheritable(True)
+    return sock
+
+
+def _host(host: str) -> str:
+    return f"[{host}]" if ":" in host else host
+
+
+class RunningService:
+    """The service on a thread, on a free loopback port."""
+
+    def __init__(self, service: Service, host: str = "127.0.0.1", port: int = 0) -> None:
+        self.service = service
+        self.sock = _bind(host, port)
+        self.url = f"http://{_host(host)}:{self.sock.getsockname()[1]}"
+        config = uvicorn.Config(service.app, log_level="warning", access_log=False)
+        self.server = uvicorn.Server(config)
+        self.thread = threading.Thread(
+            target=self.server.run, kwargs={"sockets": [self.sock]}, daemon=True
+        )
+
+    def start(self) -> RunningService:
+        self.thread.start()
+        deadline = time.monotonic() + 10
+        while not self.server.started and time.monotonic() < deadline:
+            time.sleep(0.02)
+        return self
+
+    def stop(self) -> None:
+        self.server.should_exit = True
+        self.thread.join(10)
+        self.sock.close()
+        self.service.close()

@@ -1,0 +1,87 @@
+"""An instance's OAuth tokens in the service database, encrypted: a connector TokenStore.
+
+The store keeps :class:`~sagesql.connector.tokenstore.TokenStore`'s contract:
+:meth:`locked` is exclusive across the threads of this process (a lock per instance)
+and across processes and machines (a lease row in the database, taken with one
+conditional UPDATE), so Sage's single-use refresh tokens are refreshed once.
+"""
+
+from __future__ import annotations
+
+import contextlib
+import os
+import threading
+import time
+from collections.abc import Iterator
+from typing import ClassVar
+
+from sagesql.connector import logs
+from sagesql.connector.tokenstore import LOCK_WAIT, BadTokens, TokenSet
+from sagesql.errors import ConfigurationError
+from sagesql.service.secrets import SecretBox
+from sagesql.service.storage import ServiceDatabase
+
+LOCATION = "service://"
+_POLL = 0.05  # seconds between attempts at a lease another process holds
+
+
+class DatabaseTokenStore:
+    """Tokens of one instance, sealed with the operator's key."""
+
+    _thread_locks: ClassVar[dict[str, threading.RLock]] = {}
+    _registry_lock = threading.Lock()
+
+    def __init__(self, database: ServiceDatabase, box: SecretBox, instance_id: str) -> None:
+        self.database = database
+        self.box = box
+        self.instance_id = instance_id
+        self.location = LOCATION + instance_id
+        self._owner = f"{os.getpid()}:{id(self)}"
+        self._depth = 0
+        with self._registry_lock:
+            self._thread_lock = self._thread_locks.setdefault(instance_id, threading.RLock())
+
+    def load(self) -> TokenSet | None:
+        sealed = self.database.token_data(self.instance_id)
+        if sealed is None:
+            return None
+        try:
+            tokens = TokenSet.from_json(self.box.open(sealed))
+        except BadTokens as exc:
+            raise ConfigurationError(
+                f"the stored tokens of instance {self.instance_id} are damaged: {exc}",
+                hint="authorize the instance again (PATCH it with a new providerData.code)",
+            ) from None
+        logs.register_secret(tokens.access_token)
+        logs.register_secret(tokens.refresh_token)
+        return tokens
+
+    def save(self, tokens: TokenSet) -> None:
+        self.database.set_token_data(self.instance_id, self.box.seal(tokens.to_json()))
+
+    def clear(self) -> None:
+        self.database.set_token_data(self.instance_id, None)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        with self._thread_lock:
+            if self._depth == 0:
+                self._take_lease()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    self.database.drop_lease(self.instance_id, self._owner)
+
+    def _take_lease(self) -> None:
+        deadline = time.monotonic() + LOCK_WAIT
+        # The lease outlives a stuck holder by at most LOCK_WAIT: then it is taken over.
+        while not self.database.take_lease(self.instance_id, self._owner, LOCK_WAIT):
+            if time.monotonic() > deadline:
+                raise ConfigurationError(
+                    f"the tokens of instance {self.instance_id} stayed locked for {LOCK_WAIT:g} s",
+                    hint="a refresh in another process is stuck: end it, then try again",
+                )
+            time.sleep(_POLL)
