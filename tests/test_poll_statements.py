@@ -111,6 +111,7 @@ class _Recorder:
         page_size: int,
         limit: int | None = None,
         parallel: bool = False,
+        offset: int = 0,
     ) -> Iterator[dict[str, Any]]:
         self.asked.append((path, dict(params or {}), page_size, limit, parallel))
         yield from self.answer
