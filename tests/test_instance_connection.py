@@ -259,3 +259,43 @@ def test_sage_200_s_company_is_chosen_by_name(start_sandbox, tmp_path) -> None:
     run = _cli("query", "-c", conn, "SELECT name FROM customers", cwd=tmp_path)
     assert run.returncode != 0 and "Traceback" not in run.stderr
     assert "Cloud-Elements Demodata (id 3)" in run.stderr and "Company=Nobody Ltd" in run.stderr
+
+
+def test_an_instance_s_secrets_never_reach_the_log(start_sandbox, tmp_path) -> None:
+    """Every request's headers and bodies logged (Verbosity=5, -vv): the instance's
+    subscription key, signing secret and code, and the tokens, appear nowhere."""
+    sbx = start_sandbox("sage_accounting", rows=5, rate_limit_per_minute=0)
+    body = json.loads((PUBLISHED / "sage-accounting.instance.json").read_text())
+    secrets = {
+        "apim.subscription.key": "subkey-ZZ123456789",
+        "signature.secret": "sigsecret-YY987654",
+    }
+    body["configuration"].update(secrets)
+    body["providerData"]["code"] = "code-QQ55555"
+    path = tmp_path / "instance.json"
+    path.write_text(json.dumps(body))
+    consent = {"code": "code-QQ55555", "redirect_uri": "https://mycoolapp.com"}
+    assert requests.post(sbx.url + "/_sandbox/code", json=consent, timeout=10).ok
+    point = (
+        f"URL={sbx.base_url};OAuthTokenURL={sbx.token_url};OAuthClientId=sandbox-client;"
+        "OAuthClientSecret=sandbox-secret;Verbosity=5"
+    )
+    run = _cli(
+        "poll",
+        "--config",
+        str(path),
+        "--once",
+        "-vv",
+        "--sink",
+        "stdout",
+        "-c",
+        point,
+        cwd=tmp_path,
+    )
+    assert run.returncode == 0, run.stderr
+    said = run.stdout + run.stderr
+    assert "Ocp-Apim-Subscription-Key': '***'" in said  # sent, and masked
+    tokens = json.loads((tmp_path / "instance.tokens.json").read_text())
+    for secret in [*secrets.values(), "code-QQ55555", "sandbox-secret"]:
+        assert secret not in said, secret
+    assert tokens["access_token"] not in said and tokens["refresh_token"] not in said
