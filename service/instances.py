@@ -21,11 +21,13 @@ from sagesql.activities.polling.config import PollConfig
 from sagesql.activities.polling.tables import resolve
 from sagesql.connector.auth import OAuthAuth
 from sagesql.connector.client import SageClient
+from sagesql.connector.logs import register_secret
 from sagesql.connector.properties import BY_KEY, Settings
 from sagesql.connector.sources import load_settings
 from sagesql.connector.tokenstore import MemoryTokenStore, TokenSet, TokenStore
 from sagesql.errors import Error
 from sagesql.schemas.catalog import default_catalog
+from sagesql.service.secrets import secret_values
 
 
 class BodyProblems(Error):
@@ -96,6 +98,8 @@ def prepare(
     """
     if not isinstance(body, Mapping):
         raise BodyProblems(["the body is not a JSON object"])
+    for secret in secret_values(body):  # masked in every log line from now on
+        register_secret(secret)
     if not instance.is_instance(body):
         raise BodyProblems(
             ["the body is not an instance: its configuration has no event.* settings"]

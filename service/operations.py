@@ -7,6 +7,7 @@ exist. Answers are JSON-ready; secrets never leave (masked configuration, no tok
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,8 @@ from sagesql.service.secrets import (
 )
 from sagesql.service.storage import InstanceRow, ServiceDatabase
 from sagesql.service.tokens import DatabaseTokenStore
+
+log = logging.getLogger("sagesql.service")
 
 TARGETS = {"create": Create, "update": Update, "delete": Delete}
 EVENT_STATES = ("pending", "dead", "delivered")
@@ -77,6 +80,9 @@ class Operations:
         self.scheduler = scheduler
         self._clients: dict[str, tuple[float, SageClient]] = {}
         self._clients_lock = threading.Lock()
+        # Each instance's body read once per version: status and the activities do not
+        # decrypt and parse it (nor log its warnings) on every request.
+        self._read: dict[str, tuple[float, Prepared]] = {}
 
     # -- who is asking ---------------------------------------------------------------------
 
@@ -136,6 +142,13 @@ class Operations:
         )
         sealed = self.box.seal(tokens.to_json()) if tokens else None
         self.database.add_instance(row, digest(token), sealed)
+        log.info(
+            "organization %s: instance %s (%s, %s) created",
+            org.id,
+            instance_id,
+            row.element_key,
+            row.name,
+        )
         self._changed()
         return {**self._view(row, body), "token": token}
 
@@ -186,6 +199,7 @@ class Operations:
             updated=max(time.time(), row.updated + 1e-6),
         )
         self.database.update_instance(org.id, updated)
+        log.info("organization %s: instance %s changed (%s)", org.id, instance_id, sorted(changes))
         self._changed(instance_id)
         return self._view(updated, body)
 
@@ -193,6 +207,7 @@ class Operations:
         """Gone with its tokens; its polling stops within one scheduler refresh."""
         if not self.database.delete_instance(org.id, instance_id):
             raise NotFound(f"no instance {instance_id}", hint="GET /instances lists yours")
+        log.info("organization %s: instance %s deleted", org.id, instance_id)
         self._forget_client(instance_id)
         self._changed(instance_id)
         if self.scheduler is None:
@@ -219,8 +234,17 @@ class Operations:
     # -- events, replay, status ------------------------------------------------------------
 
     def _prepared(self, org: Org, instance_id: str) -> Prepared:
-        row = self._row(org, instance_id)
-        return self._prepare(self.box.open(row.body), instance_id)
+        return self._prepared_row(self._row(org, instance_id))
+
+    def _prepared_row(self, row: InstanceRow) -> Prepared:
+        with self._clients_lock:
+            cached = self._read.get(row.id)
+            if cached and cached[0] == row.updated:
+                return cached[1]
+        prepared = self._prepare(self.box.open(row.body), row.id)
+        with self._clients_lock:
+            self._read[row.id] = (row.updated, prepared)
+        return prepared
 
     def events(
         self, org: Org, instance_id: str, state: str | None, limit: int
@@ -305,7 +329,7 @@ class Operations:
             cached = self._clients.get(instance_id)
             if cached and cached[0] == row.updated:
                 return cached[1]
-        prepared = self._prepare(self.box.open(row.body), instance_id)
+        prepared = self._prepared_row(row)
         client = connect(prepared, DatabaseTokenStore(self.database, self.box, instance_id))
         with self._clients_lock:
             old = self._clients.pop(instance_id, None)
@@ -317,6 +341,7 @@ class Operations:
     def _forget_client(self, instance_id: str) -> None:
         with self._clients_lock:
             old = self._clients.pop(instance_id, None)
+            self._read.pop(instance_id, None)
         if old:
             old[1].close()
 

@@ -133,9 +133,7 @@ class ServiceDatabase:
         try:
             metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                found = conn.execute(
-                    sa.select(meta.c.value).where(meta.c.key == "schema")
-                ).scalar()
+                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema")).scalar()
                 if found is None:
                     conn.execute(sa.insert(meta).values(key="schema", value=SCHEMA_VERSION))
         except sa.exc.DatabaseError as exc:
