@@ -46,7 +46,21 @@ def _errors(*statuses: int) -> dict[str, Any]:
         429: "over the organization's rate limit (Retry-After says when to try again)",
         502: "Sage failed or refused",
     }
-    return {str(s): _answer(said[s], _ref("Error")) for s in statuses}
+    headers = {
+        401: {"WWW-Authenticate": {"required": True, "schema": {"const": "User, Organization"}}},
+        429: {
+            "Retry-After": {
+                "required": True,
+                "description": "seconds",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    }
+    answers = {str(s): _answer(said[s], _ref("Error")) for s in statuses}
+    for status, named in headers.items():
+        if str(status) in answers:
+            answers[str(status)]["headers"] = named
+    return answers
 
 
 def _operation(
