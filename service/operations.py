@@ -312,11 +312,17 @@ class Operations:
         finally:
             store.close()
         polled = self.scheduler.running(instance_id) if self.scheduler else None
+        late = list(polled.lags) if polled else []
         return {
             "id": instance_id,
             "polling": polled is not None and polled.session is not None,
             "error": polled.error if polled else None,
             "interval_seconds": prepared.config.interval.total_seconds(),
+            # this process's schedule: cycles run, the last one's duration, and how late
+            # the last one started after it was due (the worker pool's backlog)
+            "cycles": polled.cycles if polled else 0,
+            "last_cycle_seconds": polled.last_cycle_seconds if polled else None,
+            "late_seconds": late[-1] if late else None,
             "resources": resources,
         }
 
