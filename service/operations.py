@@ -160,28 +160,32 @@ class Operations:
         return self._view(row, self.box.open(row.body))
 
     def patch(self, org: Org, instance_id: str, changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into the body (configuration merged key by key; a masked
-        value sent back means unchanged), check the result whole, store it. The poll
-        state is keyed by instance and resource: watermarks survive the change."""
+        """Merge ``changes`` into the body (configuration and providerData merged key by
+        key; a masked value sent back means unchanged, null removes), check the result
+        whole, store it. A new authorization code (providerData.code or OAuthCode) is
+        exchanged first: refused, nothing changes. The poll state is keyed by instance
+        and resource: watermarks survive the change."""
         row = self._row(org, instance_id)
         if not isinstance(changes, Mapping):
             raise BodyProblems(["the body is not a JSON object"])
+        before = self._prepared_row(row)
         body = dict(self.box.open(row.body))
         for key, value in changes.items():
-            if key == "configuration" and isinstance(value, Mapping):
-                conf = dict(body.get("configuration") or {})
+            if key in ("configuration", "providerData") and isinstance(value, Mapping):
+                merged = dict(body.get(key) or {})
                 for name, new in value.items():
                     if new == MASK:
                         continue
                     if new is None:
-                        conf.pop(name, None)
+                        merged.pop(name, None)
                     else:
-                        conf[name] = new
-                body["configuration"] = conf
+                        merged[name] = new
+                body[key] = merged
             elif key not in ("id", "token"):
                 body[key] = value
         prepared = self._prepare(body, instance_id)
-        if isinstance(changes.get("providerData"), Mapping) and prepared.settings.oauth_code:
+        code = prepared.settings.oauth_code
+        if code and code != before.settings.oauth_code:
             try:
                 tokens = exchange_code(prepared)
             except AuthError as exc:
