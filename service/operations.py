@@ -35,6 +35,8 @@ from sagesql.service.storage import InstanceRow, ServiceDatabase
 from sagesql.service.tokens import DatabaseTokenStore
 
 log = logging.getLogger("sagesql.service")
+# Named here: inside Operations, ``list`` is the method.
+Answers = list[dict[str, Any]]
 
 TARGETS = {"create": Create, "update": Update, "delete": Delete}
 EVENT_STATES = ("pending", "dead", "delivered")
@@ -152,7 +154,7 @@ class Operations:
         self._changed()
         return {**self._view(row, body), "token": token}
 
-    def list(self, org: Org) -> list[dict[str, Any]]:
+    def list(self, org: Org) -> Answers:
         return [self._view(r, self.box.open(r.body)) for r in self.database.instances(org.id)]
 
     def get(self, org: Org, instance_id: str) -> dict[str, Any]:
@@ -250,9 +252,7 @@ class Operations:
             self._read[row.id] = (row.updated, prepared)
         return prepared
 
-    def events(
-        self, org: Org, instance_id: str, state: str | None, limit: int
-    ) -> list[dict[str, Any]]:
+    def events(self, org: Org, instance_id: str, state: str | None, limit: int) -> Answers:
         """Recent notifications: pending and dead ones from the outbox, delivered ones
         from the service's note of them; newest first within each state."""
         if state is not None and state not in EVENT_STATES:
@@ -260,7 +260,7 @@ class Operations:
                 f"unknown state {state!r}", hint=f"use one of {', '.join(EVENT_STATES)}"
             )
         self._row(org, instance_id)
-        out: list[dict[str, Any]] = []
+        out: Answers = []
         store = self._reader(instance_id)
         try:
             if state in (None, "pending"):
@@ -272,17 +272,17 @@ class Operations:
         finally:
             store.close()
         if state in (None, "delivered"):
-            for d in self.database.recent_deliveries(instance_id, limit):
+            for row in self.database.recent_deliveries(instance_id, limit):
                 out.append(
                     {
-                        "messageId": d["message_id"],
-                        "resource": d["resource"],
-                        "sink": d["sink"],
+                        "messageId": row["message_id"],
+                        "resource": row["resource"],
+                        "sink": row["sink"],
                         "state": "delivered",
                         "attempts": None,
-                        "time": _iso(d["delivered"]),
+                        "time": _iso(row["delivered"]),
                         "error": None,
-                        "events": d["events"],
+                        "events": row["events"],
                     }
                 )
         return out[:limit]
