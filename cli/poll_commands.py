@@ -6,7 +6,6 @@ Thin: options are parsed here, the work is sagesql.activities.polling's.
 from __future__ import annotations
 
 import sys
-from datetime import datetime, timezone
 from typing import Annotated, Any
 
 import typer
@@ -32,6 +31,18 @@ StateOption = Annotated[
     str | None,
     typer.Option("--state", help="The state file (default: beside the configuration)."),
 ]
+# -v repeats (-vv): a count, never a value ('-v 1' would read 1 as a command).
+VerboseOption = Annotated[
+    int,
+    typer.Option(
+        "--verbose",
+        "-v",
+        count=True,
+        metavar="",
+        show_default=False,
+        help="Log every cycle, delivery and retry to stderr; -vv also each request to Sage.",
+    ),
+]
 
 
 def _config(path: str | None, state: str | None) -> Any:
@@ -44,6 +55,8 @@ def _config(path: str | None, state: str | None) -> Any:
 
 
 def _logging(verbose: int, quiet: bool) -> None:
+    """The poller's log on stderr, the one place its lines are printed: tables with
+    events (INFO) and failures by default, every cycle and retry with -v (DEBUG)."""
     import logging
 
     logger = logging.getLogger("sagesql.poll")
@@ -53,7 +66,21 @@ def _logging(verbose: int, quiet: bool) -> None:
         handler._sagesql_poll = True  # type: ignore[attr-defined]
         logger.addHandler(handler)
         logger.propagate = False
-    logger.setLevel(logging.ERROR if quiet else logging.INFO if verbose else logging.WARNING)
+    logger.setLevel(logging.ERROR if quiet else logging.DEBUG if verbose else logging.INFO)
+
+
+def _requests_logged(settings: Any, verbose: int) -> Any:
+    """-vv and more: the connection's requests logged too, as 'sagesql query -vv' does."""
+    if verbose < 2:
+        return settings
+    from dataclasses import replace
+
+    from sagesql.activities.clients import MAX_VERBOSITY
+    from sagesql.connector import logs
+
+    settings = replace(settings, verbosity=max(settings.verbosity, min(verbose, MAX_VERBOSITY)))
+    logs.configure(settings, to_stderr=True)
+    return settings
 
 
 @app.callback(invoke_without_command=True)
@@ -61,7 +88,12 @@ def poll(
     ctx: typer.Context,
     config: ConfigOption = None,
     once: Annotated[
-        bool, typer.Option("--once", help="One cycle, deliver what is due, and stop.")
+        bool,
+        typer.Option(
+            "--once",
+            help="One cycle, deliver what is due, and stop. Exit 1 when a table failed, 3 "
+            "when messages wait for a retry or were parked as dead letters.",
+        ),
     ] = False,
     interval: Annotated[
         str | None,
@@ -73,37 +105,52 @@ def poll(
     explain: Annotated[
         bool,
         typer.Option(
-            "--explain", help="Print each table's window query and requests; send nothing."
+            "--explain",
+            help="Print each table's next window (from the stored watermark when the state "
+            "exists), its requests, and when ids are compared next; send nothing.",
         ),
     ] = False,
-    verbose: Annotated[
-        int, typer.Option("--verbose", "-v", count=True, help="Log every cycle to stderr.")
-    ] = 0,
+    callback_url: Annotated[
+        str | None,
+        typer.Option(
+            "--callback-url",
+            metavar="<url>",
+            help="A trial run: this run's events go to URL instead of the webhook sinks' URL "
+            "(their signature key and auth kept). The state moves as usual: give --state "
+            "to keep the real one untouched.",
+        ),
+    ] = None,
+    sink: Annotated[
+        str | None,
+        typer.Option(
+            "--sink",
+            metavar="<stdout|jsonl:path>",
+            help="A trial run: this run's events go to stdout or a JSON lines file instead "
+            "of every configured sink (messages pending for those wait for a later run).",
+        ),
+    ] = None,
+    verbose: VerboseOption = 0,
     quiet: Annotated[bool, typer.Option("--quiet", "-q", help="Only errors on stderr.")] = False,
 ) -> None:
     """Poll the configured tables every interval and deliver their change events."""
     if ctx.invoked_subcommand is not None:
         return
+    from dataclasses import replace
+
     from sagesql.activities.polling import runner
+    from sagesql.activities.polling.sinks import redirect
     from sagesql.activities.polling.timeparse import duration
 
     _logging(verbose, quiet)  # before reading: the instance's warnings go to stderr too
     conf = _config(config, state)
+    sinks, held = redirect(conf.sinks, callback_url=callback_url, to=sink)
+    conf = replace(conf, sinks=sinks)
     if explain:
-        typer.echo(_explain(conf, _product(conf, connection, profile)))
+        typer.echo(runner.explain(conf, _product(conf, connection, profile)))
         return
-    settings = _settings(conf, connection, profile)
+    settings = _requests_logged(_settings(conf, connection, profile), verbose)
     every = duration(interval, what="--interval") if interval else None
-
-    def report(results: list[Any]) -> None:
-        if quiet:
-            return
-        stamp = datetime.now(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-        for result in results:
-            if verbose or result.events or result.error:
-                typer.echo(f"{stamp} {result.summary()}", err=True)
-
-    code = runner.run(conf, settings, once=once, interval=every, report=report)
+    code = runner.run(conf, settings, once=once, interval=every, held=held)
     if code:
         raise typer.Exit(code)
 
@@ -132,46 +179,19 @@ def _product(conf: Any, connection: str | None, profile: str | None) -> str:
     return check_product(conf, settings)
 
 
-def _explain(conf: Any, product: str) -> str:
-    from sagesql.activities.polling.tables import resolve
-    from sagesql.activities.polling.timeparse import describe, iso
-    from sagesql.activities.polling.window import Window
-    from sagesql.schemas.catalog import default_catalog
+# The subcommands take the connection options 'poll' takes (integration tools pass the
+# same options to every subcommand); status and reset need no connection.
+def _replay_product(conf: Any, connection: str | None, profile: str | None) -> str | None:
+    """The product webhook notifications name: the configuration's, else the connection's
+    (when one is given or configured; replay needs no credentials)."""
+    from sagesql.errors import ConfigurationError
 
-    catalog = default_catalog()
-    upper = datetime.now(timezone.utc).replace(microsecond=0)
-    lower = upper - conf.interval
-    out = []
-    for spec in resolve(conf, catalog, product):
-        size = min(spec.table.paging.max_page_size, spec.page_size or 10**9)
-        head = (
-            f"{spec.name}: table {spec.table.name}, {spec.mode}"
-            f", lookback {describe(spec.lookback)}, delay {describe(spec.delay)}"
-            f", deletions: {spec.deletes}"
-        )
-        out.append(head)
-        if spec.placeholders:
-            from sagesql.activities.polling.instance import render
-
-            shown = ", ".join(
-                f"{p} -> {render(p, lower, spec.date_timezone)}" for p in spec.placeholders
-            )
-            out.append(f"  placeholders (at the watermark): {shown}")
-        if spec.updated is None:
-            out.append("  every cycle reads every row (snapshot comparison)")
-            continue
-        window = Window(spec, size, catalog)
-        chunked, flagged = window.keyset
-        if chunked:
-            how = f"  read in keyset chunks of {size}"
-            out.append(how + (" (the filter applied by SQLite)" if flagged else ""))
-        else:
-            out.append("  read as one query paged by the API")
-        explained = window.explain(iso(lower - spec.lookback), iso(upper - spec.delay))
-        # The requests and what the API applies; the local SQL is sagesql query's business.
-        shown = explained.split("\nlocal (SQLite):", 1)[0]
-        out.extend("  " + line for line in shown.splitlines())
-    return "\n".join(out)
+    if conf.product:
+        return str(conf.product)
+    try:
+        return _product(conf, connection, profile)
+    except ConfigurationError:
+        return None
 
 
 @app.command("status")
@@ -179,6 +199,8 @@ def status_command(
     config: ConfigOption = None,
     state: StateOption = None,
     format: Annotated[str, typer.Option("--format", "-f", help="table or json.")] = "table",
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Per table: watermark, last cycle, lag, outbox depth and dead letters."""
     from sagesql.activities.polling import runner
@@ -215,13 +237,17 @@ def replay_command(
     table: Annotated[
         str | None, typer.Option("--table", help="Only this table's dead letters.")
     ] = None,
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Send the dead letters again, in their original order."""
     from sagesql.activities.polling import runner
 
     conf = _config(config, state)
     _logging(0, False)
-    count, report = runner.replay(conf, table=table)
+    count, report = runner.replay(
+        conf, table=table, product=_replay_product(conf, connection, profile)
+    )
     if report is None:
         where = "the running poller will send them" if count else "nothing to replay"
         typer.echo(f"{count} dead letter(s) back in the outbox: {where}")
@@ -240,6 +266,8 @@ def reset_command(
     since: Annotated[str, typer.Option("--since", help="Poll again from this time (ISO 8601).")],
     config: ConfigOption = None,
     state: StateOption = None,
+    connection: ConnectionOption = None,
+    profile: ProfileOption = None,
 ) -> None:
     """Rewind a table: its changes since TIME are polled (and delivered) again."""
     from sagesql.activities.polling import runner

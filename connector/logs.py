@@ -84,15 +84,53 @@ _URL_PASSWORD = re.compile(r"(?i)(\b[a-z][a-z0-9+.-]*://[^:/@\s]*:)([^@/\s]+)(@)
 logging.getLogger(LOGGER).addHandler(logging.NullHandler())
 
 _SHORTEST_SECRET = 3  # shorter values would mask every occurrence of a common letter
-_registered: set[str] = set()
+# The most recent secrets registered, oldest first: a service refreshing thousands of
+# instances' tokens for weeks must not keep (nor scan, per log line) every token it
+# ever saw. Access tokens live minutes, so the oldest are long dead when they drop out.
+MAX_REGISTERED = 4096
+_registered: dict[str, None] = {}
 _registered_lock = threading.Lock()
+_pattern: re.Pattern[str] | None = None  # every registered variant, longest first
 
 
 def register_secret(value: str | None) -> None:
     """Mask this value in every log line from now on (tokens obtained at run time)."""
+    global _pattern
     if value and len(value) >= _SHORTEST_SECRET:
         with _registered_lock:
-            _registered.add(value)
+            if value in _registered:
+                return
+            _registered[value] = None
+            while len(_registered) > MAX_REGISTERED:
+                del _registered[next(iter(_registered))]
+            _pattern = None
+
+
+def registered_secrets() -> list[str]:
+    """The secrets registered now (for tests, which put them back as they found them)."""
+    with _registered_lock:
+        return list(_registered)
+
+
+def forget_secrets(keep: Iterable[str] = ()) -> None:
+    """Forget every registered secret but ``keep``."""
+    global _pattern
+    with _registered_lock:
+        _registered.clear()
+        _registered.update(dict.fromkeys(keep))
+        _pattern = None
+
+
+def _registered_pattern() -> re.Pattern[str] | None:
+    """One regular expression for every variant of every registered secret (built once per
+    change, not per log line), longest first so that a secret holding another is masked
+    whole."""
+    global _pattern
+    with _registered_lock:
+        if _pattern is None and _registered:
+            forms = sorted({v for s in _registered for v in _variants(s)}, key=len, reverse=True)
+            _pattern = re.compile("|".join(re.escape(f) for f in forms))
+        return _pattern
 
 
 def _variants(secret: str) -> set[str]:
@@ -103,13 +141,15 @@ def _variants(secret: str) -> set[str]:
 
 def redact(text: str, secrets: Iterable[str] = ()) -> str:
     """The text with secret values, auth headers and secret fields masked."""
-    with _registered_lock:
-        known = set(_registered)
-    known.update(s for s in secrets if s and len(s) >= _SHORTEST_SECRET)
-    # Longest first, so that a secret containing another is masked whole.
-    for value in sorted({v for s in known for v in _variants(s)}, key=len, reverse=True):
-        if value in text:
-            text = text.replace(value, MASK)
+    given = [s for s in secrets if s and len(s) >= _SHORTEST_SECRET]
+    if given:
+        # Longest first, so that a secret containing another is masked whole.
+        for value in sorted({v for s in given for v in _variants(s)}, key=len, reverse=True):
+            if value in text:
+                text = text.replace(value, MASK)
+    pattern = _registered_pattern()
+    if pattern is not None:
+        text = pattern.sub(MASK, text)
     text = _AUTH_HEADER.sub(lambda m: f"{m[1]}{m[2]}{MASK}", text)
     text = _QUOTED_FIELD.sub(lambda m: f"{m[1]}{m[2]}{m[1]}{m[3]}{m[4]}{MASK}{m[4]}", text)
     text = _ASSIGNED_FIELD.sub(lambda m: f"{m[1]}={MASK}", text)

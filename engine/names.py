@@ -4,12 +4,18 @@ Each reference to a catalog table gets a private local name (the SQLite table it
 will fill) and keeps the alias the statement uses; CTE names are left alone. Columns
 are then qualified and ``*`` expanded by sqlglot's qualifier against the catalog's
 columns, so that unknown or ambiguous names fail here, before anything is sent.
+
+Every table also has a column it does not list, :data:`RECORD_COLUMN`: the record as
+the API returned it, as JSON text (for a line table, the line). Its JSON path is empty
+(the record itself), so fetching fills it like any column, and only a statement that
+names it pays for it: ``*`` never includes it (stars are expanded before it joins the
+tables' columns), and a statement that does not name it reads and stores nothing more.
 """
 
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
@@ -18,9 +24,33 @@ from sqlglot.optimizer.qualify import qualify
 from sagesql.engine.statement import READ_DIALECT, position
 from sagesql.engine.values import SQLITE_TYPES
 from sagesql.errors import ProgrammingError, UnknownColumnError, UnknownTableError
-from sagesql.schemas.catalog import Catalog, Table, did_you_mean
+from sagesql.schemas.catalog import Catalog, Column, Table, did_you_mean
 
 LOCAL_PREFIX = "__sagesql_t"
+# The record as the API returned it (module docstring): the poller's events carry it.
+RECORD_COLUMN = "sagesql_record"
+_RECORD = Column(
+    name=RECORD_COLUMN,
+    type="JSON",
+    path=(),
+    nullable=False,
+    read_only=True,
+    required_on_create=False,
+    description="The record as the API returned it (JSON); for a line table, the line.",
+)
+
+
+def with_record(table: Table) -> Table:
+    """The table with its record column (for one statement: the catalog's stays as is)."""
+    if table.has_column(RECORD_COLUMN):
+        return table
+    columns = (*table.columns, _RECORD)
+    return replace(table, columns=columns, _by_name={c.name.lower(): c for c in columns})
+
+
+def names_record(tree: exp.Expression) -> bool:
+    """Whether the statement names the record column anywhere."""
+    return any(c.name.lower() == RECORD_COLUMN for c in tree.find_all(exp.Column))
 
 
 @dataclass
@@ -42,6 +72,7 @@ def resolve(
 ) -> tuple[exp.Expression, list[TableRef]]:
     """The qualified tree and its table references (in order of appearance)."""
     ctes = {cte.alias_or_name.lower() for cte in tree.find_all(exp.CTE)}
+    record = names_record(tree)
     refs: list[TableRef] = []
     _name_output_columns(tree)  # before tables get their private names
     for node in list(tree.find_all(exp.Table)):
@@ -70,21 +101,32 @@ def resolve(
         node.set("alias", exp.TableAlias(this=exp.to_identifier(alias)))
         refs.append(TableRef(table, local, alias))
     _check_qualifiers(tree)
-    schema: dict[str, object] = {
-        ref.local_name: {c.name: SQLITE_TYPES[c.type] for c in ref.table.columns} for ref in refs
-    }
     try:
-        qualified = qualify(
-            tree,
-            schema=schema,
-            dialect=READ_DIALECT,
-            validate_qualify_columns=True,
-            quote_identifiers=False,
-            identify=False,
-        )
+        if record:
+            # Stars first, over the listed columns only (the record column unknown,
+            # so left alone); then every column, the record column among them.
+            tree = _qualify(tree, refs, validate=False)
+            for ref in refs:
+                ref.table = with_record(ref.table)
+        qualified = _qualify(tree, refs, validate=True)
     except OptimizeError as exc:
         raise _column_error(str(exc), refs) from None
     return qualified, refs
+
+
+def _qualify(tree: exp.Expression, refs: list[TableRef], *, validate: bool) -> exp.Expression:
+    schema: dict[str, object] = {
+        ref.local_name: {c.name: SQLITE_TYPES[c.type] for c in ref.table.columns} for ref in refs
+    }
+    return qualify(
+        tree,
+        schema=schema,
+        dialect=READ_DIALECT,
+        validate_qualify_columns=validate,
+        allow_partial_qualification=not validate,
+        quote_identifiers=False,
+        identify=False,
+    )
 
 
 def _name_output_columns(tree: exp.Expression) -> None:
@@ -136,7 +178,7 @@ def _column_error(message: str, refs: list[TableRef]) -> ProgrammingError:
                 f"column {name!r}{where} is ambiguous (in {listed})",
                 hint=f"qualify it, e.g. {owners[0].alias}.{name}",
             )
-        candidates = {c.name for ref in refs for c in ref.table.columns}
+        candidates = {c.name for ref in refs for c in ref.table.columns} | {RECORD_COLUMN}
         tables = ", ".join(sorted({ref.table.name for ref in refs})) or "the query"
         hint = did_you_mean(name, candidates)
         if hint is None:

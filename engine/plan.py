@@ -40,7 +40,7 @@ from sagesql.engine.conditions import (
     to_predicate,
 )
 from sagesql.engine.local import SQLITE_AGGREGATES
-from sagesql.engine.names import TableRef
+from sagesql.engine.names import RECORD_COLUMN, TableRef
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.schemas.catalog import Catalog, Table
 
@@ -327,12 +327,21 @@ def _plan_scan(
     return scan
 
 
+def _every_field(scan: Scan) -> bool:
+    """Whether the scan needs every field: all columns, or the record column alone or
+    with the key (the whole record). Beside other columns, the record holds the fields
+    they need (an instance's attributes= polls those; its events carry what Sage sent)."""
+    if len(scan.columns) == len(scan.table.columns):
+        return True
+    return RECORD_COLUMN in scan.columns and set(scan.columns) <= {RECORD_COLUMN, scan.table.key}
+
+
 def _choose_requests(scan: Scan) -> bool:
     """Set the scan's list parameters or key lookups; True when it reads keys one by one."""
     table = scan.table
     dialect = dialect_for(table, scan.settings)
     lookup = dialect.key_values(scan.conjuncts)
-    needed = None if len(scan.columns) == len(table.columns) else scan.columns
+    needed = None if _every_field(scan) else scan.columns
     scan.pushed = dialect.push(scan.conjuncts, order=scan.order, columns=needed)
     if lookup is not None:
         index, keys = lookup

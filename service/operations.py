@@ -35,12 +35,14 @@ from sagesql.service.storage import InstanceRow, ServiceDatabase
 from sagesql.service.tokens import DatabaseTokenStore
 
 log = logging.getLogger("sagesql.service")
-# Named here: inside Operations, ``list`` is the method.
-Answers = list[dict[str, Any]]
 
 TARGETS = {"create": Create, "update": Update, "delete": Delete}
 EVENT_STATES = ("pending", "dead", "delivered")
 READ_ATTEMPTS = 5
+
+
+# JSON rows answered by the API (the class has a method named list).
+Rows = list[dict[str, Any]]
 
 
 class NotFound(Error):
@@ -154,7 +156,7 @@ class Operations:
         self._changed()
         return {**self._view(row, body), "token": token}
 
-    def list(self, org: Org) -> Answers:
+    def list(self, org: Org) -> Rows:
         return [self._view(r, self.box.open(r.body)) for r in self.database.instances(org.id)]
 
     def get(self, org: Org, instance_id: str) -> dict[str, Any]:
@@ -252,7 +254,7 @@ class Operations:
             self._read[row.id] = (row.updated, prepared)
         return prepared
 
-    def events(self, org: Org, instance_id: str, state: str | None, limit: int) -> Answers:
+    def events(self, org: Org, instance_id: str, state: str | None, limit: int) -> Rows:
         """Recent notifications: pending and dead ones from the outbox, delivered ones
         from the service's note of them; newest first within each state."""
         if state is not None and state not in EVENT_STATES:
@@ -260,7 +262,7 @@ class Operations:
                 f"unknown state {state!r}", hint=f"use one of {', '.join(EVENT_STATES)}"
             )
         self._row(org, instance_id)
-        out: Answers = []
+        out: Rows = []
         store = self._reader(instance_id)
         try:
             if state in (None, "pending"):
@@ -272,17 +274,17 @@ class Operations:
         finally:
             store.close()
         if state in (None, "delivered"):
-            for row in self.database.recent_deliveries(instance_id, limit):
+            for sent in self.database.recent_deliveries(instance_id, limit):
                 out.append(
                     {
-                        "messageId": row["message_id"],
-                        "resource": row["resource"],
-                        "sink": row["sink"],
+                        "messageId": sent["message_id"],
+                        "resource": sent["resource"],
+                        "sink": sent["sink"],
                         "state": "delivered",
                         "attempts": None,
-                        "time": _iso(row["delivered"]),
+                        "time": _iso(sent["delivered"]),
                         "error": None,
-                        "events": row["events"],
+                        "events": sent["events"],
                     }
                 )
         return out[:limit]

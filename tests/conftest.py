@@ -10,6 +10,17 @@ REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "schemas" / "definitions"
 
 
+@pytest.fixture(autouse=True)
+def _secrets_registered_stay_with_their_test():
+    """Secrets a test registers for log masking (the published instances' placeholder
+    ``xxxx...`` among them) are forgotten after it: they would mask other tests' text."""
+    from sagesql.connector import logs
+
+    before = logs.registered_secrets()
+    yield
+    logs.forget_secrets(keep=before)
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

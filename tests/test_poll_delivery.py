@@ -19,6 +19,7 @@ from typing import Any
 import pytest
 from test_poll_helpers import (
     Receiver,
+    connection_string,
     frozen_at,
     jsonl_events,
     poll_config,
@@ -39,7 +40,14 @@ from sagesql.activities.polling.events import (
     make_event,
     platform_body,
 )
-from sagesql.activities.polling.sinks import SIGNATURE_HEADER, LinesSink, build, signature
+from sagesql.activities.polling.sinks import (
+    SIGNATURE_HEADER,
+    LinesSink,
+    build,
+    redirect,
+    signature,
+)
+from sagesql.connector.sources import load_settings
 
 T0 = utc(2026, 2, 1, 9, 0, 0)
 
@@ -248,7 +256,7 @@ def test_event_ids_and_message_ids_derive_from_the_change():
             mark="U",
             stamp=stamp,
             date=stamp,
-            record={},
+            raw={},
         )
 
     a, b = event("1", "2026-01-01T00:00:00Z"), event("1", "2026-01-01T00:00:01Z")
@@ -287,7 +295,7 @@ def test_jsonl_and_stdout_sinks_write_one_plain_event_per_line(tmp_path):
             mark="U",
             stamp="2026-01-01T00:00:00.000Z",
             date="2026-01-01T00:00:00.000Z",
-            record={"id": 7},
+            raw={"id": 7},
         )
     ]
     (message,) = batch("inst", "customers", events)
@@ -307,7 +315,7 @@ def test_jsonl_and_stdout_sinks_write_one_plain_event_per_line(tmp_path):
     data = json.loads(line)
     assert data["eventType"] == "CREATED" and data["objectId"] == "7"
     assert data["messageId"] == message.message_id and data["instanceId"] == "inst"
-    assert data["record"] == {"id": 7}
+    assert data["raw"] == {"id": 7}
     assert isinstance(sinks["stdout"], LinesSink)
 
 
@@ -329,3 +337,54 @@ def test_status_shows_watermark_lag_outbox_and_dead_letters(start_sandbox, tmp_p
     assert row["lag"] == "2s" and row["outbox"] == 1 and row["dead_letters"] == 0
     assert row["events"] == 4 and row["cycles"] == 3
     assert "503" in row["delivery_error"]
+
+
+def test_max_attempts_is_the_most_a_message_gets(start_sandbox, tmp_path, receiver, caplog):
+    sbx = start_sandbox("sage_200", rows=20, rate_limit_per_minute=0)
+    frozen_at(sbx, T0)
+    # Far from give_up_after: the attempts bound comes first and alone decides.
+    policy = DeliveryConfig(give_up_after=timedelta(hours=1), max_attempts=2)
+    config = poll_config(
+        tmp_path, ["customers"], sinks=[_webhook(receiver)], delay=seconds(0), delivery=policy
+    )
+    s = session(sbx, config)
+    clock = FakeClock()
+    deliverer = Deliverer(s.store, "test", s.sinks, policy, clock=clock, jitter=lambda: 1)
+    try:
+        s.poller.cycle()
+        receiver.status = 503
+        _produce(sbx, s, batches=1, per_batch=3, start=T0)
+        with caplog.at_level("DEBUG", logger="sagesql.poll"):
+            for _ in range(20):  # ten simulated minutes
+                deliverer.deliver_due()
+                clock.advance(30)
+        (dead,) = s.store.dead_letters("test")
+        assert dead.attempts == 2
+        assert "parked as a dead letter after 2 attempt(s)" in caplog.text
+        assert "attempt 1 of 2 failed" in caplog.text and "attempt 3" not in caplog.text
+    finally:
+        s.close()
+
+
+def test_a_trial_run_holds_the_configured_sinks_messages(start_sandbox, tmp_path, receiver):
+    """--sink/--callback-url: the replaced sinks' pending messages wait, never parked."""
+    sbx = start_sandbox("sage_200", rows=20, rate_limit_per_minute=0)
+    frozen_at(sbx, T0)
+    config = poll_config(tmp_path, ["customers"], sinks=[_webhook(receiver)], delay=seconds(0))
+    s = session(sbx, config)
+    try:
+        s.poller.cycle()
+        receiver.status = 503
+        _produce(sbx, s, batches=1, per_batch=2, start=T0)
+        assert s.deliverer.deliver_due().retried == 1
+    finally:
+        s.close()
+    touch_sage200(sbx, "customers", sage200_keys(sbx, "customers")[5:6], T0 + seconds(10))
+    frozen_at(sbx, T0 + seconds(12))
+    sinks, held = redirect(config.sinks, to=f"jsonl:{tmp_path / 'trial.jsonl'}")
+    settings = load_settings(connection_string(sbx, "trial"), use_environment=False)
+    code = runner.run(replace(config, sinks=sinks), settings, once=True, held=held)
+    assert code == 0  # the trial sink got everything of this run
+    assert [e["objectId"] for e in jsonl_events(tmp_path / "trial.jsonl")] == ["6"]
+    (row,) = runner.status(config)
+    assert row["outbox"] == 1 and row["dead_letters"] == 0  # the webhook's message waits

@@ -190,8 +190,9 @@ def test_the_cli_polls_reports_rewinds_and_replays(start_sandbox, tmp_path, rece
     frozen_at(sbx, T1 + seconds(10))
     receiver.status = 503
     second = _cli("poll", *common, "--once", "-v", env=env)
-    assert second.returncode == 0, second.stderr
+    assert second.returncode == 3, second.stderr  # the message waits for a retry
     assert "accounts: 1 UPDATED" in second.stderr
+    assert "1 message(s) not delivered: 1 wait for a retry" in second.stderr
     status = _cli("poll", "status", *common, "--format", "json", env=env)
     rows = {r["table"]: r for r in json.loads(status.stdout)}
     assert (

@@ -65,7 +65,8 @@ def test_the_window_is_names_and_parameters(tmp_path: Any) -> None:
     assert window.keyset == (True, True)  # LIKE is not exact: the filter is a result column
     query = window.updated("2026-01-01T00:00:00Z", "2026-01-02T00:00:00Z", ("2026-01-01", 9))
     assert query.sql == (
-        "SELECT *, CASE WHEN ((name LIKE 'N%')) THEN 1 ELSE 0 END AS sagesql_poll_match "
+        'SELECT *, "sagesql_record", '
+        "CASE WHEN ((name LIKE 'N%')) THEN 1 ELSE 0 END AS sagesql_poll_match "
         'FROM "customers" WHERE "date_time_updated" >= :lower AND "date_time_updated" <= :upper'
         ' AND ("date_time_updated" > :cu OR ("date_time_updated" = :cu AND "id" > :ck))'
         ' ORDER BY "date_time_updated", "id" LIMIT :n'
@@ -110,6 +111,7 @@ class _Recorder:
         page_size: int,
         limit: int | None = None,
         parallel: bool = False,
+        offset: int = 0,
     ) -> Iterator[dict[str, Any]]:
         self.asked.append((path, dict(params or {}), page_size, limit, parallel))
         yield from self.answer

@@ -63,7 +63,7 @@ def message() -> Any:
         mark="U",
         stamp="2026-02-01T09:00:00Z",
         date="2026-02-01T09:00:00Z",
-        record={"id": 7, "name": "Acme"},
+        raw={"id": 7, "name": "Acme"},
     )
     (one,) = batch("inst", "customers", [event])
     return one

@@ -16,7 +16,8 @@ A native file (TOML, or JSON of the same shape)::
     name = "customers"                  # objectType in events (default: as written)
     filter = "balance > 0"              # an SQL condition on the table's columns
     deletes = "auto"                    # auto | api | compare | off
-    compare_every = "24h"               # id-set comparison, for tables without deletions
+    compare_every = "1h"                # id sets compared this often (tables without a
+                                        # deletion feed); default: every 3rd cycle
 
     [[sinks]]
     type = "webhook"                    # webhook | jsonl | stdout
@@ -61,7 +62,9 @@ DEFAULT_INTERVAL = timedelta(minutes=15)
 DEFAULT_LOOKBACK = timedelta(minutes=2)
 DEFAULT_DELAY = timedelta(seconds=5)
 DEFAULT_TOLERANCE = timedelta(seconds=1)
-DEFAULT_COMPARE_EVERY = timedelta(hours=24)
+# Without compare_every, id sets are compared every this many cycles (the first one
+# included), so that a deletion is reported within a few cycles.
+COMPARE_EVERY_CYCLES = 3
 SINK_KINDS = ("webhook", "jsonl", "stdout")
 DELETE_MODES = ("auto", "api", "compare", "off")
 

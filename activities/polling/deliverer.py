@@ -7,13 +7,16 @@ are independent of each other.
 
 A failed attempt is retried after an exponential backoff with jitter: the n-th wait is
 ``backoff * 2**(n-1)``, capped at ``backoff_cap``, times a random factor between 0.5
-and 1 (``Retry-After`` is honoured as a minimum). The lane gives up once it has been
-failing for ``give_up_after`` and its message has had ``max_attempts`` attempts, or at
-once when the receiver's answer says a retry cannot help (a 4xx): the message is then
-parked as a dead letter, kept in the outbox until ``sagesql poll replay``. While a lane
-keeps failing past its bound, each further message is parked after one attempt, so a
-long outage parks the backlog in order instead of delivering it out of order; the
-first success closes the outage.
+and 1 (``Retry-After`` is honoured as a minimum). A message is given up after
+``max_attempts`` attempts, or once its lane has been failing for ``give_up_after``,
+whichever comes first, or at once when the receiver's answer says a retry cannot
+help (a 4xx): it is then parked as a dead letter, kept in the outbox until ``sagesql
+poll replay``. While a lane keeps failing past ``give_up_after``, each further message
+is parked after one attempt, so a long outage parks the backlog in order instead of
+delivering it out of order; the first success closes the outage.
+
+Lanes of ``held`` sinks (configured, but replaced for one run by ``--sink`` or
+``--callback-url``) are left as they are, for a later run to deliver.
 
 Time is a parameter (``clock``), and nothing here sleeps: :meth:`Deliverer.deliver_due`
 sends what is due now, :meth:`Deliverer.run` waits for the next due time or a wake-up.
@@ -26,7 +29,7 @@ import logging
 import random
 import threading
 import time
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from dataclasses import dataclass
 
 from sagesql.activities.polling.config import DeliveryConfig
@@ -63,6 +66,7 @@ class Deliverer:
         *,
         clock: Callable[[], float] = time.time,
         jitter: Callable[[], float] = random.random,
+        held: Collection[str] = (),
     ) -> None:
         self.store = store
         self.instance = instance
@@ -70,6 +74,7 @@ class Deliverer:
         self.policy = policy
         self.clock = clock
         self.jitter = jitter
+        self.held = frozenset(held)
         self.wake = threading.Event()
 
     def wait_for(self, attempts: int) -> float:
@@ -82,7 +87,8 @@ class Deliverer:
         """Send every message that is due now, lane by lane, until none is."""
         report = DeliveryReport()
         for lane in self.store.lanes(self.instance):
-            report += self._lane(lane)
+            if lane.sink not in self.held:
+                report += self._lane(lane)
         return report
 
     def _lane(self, lane: Lane) -> DeliveryReport:
@@ -123,12 +129,11 @@ class Deliverer:
             sink.send(delivery.message_id, delivery.table, delivery.events)
         except DeliveryFailed as failure:
             since = failing_since if failing_since is not None else now
+            # Whichever bound comes first: max_attempts is the most a message gets. In a
+            # lane failing past give_up_after, a message is parked after one attempt:
+            # the head before it was parked in this outage (order is kept).
             spent = now - since >= self.policy.give_up_after.total_seconds()
-            exhausted = spent and attempts >= self.policy.max_attempts
-            # A first attempt in a lane failing past its bound: the head before it was
-            # parked in this outage, so this one goes the same way (order is kept).
-            past_bound = spent and failing_since is not None and delivery.attempts == 0
-            if failure.permanent or exhausted or past_bound:
+            if failure.permanent or spent or attempts >= self.policy.max_attempts:
                 why = "" if failure.permanent else f" (failing for {now - since:.0f} s)"
                 self.store.park(delivery, attempts=attempts, error=failure.reason + why, now=now)
                 log.warning(
@@ -144,12 +149,13 @@ class Deliverer:
             self.store.retry(
                 delivery, attempts=attempts, next_at=now + wait, error=failure.reason, now=now
             )
-            log.info(
-                "%s -> %s: %s; retry %d in %.1f s",
+            log.debug(
+                "%s -> %s: attempt %d of %d failed: %s; next in %.1f s",
                 delivery.table,
                 delivery.sink,
-                failure.reason,
                 attempts,
+                self.policy.max_attempts,
+                failure.reason,
                 wait,
             )
             return "retry"
@@ -157,7 +163,11 @@ class Deliverer:
         return "delivered"
 
     def next_due(self) -> float | None:
-        return self.store.next_due(self.instance)
+        return self.store.next_due(self.instance, skip=self.held)
+
+    def waiting(self) -> int:
+        """Messages still pending to this deliverer's sinks (a retry, or not yet sent)."""
+        return self.store.waiting(self.instance, list(self.sinks))
 
     def drain(self, *, within: float = 0.0) -> DeliveryReport:
         """Deliver what is due, waiting up to ``within`` seconds for retries to come due."""

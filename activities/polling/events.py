@@ -2,7 +2,12 @@
 
 An event is one change of one row: the table's name as configured (``objectType``),
 the row's id (``objectId``), the kind, the time the API gives the change (the
-updated or deleted date, as stored by the engine: ``eventDate``) and the row itself.
+updated or deleted date, as stored by the engine: ``eventDate``) and ``raw``, the
+record as the API returned it (its own field names, nested objects and links as the
+list sent them; for a line table the line). A DELETED event's ``raw`` is what the
+API said of the deletion: Accounting's ``deleted_since`` record; for an id set
+compared (Sage 200, CRM: no deletion feed) the key as the API spells it
+(``{"id": 12}``, ``{"comp_companyid": 7}``), since a vanished record cannot be read.
 Its ``eventId`` is a UUID derived from (instance, table, key, kind of mark, time), so
 the same change polled twice (after a crash, a lookback, a ``poll reset``) gets the
 same id and receivers can dedupe by it.
@@ -14,7 +19,7 @@ in the integration platforms' notification shape::
     {"message": {"eventId", "instanceId", "instanceName", "elementKey",
                  "events": [{"eventType", "objectType", "objectId", "eventDate",
                              "elementKey", "eventId"}],
-                 "raw": {"<objectType>": [row, ...]}}}
+                 "raw": {"<objectType>": [record, ...]}}}
 
 or as JSON lines, one plain event per line (:func:`plain_lines`).
 
@@ -80,7 +85,7 @@ class Event:
     mark: str  # MARK_UPDATE, MARK_DELETE or MARK_SNAPSHOT
     stamp: str  # the change's time as the API gives it (or a content hash for snapshots)
     date: str  # eventDate
-    record: Mapping[str, Any] = field(default_factory=dict)
+    raw: Mapping[str, Any] = field(default_factory=dict)  # the record as the API sent it
     event_id: str = ""
 
     def plain(self) -> dict[str, Any]:
@@ -91,7 +96,7 @@ class Event:
             "objectType": self.table,
             "objectId": self.object_id,
             "eventDate": self.date,
-            "record": dict(self.record),
+            "raw": dict(self.raw),
         }
 
 
@@ -105,9 +110,9 @@ def make_event(
     mark: str,
     stamp: str,
     date: str,
-    record: Mapping[str, Any],
+    raw: Mapping[str, Any],
 ) -> Event:
-    """An event; ``record`` must hold JSON values (see :func:`json_value`)."""
+    """An event; ``raw`` must hold JSON values (the API's record does)."""
     key_text = str(key)
     return Event(
         table=table,
@@ -117,7 +122,7 @@ def make_event(
         mark=mark,
         stamp=stamp,
         date=date,
-        record=record,
+        raw=raw,
         event_id=event_id(instance, table, key_text, mark, stamp),
     )
 
@@ -188,10 +193,16 @@ def platform_body(
                 }
                 for e in events
             ],
-            "raw": {table: [e.get("record", {}) for e in events]},
+            "raw": {table: [raw_of(e) for e in events]},
         }
     }
     return dumps(body).encode("utf-8")
+
+
+def raw_of(event: Mapping[str, Any]) -> Any:
+    """A stored event's record (outboxes written before ``raw`` held the SQL row, as
+    ``record``: those messages go out as they were polled)."""
+    return event.get("raw", event.get("record", {}))
 
 
 def plain_lines(message_id: str, events: Sequence[Mapping[str, Any]], origin: Origin) -> list[str]:

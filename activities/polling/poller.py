@@ -4,9 +4,14 @@ Per table and cycle (window.py has the queries)::
 
     upper  = server now - delay          frozen when the table's turn starts
     lower  = watermark - lookback        rows that became visible late are read again
-    rows   = the window, ORDER BY updated, key
+    rows   = the window, ORDER BY updated, key (each with its record as the API sent it)
     events = rows whose (key, updated) was not emitted yet; CREATED or UPDATED
     commit = the events' messages, their marks and the new watermark, in one transaction
+
+A table's first cycle without a configured ``start`` reads nothing: it sets the
+watermark, and the baseline, to the server's now (minus the delay). The lookback
+of later cycles reaches behind the baseline, but a change at or before it is never
+emitted: it happened before polling began.
 
 The watermark then moves to ``upper`` (never past the server's time as the first
 answer of the read gave it, minus the delay: a server whose clock was set back cannot
@@ -25,8 +30,9 @@ keep the second read from repeating events).
 Deletions: where the API reports them (``deleted_since``, exclusive) a second
 watermark reads the tombstones the same way (lookback, marks, frozen upper bound)
 and yields DELETED events. Elsewhere (``deletes = "compare"``) the ids are scanned
-every ``compare_every`` and ids that vanished since the last scan (or since they
-were emitted) become DELETED. Tables without an updated-date column are compared by
+every third cycle (or every ``compare_every``), keys only and in the largest pages
+the API allows, and ids that vanished since the last scan (or since they were
+emitted) become DELETED. Tables without an updated-date column are compared by
 snapshot: every row read, hashed and compared with the last cycle's.
 """
 
@@ -47,7 +53,7 @@ from typing import Any, Protocol
 import requests
 
 from sagesql.activities.polling.clock import ServerClock
-from sagesql.activities.polling.config import PollConfig
+from sagesql.activities.polling.config import COMPARE_EVERY_CYCLES, PollConfig
 from sagesql.activities.polling.events import (
     CREATED,
     DELETED,
@@ -67,6 +73,7 @@ from sagesql.activities.polling.timeparse import iso, parse_iso
 from sagesql.activities.polling.window import MATCH, Query, Window
 from sagesql.connector.seams import Client, Transport
 from sagesql.engine.fetch import deleted
+from sagesql.engine.names import RECORD_COLUMN
 from sagesql.engine.pipeline import run
 from sagesql.engine.values import datetime_text, from_storage
 from sagesql.errors import Error, OperationalError
@@ -143,6 +150,31 @@ def _floor(value: datetime) -> datetime:
     return value.replace(microsecond=0)
 
 
+def id_page_size(spec: TableSpec, pagesize: int | None) -> int:
+    """Rows per request of an id scan: the API's largest page (the connection's
+    Pagesize may cap it; a table's page_size is for whole records)."""
+    largest = spec.table.paging.max_page_size
+    return min(largest, pagesize) if pagesize else largest
+
+
+def compare_due(spec: TableSpec, state: TableState, now: datetime) -> bool:
+    """Whether this cycle compares the table's id set: the first cycle does, then every
+    COMPARE_EVERY_CYCLES cycles, or every ``compare_every`` when that is set."""
+    if spec.compare_every is not None:
+        return not state.compared_at or now - parse_iso(state.compared_at) >= spec.compare_every
+    if state.compared_cycle is None:
+        return True
+    return state.cycles - state.compared_cycle >= COMPARE_EVERY_CYCLES
+
+
+def cycles_to_compare(state: TableState | None) -> int:
+    """Which coming cycle compares the id set when compared every few cycles (1: the
+    next one)."""
+    if state is None or state.compared_cycle is None:
+        return 1
+    return max(1, state.compared_cycle + COMPARE_EVERY_CYCLES - state.cycles)
+
+
 class Poller:
     """Polls the configured tables of one instance through one connection."""
 
@@ -169,7 +201,10 @@ class Poller:
         hooks = self.transport.session.hooks.setdefault("response", [])
         if self.clock.hook not in hooks:
             hooks.append(self.clock.hook)
-        self.windows = {s.name: Window(s, self._chunk(s), connection.catalog) for s in self.specs}
+        self.windows = {
+            s.name: Window(s, self._chunk(s), connection.catalog, id_chunk=self._id_chunk(s))
+            for s in self.specs
+        }
         self._json_columns: dict[str, set[str]] = {}
         self.compare: dict[str, bool] = {}
         for spec in self.specs:
@@ -192,6 +227,9 @@ class Poller:
         if spec.page_size:
             sizes.append(spec.page_size)
         return min(sizes)
+
+    def _id_chunk(self, spec: TableSpec) -> int:
+        return id_page_size(spec, self.connection.settings.pagesize)
 
     # -- the cycle ------------------------------------------------------------------------
 
@@ -225,7 +263,8 @@ class Poller:
             log.warning("%s", result.summary())
         result.requests = self.transport.sent - sent
         if result.error is None:
-            log.info("%s", result.summary())
+            # A table with events says so; an idle one only when asked (-v).
+            log.log(logging.INFO if result.events else logging.DEBUG, "%s", result.summary())
         return result
 
     def _ensure_time(self, spec: TableSpec) -> None:
@@ -306,14 +345,16 @@ class Poller:
     def _record(
         self, spec: TableSpec, columns: Sequence[str], row: Sequence[Any]
     ) -> dict[str, Any]:
-        """A row as JSON values: JSON columns parsed, Decimal as numbers."""
+        """A row as JSON values: JSON columns parsed, Decimal as numbers. Snapshots hash
+        it rather than the API's record, which may change while the row does not (CRM's
+        ``$url`` names the host it was read through)."""
         json_columns = self._json_columns.get(spec.name)
         if json_columns is None:
             json_columns = {c.name for c in spec.table.columns if c.type == "JSON"}
             self._json_columns[spec.name] = json_columns
         record: dict[str, Any] = {}
         for name, value in zip(columns, row, strict=True):
-            if name == MATCH:
+            if name in (MATCH, RECORD_COLUMN):
                 continue
             if isinstance(value, str):
                 if name in json_columns:
@@ -324,11 +365,43 @@ class Poller:
             record[name] = value
         return record
 
+    @staticmethod
+    def _raw(text: Any) -> dict[str, Any]:
+        """A row's record as the API returned it, from the record column's JSON text."""
+        raw = json.loads(text) if isinstance(text, str) else None
+        return raw if isinstance(raw, dict) else {}
+
+    @staticmethod
+    def _key_record(spec: TableSpec, key: str, object_id: str | None = None) -> dict[str, Any]:
+        """The key (and id, when known) as the API spells them (``{"id": 12}``): all
+        that is left of a record found gone by comparing ids or snapshots."""
+        record: dict[str, Any] = {}
+        fields = [(spec.key, key)]
+        if object_id is not None and spec.id_field != spec.key:
+            fields.append((spec.id_field, object_id))
+        for name, text in fields:
+            column = spec.table.column(name)
+            value: Any = text
+            if column.type == "INTEGER":
+                with contextlib.suppress(ValueError):
+                    value = int(text)
+            node = record
+            for part in column.path[:-1]:
+                node = node.setdefault(part, {})
+            node[column.path[-1]] = value
+        return record
+
     def _row_events(
-        self, spec: TableSpec, columns: list[str], rows: Sequence[Sequence[Any]], flagged: bool
+        self,
+        spec: TableSpec,
+        columns: list[str],
+        rows: Sequence[Sequence[Any]],
+        flagged: bool,
+        baseline: datetime | None,
     ) -> list[Event]:
         at = {name: i for i, name in enumerate(columns)}
         upd, key, oid = at[spec.updated or ""], at[spec.key], at[spec.id_field]
+        raw = at[RECORD_COLUMN]
         created = at.get(spec.created) if spec.created else None
         match = at.get(MATCH) if flagged else None
         events = []
@@ -339,6 +412,8 @@ class Poller:
             if stamp is None:
                 continue
             updated_at = parse_iso(str(stamp))
+            if baseline is not None and updated_at <= baseline:
+                continue  # changed before polling began
             created_at = (
                 parse_iso(str(row[created])) if created is not None and row[created] else None
             )
@@ -352,7 +427,7 @@ class Poller:
                     mark=MARK_UPDATE,
                     stamp=str(stamp),
                     date=str(stamp),
-                    record=self._record(spec, columns, row),
+                    raw=self._raw(row[raw]),
                 )
             )
         return events
@@ -382,6 +457,7 @@ class Poller:
             begin = _floor(start) if start is not None else upper
             state.watermark = state.deleted_watermark = iso(begin)
             if start is None:
+                state.baseline = iso(begin)
                 result.note = f"started at {iso(begin)}"
                 self._finish(state, result, now)
                 self._commit(spec, [], state=state)
@@ -396,7 +472,9 @@ class Poller:
             # watermark (its clock was set back, or ours ran slow): the answer's Date
             # corrects the estimate.
             upper = max(upper, watermark)
-            updates = self._read_updates(spec, state, watermark - spec.lookback, upper, resume)
+            updates = self._read_updates(
+                spec, state, self._lower(spec, state, watermark), upper, resume
+            )
             resume = None
             began = updates.began
             if attempt or began is None or _floor(began) - spec.delay <= upper + STALE:
@@ -428,6 +506,13 @@ class Poller:
         self._finish(state, result, now)
         self._commit(spec, events, state=state, forget=forget)
 
+    @staticmethod
+    def _lower(spec: TableSpec, state: TableState, watermark: datetime) -> datetime:
+        """The window's lower bound: the lookback behind the watermark, never before the
+        baseline (what changed before polling began is not read, let alone emitted)."""
+        lower = watermark - spec.lookback
+        return max(lower, parse_iso(state.baseline)) if state.baseline else lower
+
     def _read_updates(
         self,
         spec: TableSpec,
@@ -443,13 +528,15 @@ class Poller:
         sent = self.transport.sent
         lower_text, upper_text = iso(lower), iso(upper)
         committed: Counter[str] = Counter()
+        baseline = parse_iso(state.baseline) if state.baseline else None
         cursor: tuple[Any, Any] | None = None
         if resume is not None and chunked:
             cursor = (resume["updated"], resume["key"])
         while True:
             query = window.updated(lower_text, upper_text, cursor)
             columns, rows = self._rows(query)
-            fresh = self._fresh(spec, self._row_events(spec, columns, rows, query.flagged))
+            events = self._row_events(spec, columns, rows, query.flagged, baseline)
+            fresh = self._fresh(spec, events)
             if query.chunk is None or len(rows) < query.chunk:
                 break
             at = {name: i for i, name in enumerate(columns)}
@@ -498,6 +585,9 @@ class Poller:
             return None
         start = parse_iso(state.deleted_watermark or state.watermark or iso(upper))
         since = start - spec.lookback
+        baseline = parse_iso(state.baseline) if state.baseline else None
+        if baseline is not None:
+            since = max(since, baseline)  # deletions before polling began are not wanted
         if deletions.inclusive:
             since += timedelta(seconds=1)
         mark = self.clock.mark()
@@ -518,6 +608,8 @@ class Poller:
                 stamp = str(from_storage(deletions_type, deleted_text, spec.product))
                 if parse_iso(stamp) > upper:
                     continue  # the next cycle's
+                if baseline is not None and parse_iso(stamp) <= baseline:
+                    continue
             else:
                 stamp = self._stamp(spec, upper)  # a tombstone that does not say when
             found.append(
@@ -530,7 +622,7 @@ class Poller:
                     mark=MARK_DELETE,
                     stamp=stamp,
                     date=stamp,
-                    record=record,
+                    raw=record,
                 )
             )
         found.sort(key=lambda e: (e.stamp, e.key))
@@ -559,13 +651,14 @@ class Poller:
 
     def _compare(self, spec: TableSpec, state: TableState, result: TableResult) -> None:
         now = self._server_now()
-        if state.compared_at and now - parse_iso(state.compared_at) < spec.compare_every:
+        if not compare_due(spec, state, now):
             return
         columns, rows = self._scan(spec, keys_only=True)
         at, ident = columns.index(spec.key), columns.index(spec.id_field)
         current = {str(r[at]): str(r[ident]) for r in rows}
         previous = self.store.snapshot(self.instance, spec.name, KEYS)
         state.compared_at = iso(_floor(now))
+        state.compared_cycle = state.cycles
         events: list[Event] = []
         if previous is not None:
             stamp = self._stamp(spec, _floor(now))
@@ -580,7 +673,7 @@ class Poller:
                         mark=MARK_DELETE,
                         stamp=stamp,
                         date=stamp,
-                        record={spec.id_field: previous[key]},
+                        raw=self._key_record(spec, key, previous[key]),
                     )
                 )
         result.kinds.update(e.kind for e in events)
@@ -599,7 +692,7 @@ class Poller:
         now = self._server_now()
         columns, rows = self._scan(spec, keys_only=False)
         at = {name: i for i, name in enumerate(columns)}
-        key_at, id_at = at[spec.key], at[spec.id_field]
+        key_at, id_at, raw_at = at[spec.key], at[spec.id_field], at[RECORD_COLUMN]
         current: dict[str, str] = {}
         records: dict[str, tuple[Any, dict[str, Any]]] = {}
         for row in rows:
@@ -609,7 +702,7 @@ class Poller:
             ).hexdigest()[:32]
             key = str(row[key_at])
             current[key] = digest
-            records[key] = (row[id_at], record)
+            records[key] = (row[id_at], self._raw(row[raw_at]))
         previous = self.store.snapshot(self.instance, spec.name, ROWS)
         date = self._stamp(spec, _floor(now))
         events: list[Event] = []
@@ -621,7 +714,7 @@ class Poller:
                 old = previous.get(key)
                 if old == digest:
                     continue
-                object_id, record = records[key]
+                object_id, raw = records[key]
                 events.append(
                     make_event(
                         self.instance,
@@ -632,7 +725,7 @@ class Poller:
                         mark=MARK_SNAPSHOT,
                         stamp=digest,
                         date=date,
-                        record=record,
+                        raw=raw,
                     )
                 )
             for key in sorted(set(previous) - set(current)):
@@ -646,7 +739,7 @@ class Poller:
                         mark=MARK_DELETE,
                         stamp=previous[key],
                         date=date,
-                        record={spec.key: key},
+                        raw=self._key_record(spec, key),
                     )
                 )
         result.kinds.update(e.kind for e in events)

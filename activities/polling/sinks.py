@@ -19,6 +19,10 @@ it is then the same bytes with the same ``eventId``, and receivers dedupe by it.
 - jsonl: one plain event per line, appended, flushed and synced to disk; the file is
   created 0600 (folders 0700), since events carry records.
 - stdout: the same lines on standard output.
+
+For a trial run, :func:`redirect` sends one run's messages elsewhere without editing
+the configuration: ``--callback-url`` (the webhooks' URL replaced) or ``--sink``
+(``stdout`` or ``jsonl:PATH`` in place of every sink).
 """
 
 from __future__ import annotations
@@ -31,12 +35,13 @@ import os
 import sys
 import threading
 from collections.abc import Mapping, Sequence
+from dataclasses import replace
 from typing import IO, Any
 from urllib.parse import urljoin
 
 import requests
 
-from sagesql.activities.polling.config import SinkConfig
+from sagesql.activities.polling.config import SinkConfig, sink
 from sagesql.activities.polling.events import Origin, plain_lines, platform_body
 from sagesql.connector import files
 from sagesql.connector.bounded_http import (
@@ -216,3 +221,46 @@ def build(
         else:
             sinks[config.name] = LinesSink(config.name, origin, stdout or sys.stdout, sync=False)
     return sinks
+
+
+# Trial sinks get names of their own: their lanes are not the configured sinks' lanes,
+# whose pending messages wait for a run that sends them where they were meant to go.
+TRIAL = "trial-"
+
+
+def redirect(
+    configured: Sequence[SinkConfig], *, callback_url: str | None = None, to: str | None = None
+) -> tuple[tuple[SinkConfig, ...], frozenset[str]]:
+    """The sinks of a trial run, and the configured ones it holds back (by name).
+
+    ``callback_url`` replaces the URL of every webhook sink (its signature key, basic
+    auth and headers kept); ``to`` (``stdout`` or ``jsonl:PATH``) replaces every sink.
+    """
+    if callback_url and to:
+        raise ConfigurationError(
+            "--callback-url and --sink both redirect the events", hint="give one of them"
+        )
+    if to:
+        kind, _, path = to.partition(":")
+        kind = kind.strip().lower()
+        if kind not in ("stdout", "jsonl") or (kind == "stdout") == bool(path):
+            raise ConfigurationError(
+                f"--sink {to!r} is not stdout or jsonl:PATH",
+                hint="write --sink stdout or --sink jsonl:events.jsonl",
+            )
+        entry = {"type": kind, "name": TRIAL + kind, **({"path": path} if path else {})}
+        return (sink(entry, "--sink"),), frozenset(s.name for s in configured)
+    if callback_url:
+        webhooks = [s for s in configured if s.kind == "webhook"]
+        if not webhooks:
+            raise ConfigurationError(
+                "--callback-url: the configuration has no webhook sink to redirect",
+                hint="use --sink stdout or --sink jsonl:PATH to send the events elsewhere",
+            )
+        url = sink({"type": "webhook", "url": callback_url}, "--callback-url").url
+        sinks = tuple(
+            replace(s, name=TRIAL + s.name, url=url) if s.kind == "webhook" else s
+            for s in configured
+        )
+        return sinks, frozenset(s.name for s in webhooks)
+    return tuple(configured), frozenset()

@@ -27,7 +27,7 @@ from __future__ import annotations
 import json
 import sqlite3
 import threading
-from collections.abc import Iterator, Mapping, Sequence
+from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager, suppress
 from dataclasses import asdict
 from pathlib import Path
@@ -70,6 +70,7 @@ def _is_busy(exc: sqlite3.Error) -> bool:
 
 
 _STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
+_INTEGER_FIELDS = ("cycles", "events", "compared_cycle")
 _CHUNK = 400  # keys per IN (...) query
 
 
@@ -128,12 +129,14 @@ class SQLiteStateStore(StateStore):
 
     @staticmethod
     def _current(conn: sqlite3.Connection) -> bool:
-        """Whether the file already has this version's schema (nothing to write)."""
+        """Whether the file already has this version's schema (nothing to write): a file
+        an earlier sagesql wrote may lack state columns added since."""
         try:
             row = conn.execute("SELECT value FROM poll_meta WHERE name = 'format'").fetchone()
         except sqlite3.OperationalError:
             return False
-        return row is not None
+        columns = {r[1] for r in conn.execute("PRAGMA table_info(poll_tables)")}
+        return row is not None and columns >= set(_STATE_FIELDS)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -173,7 +176,7 @@ class SQLiteStateStore(StateStore):
         db = sqlite_utils.Database(conn)
         state_columns: dict[str, type] = {"instance": str, "name": str}
         for name in _STATE_FIELDS:
-            state_columns[name] = int if name in ("cycles", "events") else str
+            state_columns[name] = int if name in _INTEGER_FIELDS else str
         db.table("poll_tables").create(state_columns, pk=("instance", "name"), if_not_exists=True)
         known = set(db.table("poll_tables").columns_dict)
         for name, kind in state_columns.items():
@@ -375,6 +378,8 @@ class SQLiteStateStore(StateStore):
             state.held_upper = None
             state.cursor = None
             state.compared_at = None
+            state.compared_cycle = None
+            state.baseline = None  # rewound on purpose: what changed since then is wanted
             state.last_result = f"reset to {since}" if since else "reset"
             state.last_error = None
             if since is None:
@@ -504,20 +509,33 @@ class SQLiteStateStore(StateStore):
             )
             self._failing(conn, instance, delivery, error, now)
 
-    def next_due(self, instance: str) -> float | None:
+    def next_due(self, instance: str, skip: Collection[str] = ()) -> float | None:
         # The head of each lane decides when the lane moves.
+        skipped = sorted(skip)
         row = (
             self._conn()
             .execute(
                 "SELECT min(d.next_at) FROM poll_deliveries AS d WHERE d.instance = ? "
                 "AND d.state = ? AND d.seq = (SELECT min(seq) FROM poll_deliveries AS e "
                 "WHERE e.instance = d.instance AND e.name = d.name AND e.sink = d.sink "
-                "AND e.state = ?)",
-                (instance, PENDING, PENDING),
+                f"AND e.state = ?) AND d.sink NOT IN ({', '.join('?' for _ in skipped)})",
+                (instance, PENDING, PENDING, *skipped),
             )
             .fetchone()
         )
         return None if row is None or row[0] is None else float(row[0])
+
+    def waiting(self, instance: str, sinks: Sequence[str]) -> int:
+        row = (
+            self._conn()
+            .execute(
+                "SELECT count(*) FROM poll_deliveries WHERE instance = ? AND state = ? "
+                f"AND sink IN ({', '.join('?' for _ in sinks)})",
+                (instance, PENDING, *sinks),
+            )
+            .fetchone()
+        )
+        return int(row[0]) if row else 0
 
     def replay(self, instance: str, table: str | None = None) -> int:
         with self._tx() as conn:

@@ -22,7 +22,7 @@ take its place for many instances polled from several machines (ARCHITECTURE.md,
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Mapping, Sequence
+from collections.abc import Collection, Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -38,9 +38,13 @@ class TableState:
     name: str
     watermark: str | None = None  # rows updated before this were all emitted (UTC ISO)
     deleted_watermark: str | None = None  # the same for deletions
+    # Polling began here (the first cycle's upper bound, when it starts at the server's
+    # now): changes at or before it are never emitted, though the lookback reads them.
+    baseline: str | None = None
     held_upper: str | None = None  # an upper bound read once by an unproven window
     cursor: str | None = None  # a keyset window read in part: {"upper", "updated", "key"}
     compared_at: str | None = None  # server time of the last id-set comparison
+    compared_cycle: int | None = None  # the cycle (``cycles``) of that comparison
     last_cycle: str | None = None  # local UTC time the last cycle of the table ended
     last_server_now: str | None = None  # the server's time then
     last_result: str | None = None
@@ -177,8 +181,13 @@ class StateStore(ABC):
         """Give up on a delivery: it becomes a dead letter, kept for replay."""
 
     @abstractmethod
-    def next_due(self, instance: str) -> float | None:
-        """When the earliest pending delivery may be tried (None: nothing pending)."""
+    def next_due(self, instance: str, skip: Collection[str] = ()) -> float | None:
+        """When the earliest pending delivery may be tried (None: nothing pending), the
+        lanes of the sinks in ``skip`` aside."""
+
+    @abstractmethod
+    def waiting(self, instance: str, sinks: Sequence[str]) -> int:
+        """How many deliveries to these sinks are pending (not sent yet, or to retry)."""
 
     @abstractmethod
     def replay(self, instance: str, table: str | None = None) -> int:

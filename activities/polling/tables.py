@@ -29,7 +29,7 @@ import sqlglot
 from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
-from sagesql.activities.polling.config import DEFAULT_COMPARE_EVERY, PollConfig, TableConfig
+from sagesql.activities.polling.config import PollConfig, TableConfig
 from sagesql.activities.polling.instance import SINCE
 from sagesql.connector import products
 from sagesql.connector.products import SageProduct
@@ -67,7 +67,7 @@ class TableSpec:
     tolerance: timedelta
     page_size: int | None
     deletes: str  # api | compare | off (snapshot tables: the snapshot reports them)
-    compare_every: timedelta
+    compare_every: timedelta | None  # None: every COMPARE_EVERY_CYCLES cycles
     where: str | None = None
     placeholders: tuple[str, ...] = ()
     date_timezone: str | None = None
@@ -263,9 +263,7 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
         tolerance=entry.tolerance if entry.tolerance is not None else config.tolerance,
         page_size=entry.page_size or config.page_size,
         deletes=deletes,
-        compare_every=(
-            entry.compare_every if entry.compare_every is not None else DEFAULT_COMPARE_EVERY
-        ),
+        compare_every=entry.compare_every,
         where=entry.where,
         placeholders=entry.placeholders,
         date_timezone=entry.date_timezone,

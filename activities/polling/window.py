@@ -2,9 +2,11 @@
 
 For a table with an updated-date column, a cycle reads::
 
-    SELECT * FROM t
+    SELECT *, sagesql_record FROM t
     WHERE updated >= :lower AND updated <= :upper [AND (filter)]
     ORDER BY updated, key
+
+(``sagesql_record``: each row's record as the API returned it, which events carry.)
 
 with ``lower = watermark - lookback`` and ``upper = server now - delay`` fixed when the
 cycle starts, so rows changed while it runs fall outside it (they are read by the next
@@ -28,7 +30,9 @@ it cannot sort by key) the window is one query, paged by the API; see poller.py 
 how such a read is proven complete before the watermark passes it.
 
 Tables without an updated-date column, and id-set comparisons, scan by key the same
-way: ``key > :ck ORDER BY key LIMIT :n`` chunks where possible, else one query.
+way: ``key > :ck ORDER BY key LIMIT :n`` chunks where possible, else one query. An
+id-set comparison selects the key (and id) alone, so that the API sends only those
+(Sage 200 ``$select=id``), in pages as large as the API allows (``id_chunk``).
 
 The statements are built as sqlglot syntax trees: names are quoted identifiers, values
 are bind parameters, and the configured filter is parsed as one condition, so nothing
@@ -48,6 +52,7 @@ from typing import Any
 from sqlglot import exp
 
 from sagesql.activities.polling.tables import TableSpec, condition, planning_connection
+from sagesql.engine.names import RECORD_COLUMN
 from sagesql.engine.pipeline import prepare
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.schemas.catalog import Catalog
@@ -79,9 +84,13 @@ class Query:
 class Window:
     """The queries of one table: chosen once, by asking the planner what it can push."""
 
-    def __init__(self, spec: TableSpec, chunk: int, catalog: Catalog) -> None:
+    def __init__(
+        self, spec: TableSpec, chunk: int, catalog: Catalog, *, id_chunk: int | None = None
+    ) -> None:
         self.spec = spec
         self.chunk_size = max(1, chunk)
+        # Keys alone are small: an id scan's pages need not be as small as the window's.
+        self.id_chunk_size = max(1, id_chunk or chunk)
         self._connection = planning_connection(catalog, spec.product)
         self._filter = condition(spec.filter) if spec.filter else None
         self._scan_keyset: dict[bool, tuple[bool, bool]] = {}
@@ -141,7 +150,7 @@ class Window:
                 ),
             )
             after = exp.paren(after)
-        select = self._select(self._read(), bounds, after, flagged=flagged)
+        select = self._select(self._columns(False), bounds, after, flagged=flagged)
         return select.order_by(_column(upd), _column(key), copy=False)
 
     @cached_property
@@ -175,10 +184,11 @@ class Window:
         return select.order_by(_column(key), copy=False)
 
     def _read(self) -> list[exp.Expr]:
-        """Every column, or those an instance's projection (attributes=) names."""
+        """Every column, or those an instance's projection (attributes=) names; and the
+        record as the API returned it for them."""
         if self.spec.columns is None:
-            return [exp.Star()]
-        return [_column(c) for c in self.spec.columns]
+            return [exp.Star(), _column(RECORD_COLUMN)]
+        return [*(_column(c) for c in self.spec.columns), _column(RECORD_COLUMN)]
 
     def _columns(self, keys_only: bool) -> list[exp.Expr]:
         if not keys_only:
@@ -205,11 +215,12 @@ class Window:
         if not chunked:
             select = self._scan(keys_only=keys_only, cursor=False, flagged=False)
             return Query(self._sql(select, limit=False), {}, False, None)
-        params: dict[str, Any] = {"n": self.chunk_size}
+        size = self.id_chunk_size if keys_only else self.chunk_size
+        params: dict[str, Any] = {"n": size}
         if cursor is not None:
             params["ck"] = cursor
         select = self._scan(keys_only=keys_only, cursor=cursor is not None, flagged=flagged)
-        return Query(self._sql(select, limit=True), params, flagged, self.chunk_size)
+        return Query(self._sql(select, limit=True), params, flagged, size)
 
     def first_key(self) -> Query:
         """``SELECT key FROM t LIMIT 1``: the smallest read (its answer tells the time)."""
@@ -228,6 +239,6 @@ class Window:
         """The planner's answer: would LIMIT reach the API for this chunk's statement?"""
         return prepare(self._connection, self._sql(select, limit=False), stand_ins).pushes_limit
 
-    def explain(self, lower: str, upper: str) -> str:
-        query = self.updated(lower, upper, None)
+    def explain(self, query: Query) -> str:
+        """The planner's --explain of one of these queries (nothing is sent)."""
         return prepare(self._connection, query.sql, query.params).explain()

@@ -164,6 +164,8 @@ def needed_fields(
     every: list[str] = []
     wanted: list[str] = []
     for column in table.columns:
+        if not column.path:
+            continue  # the engine's record column: the record itself, no field of its own
         top = column.path[0]
         if top not in every:
             every.append(top)
