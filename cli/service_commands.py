@@ -70,11 +70,18 @@ def serve(
             help="The Fernet key instance secrets are encrypted with (better in the environment).",
         ),
     ] = None,
+    verbose: Annotated[
+        bool,
+        typer.Option(
+            "--verbose", "-v", help="Log instances' changes and cycles too, not only problems."
+        ),
+    ] = False,
 ) -> None:
     """Serve the instances API and poll every instance in the database (SIGTERM stops it)."""
-    from sagesql.service.server import open_service
+    from sagesql.service.server import log_to_stderr, open_service
     from sagesql.service.server import serve as run
 
+    log_to_stderr(verbose)
     service = open_service(
         _database_url(database), secret_key, workers=workers, rate_limit=rate_limit
     )

@@ -129,15 +129,30 @@ class Api:
             and instance_id is not None
             and self.operations.instance_of_token(org, given["element"]) != instance_id
         ):
-            raise Refused(401, "the Element token is not this instance's")
+            raise Refused(
+                401,
+                "the Element token is not this instance's",
+                {"WWW-Authenticate": "User, Organization"},
+            )
         return org
 
     def route(
-        self, handler: Callable[[Org, Request, Any], Any], *, body: bool = False
+        self,
+        handler: Callable[[Org, Request, Any], Any],
+        *,
+        body: bool = False,
+        query: tuple[str, ...] = (),
     ) -> Callable[[Request], Awaitable[Response]]:
+        """The endpoint: credentials, the query's parameters (``query`` names the known
+        ones: another is a 400, not a silently ignored typo), the body, the handler."""
+
         async def endpoint(request: Request) -> Response:
             try:
                 org = await run_in_threadpool(self._org, request)
+                unknown = sorted(set(request.query_params) - set(query))
+                if unknown:
+                    known = f"use {', '.join(query)}" if query else "it takes none"
+                    raise Refused(400, f"unknown query parameter {unknown[0]!r}: {known}")
                 data = await self._body(request) if body else None
                 result = await run_in_threadpool(handler, org, request, data)
             except Exception as exc:
@@ -174,7 +189,11 @@ class Api:
         return self.operations.events(org, request.path_params["id"], state, int(limit))
 
     def replay(self, org: Org, request: Request, body: Any) -> Any:
-        resource = body.get("resource") if isinstance(body, dict) else None
+        if not isinstance(body, dict):
+            raise Refused(400, 'the body must be a JSON object: {} or {"resource": "..."}')
+        resource = body.get("resource")
+        if resource is not None and not isinstance(resource, str):
+            raise Refused(400, "resource must be a resource's name (a string) or null")
         return self.operations.replay(org, request.path_params["id"], resource)
 
     def status(self, org: Org, request: Request, body: Any) -> Any:
@@ -254,7 +273,9 @@ def build_app(
         Route(instance, api.route(api.get), methods=["GET"]),
         Route(instance, api.route(api.patch, body=True), methods=["PATCH"]),
         Route(instance, api.route(api.delete), methods=["DELETE"]),
-        Route(instance + "/events", api.route(api.events), methods=["GET"]),
+        Route(
+            instance + "/events", api.route(api.events, query=("state", "limit")), methods=["GET"]
+        ),
         Route(instance + "/events/replay", api.route(api.replay, body=True), methods=["POST"]),
         Route(instance + "/status", api.route(api.status), methods=["GET"]),
         Route(

@@ -6,6 +6,12 @@ instance's ``connection_defaults()``); this module only gathers every problem in
 list instead of stopping at the first, and places the instance in the service: its
 poll state in the service's state store, its tokens in the service database, no
 browser login, and none of the connection properties that name files on the server.
+
+One setting is the service's own: ``configuration["event.notification.delivery"]``,
+an object (or a JSON string holding one) with the retry policy of ``sagesql poll``'s
+``[delivery]`` table (``max_attempts``, ``backoff``, ``backoff_cap``,
+``give_up_after``, ``events_per_message``); without it the defaults (12 attempts over
+at least 15 minutes).
 """
 
 from __future__ import annotations
@@ -17,15 +23,17 @@ from pathlib import Path
 from typing import Any
 
 from sagesql.activities.polling import instance
-from sagesql.activities.polling.config import PollConfig
+from sagesql.activities.polling.config import PollConfig, delivery
 from sagesql.activities.polling.tables import resolve
 from sagesql.connector.auth import OAuthAuth
 from sagesql.connector.client import SageClient
+from sagesql.connector.logs import register_secret
 from sagesql.connector.properties import BY_KEY, Settings
 from sagesql.connector.sources import load_settings
 from sagesql.connector.tokenstore import MemoryTokenStore, TokenSet, TokenStore
-from sagesql.errors import Error
+from sagesql.errors import ConfigurationError, Error
 from sagesql.schemas.catalog import default_catalog
+from sagesql.service.secrets import secret_values
 
 
 class BodyProblems(Error):
@@ -54,6 +62,26 @@ class Prepared:
 def _configuration(body: Mapping[str, Any]) -> Mapping[str, Any]:
     conf = body.get("configuration")
     return conf if isinstance(conf, Mapping) else {}
+
+
+DELIVERY = "event.notification.delivery"
+
+
+def _delivery(body: Mapping[str, Any], config: PollConfig) -> PollConfig:
+    """The config with the body's delivery policy, if it sets one."""
+    raw = _configuration(body).get(DELIVERY)
+    if raw is None:
+        return config
+    where = f"configuration.{DELIVERY}"
+    if isinstance(raw, str):
+        try:
+            raw = json.loads(raw)
+        except json.JSONDecodeError as exc:
+            raise ConfigurationError(
+                f"{where} is not valid JSON: {exc.msg} at column {exc.colno}",
+                hint='{"max_attempts": 5, "backoff": "10s"}',
+            ) from None
+    return replace(config, delivery=delivery(raw, where))
 
 
 def _server_paths(body: Mapping[str, Any]) -> list[str]:
@@ -96,6 +124,8 @@ def prepare(
     """
     if not isinstance(body, Mapping):
         raise BodyProblems(["the body is not a JSON object"])
+    for secret in secret_values(body):  # masked in every log line from now on
+        register_secret(secret)
     if not instance.is_instance(body):
         raise BodyProblems(
             ["the body is not an instance: its configuration has no event.* settings"]
@@ -118,6 +148,10 @@ def prepare(
         problems.append("element.key is missing: it names the Sage product (sageone, sage200...)")
         config = None
     if config is not None:
+        try:
+            config = _delivery(body, config)
+        except Error as exc:
+            problems.append(str(exc))
         for table in config.tables:
             try:
                 resolve(replace(config, tables=(table,)), default_catalog(), _product(config))

@@ -46,7 +46,21 @@ def _errors(*statuses: int) -> dict[str, Any]:
         429: "over the organization's rate limit (Retry-After says when to try again)",
         502: "Sage failed or refused",
     }
-    return {str(s): _answer(said[s], _ref("Error")) for s in statuses}
+    headers = {
+        401: {"WWW-Authenticate": {"required": True, "schema": {"const": "User, Organization"}}},
+        429: {
+            "Retry-After": {
+                "required": True,
+                "description": "seconds",
+                "schema": {"type": "string", "pattern": "^[0-9]+$"},
+            }
+        },
+    }
+    answers = {str(s): _answer(said[s], _ref("Error")) for s in statuses}
+    for status, named in headers.items():
+        if str(status) in answers:
+            answers[str(status)]["headers"] = named
+    return answers
 
 
 def _operation(
@@ -68,6 +82,7 @@ def _operation(
 def _components() -> dict[str, Any]:
     record = {"type": "object", "description": "a record: the table's columns"}
     key: dict[str, Any] = {"type": ["string", "integer", "null"]}
+    text_or_null: dict[str, Any] = {"type": ["string", "null"]}
     records_in = {
         "type": "array",
         "items": {"type": "object"},
@@ -139,9 +154,39 @@ def _components() -> dict[str, Any]:
                 "polling": {"type": "boolean"},
                 "error": {"type": ["string", "null"]},
                 "interval_seconds": {"type": "number"},
-                "resources": {"type": "array", "items": {"type": "object"}},
+                "cycles": {
+                    "type": "integer",
+                    "description": "cycles this service process has run for the instance",
+                },
+                "last_cycle_seconds": {"type": ["number", "null"]},
+                "late_seconds": {
+                    "type": ["number", "null"],
+                    "description": "how late the last cycle started after it was due",
+                },
+                "resources": {"type": "array", "items": _ref("ResourceStatus")},
             },
             "required": ["id", "polling", "resources"],
+        },
+        "ResourceStatus": {
+            "type": "object",
+            "description": "one polled resource, as `sagesql poll status` shows it",
+            "properties": {
+                "table": {"type": "string"},
+                "watermark": text_or_null,
+                "deleted_watermark": text_or_null,
+                "last_cycle": text_or_null,
+                "last_result": text_or_null,
+                "lag": {**text_or_null, "description": "the watermark behind Sage's clock"},
+                "lag_seconds": {"type": ["number", "null"]},
+                "outbox": {"type": "integer", "description": "notifications waiting"},
+                "oldest_pending": text_or_null,
+                "dead_letters": {"type": "integer"},
+                "delivered": {"type": "integer"},
+                "delivery_error": text_or_null,
+                "events": {"type": "integer"},
+                "cycles": {"type": "integer"},
+            },
+            "required": ["table", "watermark", "lag", "outbox", "dead_letters"],
         },
         "ActivityError": _strip(schema.error_schema()),
         "ActivityResult": _strip(schema.result_schema("one result per record", record, key)),

@@ -7,6 +7,7 @@ exist. Answers are JSON-ready; secrets never leave (masked configuration, no tok
 
 from __future__ import annotations
 
+import logging
 import threading
 import time
 from collections.abc import Iterator, Mapping
@@ -32,6 +33,8 @@ from sagesql.service.secrets import (
 )
 from sagesql.service.storage import InstanceRow, ServiceDatabase
 from sagesql.service.tokens import DatabaseTokenStore
+
+log = logging.getLogger("sagesql.service")
 
 TARGETS = {"create": Create, "update": Update, "delete": Delete}
 EVENT_STATES = ("pending", "dead", "delivered")
@@ -81,6 +84,9 @@ class Operations:
         self.scheduler = scheduler
         self._clients: dict[str, tuple[float, SageClient]] = {}
         self._clients_lock = threading.Lock()
+        # Each instance's body read once per version: status and the activities do not
+        # decrypt and parse it (nor log its warnings) on every request.
+        self._read: dict[str, tuple[float, Prepared]] = {}
 
     # -- who is asking ---------------------------------------------------------------------
 
@@ -140,6 +146,13 @@ class Operations:
         )
         sealed = self.box.seal(tokens.to_json()) if tokens else None
         self.database.add_instance(row, digest(token), sealed)
+        log.info(
+            "organization %s: instance %s (%s, %s) created",
+            org.id,
+            instance_id,
+            row.element_key,
+            row.name,
+        )
         self._changed()
         return {**self._view(row, body), "token": token}
 
@@ -151,28 +164,32 @@ class Operations:
         return self._view(row, self.box.open(row.body))
 
     def patch(self, org: Org, instance_id: str, changes: Any) -> dict[str, Any]:
-        """Merge ``changes`` into the body (configuration merged key by key; a masked
-        value sent back means unchanged), check the result whole, store it. The poll
-        state is keyed by instance and resource: watermarks survive the change."""
+        """Merge ``changes`` into the body (configuration and providerData merged key by
+        key; a masked value sent back means unchanged, null removes), check the result
+        whole, store it. A new authorization code (providerData.code or OAuthCode) is
+        exchanged first: refused, nothing changes. The poll state is keyed by instance
+        and resource: watermarks survive the change."""
         row = self._row(org, instance_id)
         if not isinstance(changes, Mapping):
             raise BodyProblems(["the body is not a JSON object"])
+        before = self._prepared_row(row)
         body = dict(self.box.open(row.body))
         for key, value in changes.items():
-            if key == "configuration" and isinstance(value, Mapping):
-                conf = dict(body.get("configuration") or {})
+            if key in ("configuration", "providerData") and isinstance(value, Mapping):
+                merged = dict(body.get(key) or {})
                 for name, new in value.items():
                     if new == MASK:
                         continue
                     if new is None:
-                        conf.pop(name, None)
+                        merged.pop(name, None)
                     else:
-                        conf[name] = new
-                body["configuration"] = conf
+                        merged[name] = new
+                body[key] = merged
             elif key not in ("id", "token"):
                 body[key] = value
         prepared = self._prepare(body, instance_id)
-        if isinstance(changes.get("providerData"), Mapping) and prepared.settings.oauth_code:
+        code = prepared.settings.oauth_code
+        if code and code != before.settings.oauth_code:
             try:
                 tokens = exchange_code(prepared)
             except AuthError as exc:
@@ -190,6 +207,7 @@ class Operations:
             updated=max(time.time(), row.updated + 1e-6),
         )
         self.database.update_instance(org.id, updated)
+        log.info("organization %s: instance %s changed (%s)", org.id, instance_id, sorted(changes))
         self._changed(instance_id)
         return self._view(updated, body)
 
@@ -197,6 +215,7 @@ class Operations:
         """Gone with its tokens; its polling stops within one scheduler refresh."""
         if not self.database.delete_instance(org.id, instance_id):
             raise NotFound(f"no instance {instance_id}", hint="GET /instances lists yours")
+        log.info("organization %s: instance %s deleted", org.id, instance_id)
         self._forget_client(instance_id)
         self._changed(instance_id)
         if self.scheduler is None:
@@ -223,8 +242,17 @@ class Operations:
     # -- events, replay, status ------------------------------------------------------------
 
     def _prepared(self, org: Org, instance_id: str) -> Prepared:
-        row = self._row(org, instance_id)
-        return self._prepare(self.box.open(row.body), instance_id)
+        return self._prepared_row(self._row(org, instance_id))
+
+    def _prepared_row(self, row: InstanceRow) -> Prepared:
+        with self._clients_lock:
+            cached = self._read.get(row.id)
+            if cached and cached[0] == row.updated:
+                return cached[1]
+        prepared = self._prepare(self.box.open(row.body), row.id)
+        with self._clients_lock:
+            self._read[row.id] = (row.updated, prepared)
+        return prepared
 
     def events(self, org: Org, instance_id: str, state: str | None, limit: int) -> Rows:
         """Recent notifications: pending and dead ones from the outbox, delivered ones
@@ -290,11 +318,17 @@ class Operations:
         finally:
             store.close()
         polled = self.scheduler.running(instance_id) if self.scheduler else None
+        late = list(polled.lags) if polled else []
         return {
             "id": instance_id,
             "polling": polled is not None and polled.session is not None,
             "error": polled.error if polled else None,
             "interval_seconds": prepared.config.interval.total_seconds(),
+            # this process's schedule: cycles run, the last one's duration, and how late
+            # the last one started after it was due (the worker pool's backlog)
+            "cycles": polled.cycles if polled else 0,
+            "last_cycle_seconds": polled.last_cycle_seconds if polled else None,
+            "late_seconds": late[-1] if late else None,
             "resources": resources,
         }
 
@@ -307,7 +341,7 @@ class Operations:
             cached = self._clients.get(instance_id)
             if cached and cached[0] == row.updated:
                 return cached[1]
-        prepared = self._prepare(self.box.open(row.body), instance_id)
+        prepared = self._prepared_row(row)
         client = connect(prepared, DatabaseTokenStore(self.database, self.box, instance_id))
         with self._clients_lock:
             old = self._clients.pop(instance_id, None)
@@ -319,6 +353,7 @@ class Operations:
     def _forget_client(self, instance_id: str) -> None:
         with self._clients_lock:
             old = self._clients.pop(instance_id, None)
+            self._read.pop(instance_id, None)
         if old:
             old[1].close()
 

@@ -3,9 +3,10 @@
 Server-rendered HTML with plain forms (no script): a sign-in form takes the
 organization and user secrets once and sets a signed, HttpOnly, SameSite=Strict
 cookie naming the organization (never the secrets) for eight hours; each instance
-shows per resource its watermark, lag, outbox, dead letters and last result, with a
-replay button (a form carrying a token derived from the cookie, against cross-site
-posts) where dead letters wait.
+shows per resource its watermark, lag, outbox, dead letters and last result, its
+recent errors (the instance's, each resource's last failed cycle and delivery), and
+its dead letters with a replay button (a form carrying a token derived from the
+cookie, against cross-site posts).
 """
 
 from __future__ import annotations
@@ -90,6 +91,9 @@ class Pages:
             return self._sign_in()
         org, cookie = session
         body = await run_in_threadpool(self._overview, org, self._csrf(cookie))
+        replayed = request.query_params.get("replayed", "")
+        if replayed.isdigit():
+            body = f"<p class=ok id=replayed>{int(replayed)} dead letter(s) sent again</p>" + body
         return _page(f"sagesql: {org.name}", body)
 
     def _sign_in(self, problem: str = "", status: int = 200) -> HTMLResponse:
@@ -140,12 +144,12 @@ class Pages:
         if not self.box.verify("replay\n" + cookie, form.get("csrf", "")):
             return _page("sagesql", "<p class=error>the form is stale: reload the page</p>", 403)
         try:
-            await run_in_threadpool(
+            done = await run_in_threadpool(
                 self.operations.replay, org, request.path_params["id"], form.get("resource") or None
             )
         except Error as exc:
             return _page("sagesql", f"<p class=error>{_e(exc.message)}</p>", 404)
-        return RedirectResponse("/", status_code=303)
+        return RedirectResponse(f"/?replayed={done['replayed']}", status_code=303)
 
     # -- the overview ----------------------------------------------------------------------
 
@@ -182,21 +186,43 @@ class Pages:
                 f"<td class=error>{_e(r['delivery_error'])}</td>"
                 "</tr>"
             )
-        replay = ""
-        if dead_total:
-            replay = (
-                f"<form method=post action=/ui/instances/{_e(iid)}/replay>"
-                f"<input type=hidden name=csrf value={_e(csrf)}>"
-                f"<button type=submit name=replay value={_e(iid)}>Replay {dead_total} dead "
-                "letter(s)</button></form>"
-            )
-        error = f"<p class=error>{_e(status['error'])}</p>" if status["error"] else ""
+        errors = [status["error"]] if status["error"] else []
+        for r in status["resources"]:
+            if (r["last_result"] or "").startswith("failed"):
+                errors.append(f"{r['table']}: last cycle {r['last_result']}")
+            if r["delivery_error"]:
+                errors.append(f"{r['table']}: delivery {r['delivery_error']}")
+        recent = (
+            "<ul class=error>" + "".join(f"<li>{_e(e)}</li>" for e in errors) + "</ul>"
+            if errors
+            else "<p class=ok>none</p>"
+        )
+        dead = self._dead_letters(org, iid, csrf) if dead_total else "<p>none</p>"
         return (
             f"<section id=instance-{_e(iid)}><h2>{_e(instance['name'])}</h2>"
             f"<p>id {_e(iid)} · {_e(instance['element']['key'])} · every "
             f"{_e(status['interval_seconds'])} s · "
-            f"{'polling' if status['polling'] else 'not polling'}</p>{error}"
-            "<table><tr><th>resource</th><th>watermark</th><th>lag</th><th>outbox</th>"
-            "<th>dead letters</th><th>delivered</th><th>last result</th><th>delivery error</th>"
-            "</tr>" + "".join(rows) + f"</table>{replay}</section>"
+            f"{'polling' if status['polling'] else 'not polling'}</p>"
+            "<table class=resources><tr><th>resource</th><th>watermark</th><th>lag</th>"
+            "<th>outbox</th><th>dead letters</th><th>delivered</th><th>last result</th>"
+            "<th>delivery error</th></tr>" + "".join(rows) + "</table>"
+            f"<h3>Recent errors</h3><div class=errors>{recent}</div>"
+            f"<h3>Dead letters</h3><div class=dead>{dead}</div></section>"
+        )
+
+    def _dead_letters(self, org: Org, iid: str, csrf: str) -> str:
+        letters = self.operations.events(org, iid, "dead", 50)
+        rows = "".join(
+            f"<tr><td>{_e(d['messageId'])}</td><td>{_e(d['resource'])}</td>"
+            f"<td>{len(d['events'])}</td><td>{_e(d['attempts'])}</td>"
+            f"<td class=error>{_e(d['error'])}</td></tr>"
+            for d in letters
+        )
+        return (
+            "<table><tr><th>message</th><th>resource</th><th>events</th><th>attempts</th>"
+            f"<th>error</th></tr>{rows}</table>"
+            f"<form method=post action=/ui/instances/{_e(iid)}/replay>"
+            f"<input type=hidden name=csrf value={_e(csrf)}>"
+            f"<button type=submit name=replay value={_e(iid)}>Replay {len(letters)} dead "
+            "letter(s)</button></form>"
         )

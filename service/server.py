@@ -9,15 +9,19 @@ every session). :class:`RunningService` runs it on a thread (tests, benchmarks).
 from __future__ import annotations
 
 import logging
+import signal
 import socket
+import sys
 import threading
 import time
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass
 
 import uvicorn
 from starlette.applications import Starlette
 
+from sagesql.connector.logs import HTTP_LOGGER, LOGGER, RedactingFilter, quiet_token_loggers
 from sagesql.errors import ConfigurationError
 from sagesql.service.http import MAX_BODY, build_app
 from sagesql.service.operations import Operations
@@ -74,14 +78,51 @@ def open_service(
     return Service(database, box, scheduler, operations, app)
 
 
+class _Server(uvicorn.Server):
+    """uvicorn's server, but a SIGTERM or Ctrl-C only makes it return.
+
+    uvicorn raises the signal again once it has stopped, which would end the process
+    before the scheduler drains; here :func:`serve` closes the service and returns, and
+    ``sagesql serve`` exits 0.
+    """
+
+    @contextmanager
+    def capture_signals(self) -> Iterator[None]:
+        if threading.current_thread() is not threading.main_thread():
+            yield
+            return
+        handled = (signal.SIGINT, signal.SIGTERM)
+        original = {sig: signal.signal(sig, self.handle_exit) for sig in handled}
+        try:
+            yield
+        finally:
+            for sig, handler in original.items():
+                signal.signal(sig, handler)
+
+
+def log_to_stderr(verbose: bool = False) -> None:
+    """The service's log on stderr: warnings (an instance that cannot be polled, a
+    delivery that failed...), and with ``verbose`` instances created, changed and
+    deleted and each cycle's summary. Every line goes through the redaction of
+    connector/logs.py (instance secrets are registered with it as bodies are read)."""
+    handler = logging.StreamHandler(sys.stderr)
+    handler.setFormatter(logging.Formatter("%(asctime)s %(levelname)s %(name)s: %(message)s"))
+    handler.addFilter(RedactingFilter())
+    root = logging.getLogger(LOGGER)
+    root.addHandler(handler)
+    root.setLevel(logging.INFO if verbose else logging.WARNING)
+    logging.getLogger(HTTP_LOGGER).setLevel(logging.WARNING)  # no line per request
+    quiet_token_loggers()
+
+
 def serve(
     service: Service, host: str, port: int, *, listening: Callable[[str], None] | None = None
 ) -> None:
-    """Serve until SIGTERM or Ctrl-C, then stop everything cleanly."""
+    """Serve until SIGTERM or Ctrl-C, then stop everything cleanly (and return)."""
     sock = _bind(host, port)
     url = f"http://{_host(host)}:{sock.getsockname()[1]}"
     config = uvicorn.Config(service.app, log_level="warning", access_log=False)
-    server = uvicorn.Server(config)
+    server = _Server(config)
     if listening is not None:
         listening(url)
     try:

@@ -50,7 +50,7 @@ orgs = sa.Table(
     "service_orgs",
     metadata,
     sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False),
+    sa.Column("name", sa.String(200), nullable=False, unique=True),
     sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
     sa.Column("created", sa.Float, nullable=False),
 )
@@ -130,17 +130,26 @@ class ServiceDatabase:
     def __init__(self, url: str) -> None:
         self.url = url
         self.engine: Engine = _engine(url)
-        metadata.create_all(self.engine)
-        with self.engine.begin() as conn:
-            found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema")).scalar()
-            if found is None:
-                conn.execute(sa.insert(meta).values(key="schema", value=SCHEMA_VERSION))
-            elif found != SCHEMA_VERSION:
-                raise ConfigurationError(
-                    f"the service database {self.describe()} has schema version {found}, "
-                    f"this sagesql knows {SCHEMA_VERSION}",
-                    hint="use the sagesql version that created it",
-                )
+        try:
+            metadata.create_all(self.engine)
+            with self.engine.begin() as conn:
+                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema")).scalar()
+                if found is None:
+                    conn.execute(sa.insert(meta).values(key="schema", value=SCHEMA_VERSION))
+        except sa.exc.DatabaseError as exc:
+            self.engine.dispose()
+            raise ConfigurationError(
+                f"--database {self.describe()} cannot be opened as the service's database: "
+                f"{_reason(exc)}",
+                hint="name a new file or one `sagesql serve` created",
+            ) from None
+        if found != SCHEMA_VERSION and found is not None:
+            self.engine.dispose()
+            raise ConfigurationError(
+                f"the service database {self.describe()} has schema version {found}, "
+                f"this sagesql knows {SCHEMA_VERSION}",
+                hint="use the sagesql version that created it",
+            )
 
     def describe(self) -> str:
         """The URL without a password."""
@@ -168,13 +177,24 @@ class ServiceDatabase:
         self, org_id: str, name: str, org_hash: str, user_id: str, user_hash: str
     ) -> None:
         now = time.time()
-        with self._begin() as conn:
-            conn.execute(
-                sa.insert(orgs).values(id=org_id, name=name, secret_hash=org_hash, created=now)
-            )
-            conn.execute(
-                sa.insert(users).values(id=user_id, org=org_id, secret_hash=user_hash, created=now)
-            )
+        taken = ConfigurationError(
+            f"an organization named {name!r} already exists in {self.describe()}",
+            hint="choose another name",
+        )
+        try:
+            with self._begin() as conn:
+                if conn.execute(sa.select(orgs.c.id).where(orgs.c.name == name)).first():
+                    raise taken
+                conn.execute(
+                    sa.insert(orgs).values(id=org_id, name=name, secret_hash=org_hash, created=now)
+                )
+                conn.execute(
+                    sa.insert(users).values(
+                        id=user_id, org=org_id, secret_hash=user_hash, created=now
+                    )
+                )
+        except sa.exc.IntegrityError:  # created by another process since the check
+            raise taken from None
 
     def org_of(self, org_hash: str, user_hash: str) -> tuple[str, str] | None:
         """(org id, org name) when the user belongs to the organization with these secrets."""
@@ -365,11 +385,22 @@ def _state_dir(url: str) -> Path:
     return path.with_name(path.name + ".state")
 
 
+def _reason(exc: sa.exc.DatabaseError) -> str:
+    """The driver's own words, without SQLAlchemy's statement and background link."""
+    return str(exc.orig).splitlines()[0] if exc.orig is not None else type(exc).__name__
+
+
 def _engine(url: str) -> Engine:
     if url.startswith(SQLITE) and len(url) > len(SQLITE):
         path = _sqlite_path(url)
-        files.create_private(path)  # 0600: it holds encrypted secrets and hashes
-        files.private_dir(_state_dir(url))
+        try:
+            files.create_private(path)  # 0600: it holds encrypted secrets and hashes
+            files.private_dir(_state_dir(url))
+        except OSError as exc:
+            raise ConfigurationError(
+                f"--database {url!r}: cannot create {exc.filename or path}: {exc.strerror}",
+                hint="name a file in a folder you can write",
+            ) from None
         engine = sa.create_engine(
             f"sqlite:///{path}", connect_args={"timeout": 30, "check_same_thread": False}
         )

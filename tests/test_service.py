@@ -196,3 +196,65 @@ def test_a_refused_code_fails_the_post_with_the_reason(start_sandbox, running, r
     assert requests.get(f"{running.url}/instances", headers=org["headers"]).json() == []
     register_code(sbx, CODE, "https://mycoolapp.com")
     assert requests.post(f"{running.url}/instances", json=body, headers=org["headers"]).ok
+
+
+def test_patch_with_a_new_code_exchanges_it_and_a_refused_one_changes_nothing(
+    start_sandbox, running, receiver
+) -> None:
+    sbx = start_sandbox("sage_accounting", rows=5, rate_limit_per_minute=0)
+    org = running.org("acme")
+    made = _create(running, org, aimed_at(sbx, "sage_accounting", receiver.url, code=CODE))
+    iid = made["id"]
+    url = f"{running.url}/instances/{iid}"
+    database, box = running.service.database, running.service.box
+
+    def tokens() -> dict[str, Any]:
+        return box.open(database.token_data(iid))
+
+    def stored() -> dict[str, Any]:
+        row = database.instance(None, iid)
+        assert row is not None
+        return box.open(row.body)
+
+    wait_for(lambda: _watermarked(running, org, iid), what="a first cycle")
+    first = tokens()
+    # What GET answers, sent back with a new name: the masked code means unchanged.
+    shown = requests.get(url, headers=org["headers"]).json()
+    assert shown["providerData"] == {"code": "********"}
+    same = requests.patch(
+        url,
+        json={"name": "renamed", "providerData": shown["providerData"]},
+        headers=org["headers"],
+    )
+    assert same.status_code == 200, same.text
+    assert stored()["providerData"]["code"] == CODE and tokens() == first
+    # A code the provider refuses: 400 with its reason, nothing stored.
+    refused = requests.patch(
+        url,
+        json={"name": "not this", "providerData": {"code": "never-granted"}},
+        headers=org["headers"],
+    )
+    assert refused.status_code == 400 and "invalid_grant" in refused.json()["error"]
+    assert "never-granted" not in refused.text
+    assert stored()["name"] == "renamed" and stored()["providerData"]["code"] == CODE
+    assert tokens() == first
+    # A granted one: exchanged now, the new pair stored, and polling goes on with it.
+    new_code = "2d7a00c4b5e6f7a8b9c0d1e2f3a4b5c6d7e8f9a0"
+    register_code(sbx, new_code, "https://mycoolapp.com")
+    changed = requests.patch(url, json={"providerData": {"code": new_code}}, headers=org["headers"])
+    assert changed.status_code == 200, changed.text
+    assert changed.json()["providerData"] == {"code": "********"} and new_code not in changed.text
+    assert stored()["providerData"]["code"] == new_code
+    second = tokens()
+    assert second["access_token"] != first["access_token"]
+    assert second["refresh_token"] != first["refresh_token"]
+    version = database.versions()[iid]
+
+    def reopened_and_polled() -> bool:
+        polled = running.service.scheduler.running(iid)
+        return polled is not None and polled.version == version and polled.cycles >= 2
+
+    wait_for(reopened_and_polled, what="two cycles with the new tokens")
+    status = _status(running, org, iid)
+    assert status["error"] is None and status["polling"]
+    assert all(not (r["last_result"] or "").startswith("failed") for r in status["resources"])
