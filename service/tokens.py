@@ -2,8 +2,11 @@
 
 The store keeps :class:`~sagesql.connector.tokenstore.TokenStore`'s contract:
 :meth:`locked` is exclusive across the threads of this process (a lock per instance)
-and across processes and machines (a lease row in the database, taken with one
-conditional UPDATE), so Sage's single-use refresh tokens are refreshed once.
+and across processes and machines, so Sage's single-use refresh tokens are refreshed
+once. On PostgreSQL it is the token row itself, locked with ``SELECT ... FOR UPDATE``
+for the whole refresh (the stored pair re-read, the new one written, in that one
+transaction; a worker killed meanwhile releases it with its connection). On SQLite
+(one machine) it is a lease row, taken with one conditional UPDATE.
 """
 
 from __future__ import annotations
@@ -14,6 +17,8 @@ import threading
 import time
 from collections.abc import Iterator
 from typing import ClassVar
+
+from sqlalchemy.engine import Connection
 
 from sagesql.connector import logs
 from sagesql.connector.tokenstore import LOCK_WAIT, BadTokens, TokenSet
@@ -38,11 +43,23 @@ class DatabaseTokenStore:
         self.location = LOCATION + instance_id
         self._owner = f"{os.getpid()}:{id(self)}"
         self._depth = 0
+        self._row: Connection | None = None  # the locked row's transaction (PostgreSQL)
+        self._holder: int | None = None  # the thread holding it
+        self._row_context: contextlib.AbstractContextManager[Connection] | None = None
         with self._registry_lock:
             self._thread_lock = self._thread_locks.setdefault(instance_id, threading.RLock())
 
+    def _held(self) -> Connection | None:
+        """The locked row's transaction, when this thread holds it."""
+        return self._row if self._holder == threading.get_ident() else None
+
     def load(self) -> TokenSet | None:
-        sealed = self.database.token_data(self.instance_id)
+        row = self._held()
+        sealed = (
+            self.database.read_token(row, self.instance_id)
+            if row is not None
+            else self.database.token_data(self.instance_id)
+        )
         if sealed is None:
             return None
         try:
@@ -57,23 +74,40 @@ class DatabaseTokenStore:
         return tokens
 
     def save(self, tokens: TokenSet) -> None:
-        self.database.set_token_data(self.instance_id, self.box.seal(tokens.to_json()))
+        self._write(self.box.seal(tokens.to_json()))
 
     def clear(self) -> None:
-        self.database.set_token_data(self.instance_id, None)
+        self._write(None)
+
+    def _write(self, sealed: bytes | None) -> None:
+        row = self._held()
+        if row is not None:
+            self.database.write_token(row, self.instance_id, sealed)
+        else:
+            self.database.set_token_data(self.instance_id, sealed)
 
     @contextlib.contextmanager
     def locked(self) -> Iterator[None]:
         with self._thread_lock:
             if self._depth == 0:
-                self._take_lease()
+                if self.database.postgresql:
+                    self._row_context = self.database.token_row(self.instance_id)
+                    self._row = self._row_context.__enter__()
+                    self._holder = threading.get_ident()
+                else:
+                    self._take_lease()
             self._depth += 1
             try:
                 yield
             finally:
                 self._depth -= 1
                 if self._depth == 0:
-                    self.database.drop_lease(self.instance_id, self._owner)
+                    if self._row_context is not None:
+                        context, self._row_context, self._row = self._row_context, None, None
+                        self._holder = None
+                        context.__exit__(None, None, None)
+                    else:
+                        self.database.drop_lease(self.instance_id, self._owner)
 
     def _take_lease(self) -> None:
         deadline = time.monotonic() + LOCK_WAIT
