@@ -358,7 +358,7 @@ class PostgresStateStore(StateStore):
                     "SELECT d.name, d.sink, l.failing_since, coalesce(l.delivered, 0), "
                     "l.last_delivered, l.last_error FROM "
                     "(SELECT DISTINCT name, sink FROM poll_deliveries "
-                    " WHERE instance = :i AND state = :p AND (:only IS NULL OR name = :only)) AS d "
+                    " WHERE instance = :i AND state = :p AND (CAST(:only AS text) IS NULL OR name = :only)) AS d "
                     "LEFT JOIN poll_lanes AS l "
                     "ON l.instance = :i AND l.name = d.name AND l.sink = d.sink "
                     "ORDER BY d.name, d.sink"
@@ -469,7 +469,7 @@ class PostgresStateStore(StateStore):
             found = conn.execute(
                 _text(
                     "SELECT min(d.next_at) FROM poll_deliveries AS d WHERE d.instance = :i "
-                    "AND d.state = :p AND (:only IS NULL OR d.name = :only) "
+                    "AND d.state = :p AND (CAST(:only AS text) IS NULL OR d.name = :only) "
                     "AND d.seq = (SELECT min(seq) FROM poll_deliveries AS e "
                     "WHERE e.instance = d.instance AND e.name = d.name AND e.sink = d.sink "
                     "AND e.state = :p) AND NOT (d.sink = ANY(:skip))"
