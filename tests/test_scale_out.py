@@ -20,12 +20,12 @@ from test_poll_helpers import Receiver, frozen_at, seconds, utc
 from typer.testing import CliRunner
 
 from sagesql.activities.polling.events import Message
-from sagesql.activities.polling.state import DEAD, Mark, TableState
+from sagesql.activities.polling.state import Mark, TableState
 from sagesql.cli.main import app
 from sagesql.connector.tokenstore import PostgresTokenStore, TokenSet, open_store
 from sagesql.service import migrations
 from sagesql.service.operations import create_org
-from sagesql.service.pg_state import Claim, LeaseLost, PostgresStateStore
+from sagesql.service.pg_state import LeaseLost, PostgresStateStore
 from sagesql.service.schedule import Schedule
 from sagesql.service.server import RunningService, open_service
 from sagesql.service.shared_limit import SharedBucket
@@ -127,7 +127,7 @@ def test_the_state_store_commits_a_step_in_one_transaction_and_keeps_the_outbox(
     assert store.unseen("i1", "contacts", [*marks, Mark("u", "k3", "x")]) == {Mark("u", "k3", "x")}
     store.commit("i1", "contacts", messages=[], marks=marks, sinks=["hook"], now=2.0)
     assert store.load("i1", "contacts").watermark == "2025-03-01T10:00:00Z"
-    (lane,) = store.lanes("i1")
+    assert [lane.table for lane in store.lanes("i1")] == ["contacts"]
     first, second = store.pending("i1", "contacts", "hook", 10)
     assert [first.message_id, second.message_id] == ["m1", "m2"]
     store.park(first, attempts=3, error="receiver said 400", now=3.0)
@@ -138,7 +138,7 @@ def test_the_state_store_commits_a_step_in_one_transaction_and_keeps_the_outbox(
     assert store.replay("i1") == 1
     assert [d.message_id for d in store.pending("i1", "contacts", "hook", 10)] == ["m1"]
     # A failing commit leaves nothing of its step.
-    with pytest.raises(Exception):
+    with pytest.raises(sa.exc.DataError):
         store.commit(
             "i1",
             "contacts",
@@ -305,3 +305,97 @@ def test_the_request_budget_is_shared_by_every_process(pg_url: str) -> None:
     assert time.monotonic() - began >= (30 - 5) / (595 / 60) - 0.2
     for b in buckets:
         b.engine.dispose()
+
+
+# -- end to end: the API and workers on PostgreSQL ---------------------------------------------
+
+
+CODE = "1c6ff4089d58d80e86482ab7d5b97f15dd7b041d"  # the published body's providerData.code
+
+
+class PgRunning:
+    """The service on a thread, on PostgreSQL, with an in-process worker (--workers N)."""
+
+    def __init__(self, url: str, **options: Any) -> None:
+        self.key = Fernet.generate_key().decode()
+        self.service = open_service(url, self.key, **options)
+        self.server = RunningService(self.service).start()
+        self.url = self.server.url
+
+    def org(self, name: str) -> dict[str, Any]:
+        made = create_org(self.service.database, name)
+        made["headers"] = {
+            "Authorization": f"User {made['user_secret']}, "
+            f"Organization {made['organization_secret']}"
+        }
+        return made
+
+    def stop(self) -> None:
+        self.server.stop()
+
+
+def _status(running: PgRunning, org: dict, iid: str) -> dict[str, Any]:
+    answer = requests.get(f"{running.url}/instances/{iid}/status", headers=org["headers"])
+    assert answer.status_code == 200, answer.text
+    return answer.json()
+
+
+def test_workers_poll_deliver_replay_and_stop_on_delete(pg_url: str, start_sandbox) -> None:
+    sbx = start_sandbox("sage_accounting", rows=30, rate_limit_per_minute=0)
+    frozen_at(sbx, T0)
+    receiver = Receiver()
+    running = PgRunning(pg_url, workers=2)
+    try:
+        org = running.org("acme")
+        body = aimed_at(sbx, "sage_accounting", receiver.url, code=CODE)
+        made = requests.post(f"{running.url}/instances", json=body, headers=org["headers"])
+        assert made.status_code == 200, made.text
+        iid = made.json()["id"]
+        wait_for(
+            lambda: all(r["watermark"] for r in _status(running, org, iid)["resources"]),
+            what="a first poll",
+        )
+        headers = {"Authorization": f"Bearer {sbx.token()['access_token']}"}
+        frozen_at(sbx, T0 + seconds(60))
+        created = requests.post(
+            f"{sbx.base_url}/contacts",
+            json={"contact": {"name": "Scale Out Ltd", "contact_type_ids": ["CUSTOMER"]}},
+            headers=headers,
+        ).json()
+        frozen_at(sbx, T0 + seconds(70))
+        wait_for(lambda: receiver.events(), what="the event at the receiver")
+        (event,) = receiver.events()
+        assert (event["eventType"], event["objectId"]) == ("CREATED", created["id"])
+        # A refused delivery becomes a dead letter; replay sends it again, in order.
+        receiver.status = 400
+        requests.put(
+            f"{sbx.base_url}/contacts/{created['id']}",
+            json={"contact": {"name": "Scale Out Two"}},
+            headers=headers,
+        )
+        frozen_at(sbx, T0 + seconds(80))
+        dead = f"{running.url}/instances/{iid}/events?state=dead"
+        wait_for(lambda: requests.get(dead, headers=org["headers"]).json(), what="a dead letter")
+        receiver.status = 200
+        replayed = requests.post(
+            f"{running.url}/instances/{iid}/events/replay", headers=org["headers"]
+        )
+        assert replayed.json() == {"replayed": 1}
+        wait_for(lambda: len(receiver.events()) == 2, what="the replayed event")
+        assert receiver.events()[1]["eventType"] == "UPDATED"
+        rows = Schedule(running.service.database.engine).rows()
+        assert rows and all(r["polls"] >= 1 for r in rows)
+        # DELETE: the schedule rows, tokens and poll state go; no request after that.
+        assert (
+            requests.delete(f"{running.url}/instances/{iid}", headers=org["headers"]).status_code
+            == 204
+        )
+        assert Schedule(running.service.database.engine).rows() == []
+        assert running.service.database.token_data(iid) is None
+        time.sleep(1.0)
+        before = len(requests.get(sbx.url + "/_sandbox/requests", timeout=10).json())
+        time.sleep(2.5)
+        assert len(requests.get(sbx.url + "/_sandbox/requests", timeout=10).json()) == before
+    finally:
+        running.stop()
+        receiver.stop()
