@@ -22,6 +22,7 @@ from sagesql.engine.procedures import SECRET_RESULTS
 from sagesql.errors import AuthError, ConfigurationError, Error, ProgrammingError
 from sagesql.service.instances import BodyProblems, Prepared, connect, exchange_code, prepare
 from sagesql.service.polling import Scheduler
+from sagesql.service.schedule import Schedule
 from sagesql.service.secrets import (
     MASK,
     SecretBox,
@@ -290,10 +291,20 @@ class Operations:
         finally:
             store.close()
         polled = self.scheduler.running(instance_id) if self.scheduler else None
+        polling, error = (
+            polled is not None and polled.session is not None,
+            (polled.error if polled else None),
+        )
+        if self.database.postgresql:  # the workers' schedule rows say it
+            rows = [
+                r for r in Schedule(self.database.engine).rows() if r["instance"] == instance_id
+            ]
+            polling = bool(rows)
+            error = next((str(r["last_error"]) for r in rows if r["last_error"]), None)
         return {
             "id": instance_id,
-            "polling": polled is not None and polled.session is not None,
-            "error": polled.error if polled else None,
+            "polling": polling,
+            "error": error,
             "interval_seconds": prepared.config.interval.total_seconds(),
             "resources": resources,
         }
