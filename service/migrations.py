@@ -5,7 +5,8 @@ deliveries). Version 2 adds, on PostgreSQL, what many workers on many machines s
 every instance's poll state (the polling library's tables, one set for all instances),
 the schedule of (instance, resource) polls with their leases, and the request buckets
 of Sage's per-business rate limit. SQLite keeps each instance's poll state in a file of
-its own (sqlite_state.py), so version 2 adds nothing there.
+its own (sqlite_state.py), so version 2 adds nothing there. Version 3 (PostgreSQL) adds
+the refresh answers the refresh relay records (refresher.py).
 
 :func:`upgrade` runs under a lock (PostgreSQL: a transaction-scoped advisory lock;
 SQLite: its write lock), so API processes and workers starting together migrate once.
@@ -149,7 +150,25 @@ def _v2(conn: Connection) -> None:
             conn.exec_driver_sql(statement)
 
 
-STEPS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2)]
+# -- version 3: refresh answers recorded by the refresh relay (PostgreSQL) ------------------
+
+_V3_POSTGRESQL = [
+    # No foreign key: the relay inserts while a worker holds the token row FOR UPDATE.
+    """CREATE TABLE IF NOT EXISTS service_token_answers (
+        instance varchar(32) NOT NULL, parent text NOT NULL, data bytea NOT NULL,
+        at double precision NOT NULL)""",
+    "CREATE INDEX IF NOT EXISTS service_token_answers_instance"
+    " ON service_token_answers (instance, parent)",
+]
+
+
+def _v3(conn: Connection) -> None:
+    if conn.dialect.name == "postgresql":
+        for statement in _V3_POSTGRESQL:
+            conn.exec_driver_sql(statement)
+
+
+STEPS: list[tuple[int, Callable[[Connection], None]]] = [(1, _v1), (2, _v2), (3, _v3)]
 LATEST = STEPS[-1][0]
 
 

@@ -24,6 +24,7 @@ from sagesql.service.http import MAX_BODY, build_app
 from sagesql.service.operations import Operations
 from sagesql.service.polling import Scheduler
 from sagesql.service.ratelimit import RateLimiter
+from sagesql.service.refresher import RefreshRelay
 from sagesql.service.secrets import KEY_CHECK, SecretBox
 from sagesql.service.storage import ServiceDatabase
 from sagesql.service.worker import Worker
@@ -63,7 +64,16 @@ def open_service(
     database, box = open_database(database_url, secret_key)
     # SQLite: this process polls every instance (the scheduler). PostgreSQL: a worker
     # claims its share of the schedule, beside any number of `sagesql worker`s.
-    worker = Worker(database, box, concurrency=workers) if workers and database.postgresql else None
+    worker = (
+        Worker(
+            database,
+            box,
+            concurrency=workers,
+            relay=RefreshRelay(database_url, secret_key) if secret_key else None,
+        )
+        if workers and database.postgresql
+        else None
+    )
     scheduler = (
         Scheduler(database, box, workers=workers, refresh=refresh)
         if workers and not database.postgresql
@@ -109,7 +119,8 @@ def run_worker(
         sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
     }
     try:
-        worker = Worker(database, box, concurrency=concurrency, lease=lease)
+        relay = RefreshRelay(database_url, secret_key) if secret_key else None
+        worker = Worker(database, box, concurrency=concurrency, lease=lease, relay=relay)
         worker.run(stop)
     finally:
         for sig, handler in previous.items():

@@ -269,6 +269,22 @@ class ServiceDatabase:
     def write_token(conn: Connection, instance_id: str, data: bytes | None) -> None:
         conn.execute(sa.update(tokens).where(tokens.c.instance == instance_id).values(data=data))
 
+    @staticmethod
+    def take_answer(conn: Connection, instance_id: str, parent: str) -> tuple[bytes, float] | None:
+        """A refresh answer the relay recorded for this parent refresh token (its worker
+        died before storing it), taken; every recorded answer of the instance dropped."""
+        row = conn.execute(
+            sa.text(
+                "SELECT data, at FROM service_token_answers WHERE instance = :i AND parent = :p"
+                " ORDER BY at DESC LIMIT 1"
+            ),
+            {"i": instance_id, "p": parent},
+        ).first()
+        conn.execute(
+            sa.text("DELETE FROM service_token_answers WHERE instance = :i"), {"i": instance_id}
+        )
+        return (bytes(row[0]), float(row[1])) if row else None
+
     def take_lease(self, instance_id: str, owner: str, seconds: float) -> bool:
         """The refresh lease of the instance's tokens, when it is free or expired: one
         conditional UPDATE, so it holds across threads, processes and machines."""

@@ -21,6 +21,7 @@ from typing import ClassVar
 from sqlalchemy.engine import Connection
 
 from sagesql.connector import logs
+from sagesql.connector.auth import fingerprint
 from sagesql.connector.tokenstore import LOCK_WAIT, BadTokens, TokenSet
 from sagesql.errors import ConfigurationError
 from sagesql.service.secrets import SecretBox
@@ -64,6 +65,8 @@ class DatabaseTokenStore:
             return None
         try:
             tokens = TokenSet.from_json(self.box.open(sealed))
+            if row is not None and self.database.postgresql:
+                tokens = self._adopt(row, tokens)
         except BadTokens as exc:
             raise ConfigurationError(
                 f"the stored tokens of instance {self.instance_id} are damaged: {exc}",
@@ -72,6 +75,28 @@ class DatabaseTokenStore:
         logs.register_secret(tokens.access_token)
         logs.register_secret(tokens.refresh_token)
         return tokens
+
+    def _adopt(self, row: Connection, stored: TokenSet) -> TokenSet:
+        """The pair a dead worker's refresh got (recorded by the refresh relay), if any:
+        Sage already retired ``stored``'s refresh token for it."""
+        found = self.database.take_answer(
+            row, self.instance_id, fingerprint(stored.refresh_token) or ""
+        )
+        if found is None:
+            return stored
+        sealed, at = found
+        fresh = TokenSet.from_response(self.box.open(sealed), at)
+        fresh = TokenSet(
+            **{
+                **fresh.to_json(),
+                "refresh_token": fresh.refresh_token or stored.refresh_token,
+                "origin": stored.origin,
+            }
+        )
+        self.database.write_token(row, self.instance_id, self.box.seal(fresh.to_json()))
+        logs.register_secret(fresh.access_token)
+        logs.register_secret(fresh.refresh_token)
+        return fresh
 
     def save(self, tokens: TokenSet) -> None:
         self._write(self.box.seal(tokens.to_json()))
@@ -83,6 +108,8 @@ class DatabaseTokenStore:
         row = self._held()
         if row is not None:
             self.database.write_token(row, self.instance_id, sealed)
+            if self.database.postgresql:  # stored by us: the relay's record is not needed
+                self.database.take_answer(row, self.instance_id, "")
         else:
             self.database.set_token_data(self.instance_id, sealed)
 

@@ -36,11 +36,13 @@ from dataclasses import dataclass, field
 
 from sagesql.activities.polling.runner import Session, open_session
 from sagesql.activities.polling.tables import resolve
+from sagesql.connector.auth import OAuthAuth
 from sagesql.errors import Error
 from sagesql.schemas.catalog import default_catalog
 from sagesql.service.instances import connect, prepare
 from sagesql.service.pg_state import Claim, LeaseLost, PostgresStateStore
 from sagesql.service.polling import RecordingSink
+from sagesql.service.refresher import RefreshRelay
 from sagesql.service.schedule import Due, Schedule, each_stale
 from sagesql.service.secrets import SecretBox
 from sagesql.service.shared_limit import SharedBucket, bucket_key
@@ -83,6 +85,7 @@ class Worker:
         refresh: float = 2.0,
         tick: float = 0.2,
         chunks_per_claim: int | None = CHUNKS_PER_CLAIM,
+        relay: RefreshRelay | None = None,
     ) -> None:
         if not database.postgresql:
             raise Error(
@@ -97,6 +100,7 @@ class Worker:
         self.refresh = refresh
         self.tick = tick
         self.chunks_per_claim = chunks_per_claim
+        self.relay = relay
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
         self.schedule = Schedule(database.engine)
         self.stats = WorkerStats()
@@ -136,6 +140,8 @@ class Worker:
             opened, self._opened = dict(self._opened), {}
         for instance, entry in opened.items():
             self._close(instance, entry)
+        if self.relay is not None:
+            self.relay.close()
 
     def wake(self, instance_id: str | None = None) -> None:
         """Look at the database now (an instance was changed or replayed)."""
@@ -274,6 +280,14 @@ class Worker:
         )
         tokens = DatabaseTokenStore(self.database, self.box, instance_id)
         client = connect(prepared, tokens)
+        if self.relay is not None and isinstance(client.auth, OAuthAuth):
+            # Refresh grants through the relay: their answers outlive this process.
+            client.auth = OAuthAuth(
+                prepared.settings,
+                tokens,
+                token_url=client.auth.token_url,
+                grant=self.relay.grant_for(instance_id, client.auth.token_url),
+            )
         client.limiter = SharedBucket(
             self.database.engine,
             bucket_key(prepared.settings, client.base_url),

@@ -70,7 +70,7 @@ def test_schema_upgrades_from_the_first_version(pg_url: str) -> None:
     engine.dispose()
     result = CliRunner().invoke(app, ["db", "upgrade", "--database", pg_url])
     assert result.exit_code == 0, result.output
-    assert "schema version 2" in result.output
+    assert "schema version 3" in result.output
     db = ServiceDatabase(pg_url, upgrade=False)
     try:
         assert db.schema_version() == migrations.LATEST
@@ -87,7 +87,7 @@ def test_schema_upgrades_from_the_first_version(pg_url: str) -> None:
         conn.execute(sa.text("UPDATE service_meta SET value = '99' WHERE key = 'schema'"))
     again.close()
     result = CliRunner().invoke(app, ["db", "upgrade", "--database", pg_url])
-    assert "schema version 99, this sagesql knows up to 2" in str(result.exception)
+    assert "schema version 99, this sagesql knows up to 3" in str(result.exception)
 
 
 def test_an_old_schema_is_refused_without_upgrade(pg_url: str) -> None:
