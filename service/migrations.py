@@ -154,9 +154,10 @@ def _v2(conn: Connection) -> None:
 
 _V3_POSTGRESQL = [
     # No foreign key: the relay inserts while a worker holds the token row FOR UPDATE.
+    # ``data`` is NULL while the grant is in flight (written before it is sent).
     """CREATE TABLE IF NOT EXISTS service_token_answers (
-        instance varchar(32) NOT NULL, parent text NOT NULL, data bytea NOT NULL,
-        at double precision NOT NULL)""",
+        id bigserial PRIMARY KEY, instance varchar(32) NOT NULL, parent text NOT NULL,
+        data bytea, at double precision NOT NULL)""",
     "CREATE INDEX IF NOT EXISTS service_token_answers_instance"
     " ON service_token_answers (instance, parent)",
 ]

@@ -119,18 +119,32 @@ def _answer(reply: dict[str, Any]) -> dict[str, Any]:
     raise Error(message, hint=hint)
 
 
-def record(
-    database: ServiceDatabase, box: SecretBox, instance_id: str, parent: str, answer: Any
-) -> None:
-    """The answer to a refresh of ``parent`` (the refresh token's fingerprint), committed."""
+def in_flight(database: ServiceDatabase, instance_id: str, parent: str) -> int:
+    """A grant of ``parent`` (the refresh token's fingerprint) about to be sent, committed
+    first: whoever takes the token row next waits for its answer rather than sending the
+    same refresh token again."""
     with database.engine.begin() as conn:
-        conn.execute(
-            sa.text(
-                "INSERT INTO service_token_answers (instance, parent, data, at)"
-                " VALUES (:i, :p, :d, :t)"
-            ),
-            {"i": instance_id, "p": parent, "d": box.seal(answer), "t": time.time()},
+        return int(
+            conn.execute(
+                sa.text(
+                    "INSERT INTO service_token_answers (instance, parent, data, at)"
+                    " VALUES (:i, :p, NULL, :t) RETURNING id"
+                ),
+                {"i": instance_id, "p": parent, "t": time.time()},
+            ).scalar_one()
         )
+
+
+def record(database: ServiceDatabase, box: SecretBox, mark: int, answer: Any | None) -> None:
+    """The grant's answer, committed (None: it failed, Sage rotated nothing)."""
+    with database.engine.begin() as conn:
+        if answer is None:
+            conn.execute(sa.text("DELETE FROM service_token_answers WHERE id = :m"), {"m": mark})
+        else:
+            conn.execute(
+                sa.text("UPDATE service_token_answers SET data = :d, at = :t WHERE id = :m"),
+                {"m": mark, "d": box.seal(answer), "t": time.time()},
+            )
 
 
 def serve(database: ServiceDatabase, box: SecretBox, lines: IO[bytes], out: IO[bytes]) -> None:
@@ -149,8 +163,13 @@ def serve(database: ServiceDatabase, box: SecretBox, lines: IO[bytes], out: IO[b
                 )
                 settings[instance_id] = prepared.settings
             token = str(request["refresh_token"])
-            answer = token_endpoint.refresh(settings[instance_id], str(request["url"]), token)
-            record(database, box, instance_id, fingerprint(token) or "", answer)
+            mark = in_flight(database, instance_id, fingerprint(token) or "")
+            try:
+                answer = token_endpoint.refresh(settings[instance_id], str(request["url"]), token)
+            except BaseException:
+                record(database, box, mark, None)
+                raise
+            record(database, box, mark, answer)
             reply: dict[str, Any] = {"answer": answer}
         except Error as exc:
             reply = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}

@@ -270,20 +270,30 @@ class ServiceDatabase:
         conn.execute(sa.update(tokens).where(tokens.c.instance == instance_id).values(data=data))
 
     @staticmethod
-    def take_answer(conn: Connection, instance_id: str, parent: str) -> tuple[bytes, float] | None:
+    def take_answer(
+        conn: Connection, instance_id: str, parent: str, *, wait: float = 0.0
+    ) -> tuple[bytes, float] | None:
         """A refresh answer the relay recorded for this parent refresh token (its worker
-        died before storing it), taken; every recorded answer of the instance dropped."""
-        row = conn.execute(
-            sa.text(
-                "SELECT data, at FROM service_token_answers WHERE instance = :i AND parent = :p"
-                " ORDER BY at DESC LIMIT 1"
-            ),
-            {"i": instance_id, "p": parent},
-        ).first()
+        died before storing it), taken; every recorded answer of the instance dropped.
+        A grant of that token still in flight is waited for, up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT data, at FROM service_token_answers WHERE instance = :i"
+                    " AND parent = :p ORDER BY at DESC"
+                ),
+                {"i": instance_id, "p": parent},
+            ).all()
+            done = [r for r in rows if r[0] is not None]
+            recent = [r for r in rows if r[0] is None and r[1] > time.time() - wait]
+            if done or not recent or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
         conn.execute(
             sa.text("DELETE FROM service_token_answers WHERE instance = :i"), {"i": instance_id}
         )
-        return (bytes(row[0]), float(row[1])) if row else None
+        return (bytes(done[0][0]), float(done[0][1])) if done else None
 
     def take_lease(self, instance_id: str, owner: str, seconds: float) -> bool:
         """The refresh lease of the instance's tokens, when it is free or expired: one

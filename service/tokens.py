@@ -29,6 +29,7 @@ from sagesql.service.storage import ServiceDatabase
 
 LOCATION = "service://"
 _POLL = 0.05  # seconds between attempts at a lease another process holds
+RELAY_WAIT = 30.0  # seconds a refresh in flight in a dead worker's relay is waited for
 
 
 class DatabaseTokenStore:
