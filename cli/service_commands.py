@@ -12,7 +12,8 @@ DatabaseOption = Annotated[
     typer.Option(
         "--database",
         envvar="SAGESQL_DATABASE",
-        help="sqlite:///PATH (default: service.sqlite in the user's data directory).",
+        help="sqlite:///PATH (default: service.sqlite in the user's data directory) or "
+        "postgresql://USER@HOST/DATABASE (workers on many machines).",
     ),
 ]
 
@@ -21,6 +22,24 @@ org_app = typer.Typer(
     no_args_is_help=True,
     context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+db_app = typer.Typer(
+    help="The service database's schema.",
+    no_args_is_help=True,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+
+SecretKeyOption = Annotated[
+    str | None,
+    typer.Option(
+        "--secret-key",
+        envvar="SAGESQL_SECRET_KEY",
+        show_default=False,
+        show_envvar=True,
+        help="The Fernet key instance secrets are encrypted with (better in the environment).",
+    ),
+]
 
 
 def _database_url(database: str | None) -> str:
@@ -60,16 +79,7 @@ def serve(
             "--rate-limit", min=0, help="API requests a minute per organization (0: none)."
         ),
     ] = 600,
-    secret_key: Annotated[
-        str | None,
-        typer.Option(
-            "--secret-key",
-            envvar="SAGESQL_SECRET_KEY",
-            show_default=False,
-            show_envvar=True,
-            help="The Fernet key instance secrets are encrypted with (better in the environment).",
-        ),
-    ] = None,
+    secret_key: SecretKeyOption = None,
     verbose: Annotated[
         bool,
         typer.Option(
@@ -88,6 +98,37 @@ def serve(
     run(service, host, port, listening=lambda url: typer.echo(f"sagesql serving on {url}"))
 
 
+def worker(
+    database: DatabaseOption = None,
+    concurrency: Annotated[
+        int, typer.Option("--concurrency", min=1, help="Claims polled and delivered at once.")
+    ] = 4,
+    lease: Annotated[
+        float,
+        typer.Option("--lease", min=1.0, help="Seconds a claim is held without a heartbeat."),
+    ] = 30.0,
+    secret_key: SecretKeyOption = None,
+) -> None:
+    """Poll and deliver instances of a PostgreSQL service database (SIGTERM stops it)."""
+    from sagesql.service.server import run_worker
+
+    run_worker(_database_url(database), secret_key, concurrency=concurrency, lease=lease)
+
+
+@db_app.command("upgrade")
+def db_upgrade(database: DatabaseOption = None) -> None:
+    """Create the service schema or migrate it to this sagesql's version."""
+    from sagesql.service.storage import ServiceDatabase
+
+    db = ServiceDatabase(_database_url(database))
+    try:
+        typer.echo(f"{db.describe()}: schema version {db.schema_version()}")
+    finally:
+        db.close()
+
+
 def register(app: typer.Typer) -> None:
     app.command("serve")(serve)
+    app.command("worker")(worker)
     app.add_typer(org_app, name="org")
+    app.add_typer(db_app, name="db")

@@ -91,10 +91,15 @@ class OAuthAuth(AuthBase):
         token_url: str,
         login: Login | None = None,
         clock: Callable[[], float] = time.time,
+        grant: Callable[[str], dict[str, Any]] | None = None,
     ) -> None:
         self.settings = settings
         self.store = store
         self.token_url = token_url
+        # Who sends the refresh grant for a refresh token and reads its answer: the token
+        # endpoint from here, unless a caller relays it (the service's workers do, through
+        # a process that records the answer even if the worker is killed meanwhile).
+        self.grant = grant or (lambda token: token_endpoint.refresh(settings, token_url, token))
         self.login = login
         self._clock = clock
         self._lock = threading.RLock()
@@ -269,7 +274,7 @@ class OAuthAuth(AuthBase):
         assert base.refresh_token is not None
         s = self.settings
         try:
-            data = token_endpoint.refresh(s, self.token_url, base.refresh_token)
+            data = self.grant(base.refresh_token)
         except TokenRefused as exc:
             if exc.error != "invalid_grant":
                 raise AuthError(

@@ -21,6 +21,7 @@ from sagesql.connector.auth import OAuthAuth, login_command
 from sagesql.connector.login import Endpoints, connection_login, is_interactive
 from sagesql.connector.products import SageProduct
 from sagesql.connector.properties import Settings
+from sagesql.connector.throttle import TokenBucket
 from sagesql.connector.tokenstore import TokenStore, default_location, open_store
 from sagesql.connector.transport import HTTPTransport
 from sagesql.errors import AuthError, ConfigurationError, Error, InterfaceError
@@ -57,8 +58,12 @@ class SageClient:
         transport: HTTPTransport | None = None,
         interactive: Callable[[], bool] = is_interactive,
         clock: Callable[[], datetime] | None = None,
+        limiter: TokenBucket | None = None,
     ) -> None:
         self.settings = settings
+        # The request budget (RateLimit): the transport's own bucket unless one is shared
+        # (the service's workers share one per Sage business in their database).
+        self.limiter = limiter
         # Whether a person can sign in in a browser when no token is stored (login.py).
         self.interactive = interactive
         # "now" of SQL's date and time functions ('now', CURRENT_TIMESTAMP): one reading
@@ -106,6 +111,7 @@ class SageClient:
                     base_url=self.base_url,
                     auth=self.auth,
                     extra_headers=self._gateway_headers(),
+                    limiter=self.limiter,
                 )
             transport = self._transport
         if self._scope_headers is None:

@@ -83,8 +83,9 @@ PROPERTIES: tuple[Property, ...] = (
         "OAuthSettingsLocation",
         "path",
         None,
-        "Where tokens are kept: a file path, or "
-        "memory://<id> to keep them in this process. Default: one file per profile and "
+        "Where tokens are kept: a file path, "
+        "memory://<id> to keep them in this process, or postgresql://USER@HOST/DB#<id> to "
+        "share them with processes on other machines. Default: one file per profile and "
         "product in the user's data directory.",
     ),
     Property(

@@ -1,7 +1,10 @@
 """Where OAuth tokens are kept between runs: a file (atomic, 0600, locked) or process memory.
 
-``OAuthSettingsLocation`` names the store: a file path, or ``memory://<id>`` for tokens
-shared by the connections of one process that use that id. Refreshing must be
+``OAuthSettingsLocation`` names the store: a file path, ``memory://<id>`` for tokens
+shared by the connections of one process that use that id, or
+``postgresql://USER@HOST/DATABASE#<id>`` for tokens shared by processes on any number
+of machines (a row of ``sagesql_tokens``, locked with ``SELECT ... FOR UPDATE`` during
+a refresh; psycopg is imported only then, so ``import sagesql`` stays light). Refreshing must be
 single-flight across threads *and* processes, because Sage retires a refresh token
 when it is used: callers take :meth:`TokenStore.locked`, re-read the store, refresh
 only if the stored token is still the stale one, write, and unlock.
@@ -24,6 +27,7 @@ from sagesql.connector import files
 from sagesql.errors import ConfigurationError
 
 MEMORY_SCHEME = "memory://"
+POSTGRESQL_SCHEMES = ("postgresql://", "postgres://")
 LOCK_WAIT = 120.0  # seconds a refresh waits for another process's refresh of the same store
 
 
@@ -263,6 +267,130 @@ class MemoryTokenStore:
             yield
 
 
+class PostgresTokenStore:
+    """Tokens in a PostgreSQL table, one row per id, refreshed under the row's lock.
+
+    :meth:`locked` opens a transaction that holds the row (``SELECT ... FOR UPDATE``):
+    :meth:`load` and :meth:`save` inside it read and write in that transaction, which
+    commits when the block ends, so a second process (any machine) waits, then reads
+    the pair the first one stored. A process killed meanwhile drops its connection
+    and with it the lock. Tokens are stored as JSON, as the token file holds them:
+    guard the database as you would the file.
+    """
+
+    _thread_locks: ClassVar[dict[str, threading.RLock]] = {}
+    _registry_lock = threading.Lock()
+    TABLE = "sagesql_tokens"
+
+    def __init__(self, location: str) -> None:
+        url, _, name = location.partition("#")
+        self.url = "postgresql://" + url.split("://", 1)[1]
+        self.name = name or "default"
+        self.location = location
+        self._held: Any = None  # the locked row's connection, while locked() runs
+        self._holder: int | None = None
+        self._depth = 0
+        with self._registry_lock:
+            self._thread_lock = self._thread_locks.setdefault(location, threading.RLock())
+        self._ensure_table()
+
+    def _connect(self) -> Any:
+        try:
+            import psycopg
+        except ImportError:
+            raise ConfigurationError(
+                "OAuthSettingsLocation postgresql:// needs psycopg",
+                hint="pip install 'sagesql[service]'",
+            ) from None
+        try:
+            return psycopg.connect(self.url, connect_timeout=10)
+        except psycopg.Error as exc:
+            first = str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+            raise ConfigurationError(
+                f"cannot reach the token store {self._shown()}: {first}",
+                hint="check OAuthSettingsLocation's URL and that the server runs",
+            ) from None
+
+    def _shown(self) -> str:
+        head, _, tail = self.url.partition("://")
+        return f"{head}://{tail.rsplit('@', 1)[-1]}#{self.name}"  # no user or password
+
+    def _ensure_table(self) -> None:
+        with self._connect() as conn:
+            conn.execute(
+                f"CREATE TABLE IF NOT EXISTS {self.TABLE} "
+                "(name text PRIMARY KEY, data text, updated timestamptz DEFAULT now())"
+            )
+
+    def _mine(self) -> Any:
+        return self._held if self._holder == threading.get_ident() else None
+
+    def load(self) -> TokenSet | None:
+        conn = self._mine()
+        if conn is not None:
+            row = conn.execute(
+                f"SELECT data FROM {self.TABLE} WHERE name = %s", (self.name,)
+            ).fetchone()
+        else:
+            with self._connect() as own:
+                row = own.execute(
+                    f"SELECT data FROM {self.TABLE} WHERE name = %s", (self.name,)
+                ).fetchone()
+        if row is None or not row[0]:
+            return None
+        try:
+            return TokenSet.from_json(json.loads(row[0]))
+        except (ValueError, BadTokens) as exc:
+            raise ConfigurationError(
+                f"the tokens in {self._shown()} are damaged: {exc}",
+                hint="log in again (sagesql auth login) to replace them",
+            ) from None
+
+    def _write(self, data: str | None) -> None:
+        sql = (
+            f"INSERT INTO {self.TABLE} (name, data) VALUES (%s, %s) ON CONFLICT (name) "
+            "DO UPDATE SET data = excluded.data, updated = now()"
+        )
+        conn = self._mine()
+        if conn is not None:
+            conn.execute(sql, (self.name, data))
+        else:
+            with self._connect() as own:
+                own.execute(sql, (self.name, data))
+
+    def save(self, tokens: TokenSet) -> None:
+        self._write(json.dumps(tokens.to_json()))
+
+    def clear(self) -> None:
+        self._write(None)
+
+    @contextlib.contextmanager
+    def locked(self) -> Iterator[None]:
+        """Exclusive across threads, processes and machines: the row locked FOR UPDATE."""
+        with self._thread_lock:
+            if self._depth == 0:
+                conn = self._connect()
+                conn.execute(
+                    f"INSERT INTO {self.TABLE} (name) VALUES (%s) ON CONFLICT DO NOTHING",
+                    (self.name,),
+                )
+                conn.commit()
+                conn.execute(f"SET lock_timeout = '{int(LOCK_WAIT)}s'")
+                conn.execute(f"SELECT 1 FROM {self.TABLE} WHERE name = %s FOR UPDATE", (self.name,))
+                self._held, self._holder = conn, threading.get_ident()
+            self._depth += 1
+            try:
+                yield
+            finally:
+                self._depth -= 1
+                if self._depth == 0:
+                    conn, self._held, self._holder = self._held, None, None
+                    try:
+                        conn.commit()  # what was saved stays saved, whatever followed
+                    finally:
+                        conn.close()
+
+
 def default_location(
     data_dir: Path, *, profile: str | None, product: str, url: str, client_id: str | None
 ) -> Path:
@@ -281,4 +409,6 @@ def open_store(location: str) -> TokenStore:
                 hint="write memory://<id>, e.g. memory://acme",
             )
         return MemoryTokenStore(name)
+    if location.startswith(POSTGRESQL_SCHEMES):
+        return PostgresTokenStore(location)
     return FileTokenStore(location)

@@ -30,6 +30,7 @@ from sagesql.connector.client import SageClient
 from sagesql.connector.logs import register_secret
 from sagesql.connector.properties import BY_KEY, Settings
 from sagesql.connector.sources import load_settings
+from sagesql.connector.throttle import TokenBucket
 from sagesql.connector.tokenstore import MemoryTokenStore, TokenSet, TokenStore
 from sagesql.errors import ConfigurationError, Error
 from sagesql.schemas.catalog import default_catalog
@@ -172,9 +173,12 @@ def _product(config: PollConfig) -> str:
     return default_catalog().resolve_product(str(config.product))
 
 
-def connect(prepared: Prepared, store: TokenStore) -> SageClient:
-    """The instance's connection: its tokens in ``store``, never a browser login."""
-    client = SageClient(prepared.settings, store=store, interactive=lambda: False)
+def connect(
+    prepared: Prepared, store: TokenStore, limiter: TokenBucket | None = None
+) -> SageClient:
+    """The instance's connection: its tokens in ``store``, never a browser login; its
+    requests counted by ``limiter`` when given (a budget shared across workers)."""
+    client = SageClient(prepared.settings, store=store, interactive=lambda: False, limiter=limiter)
     return client
 
 

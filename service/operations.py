@@ -23,6 +23,7 @@ from sagesql.engine.procedures import SECRET_RESULTS
 from sagesql.errors import AuthError, ConfigurationError, Error, ProgrammingError
 from sagesql.service.instances import BodyProblems, Prepared, connect, exchange_code, prepare
 from sagesql.service.polling import Scheduler
+from sagesql.service.schedule import Schedule
 from sagesql.service.secrets import (
     MASK,
     SecretBox,
@@ -318,11 +319,21 @@ class Operations:
         finally:
             store.close()
         polled = self.scheduler.running(instance_id) if self.scheduler else None
+        polling, error = (
+            polled is not None and polled.session is not None,
+            (polled.error if polled else None),
+        )
+        if self.database.postgresql:  # the workers' schedule rows say it
+            rows = [
+                r for r in Schedule(self.database.engine).rows() if r["instance"] == instance_id
+            ]
+            polling = bool(rows)
+            error = next((str(r["last_error"]) for r in rows if r["last_error"]), None)
         late = list(polled.lags) if polled else []
         return {
             "id": instance_id,
-            "polling": polled is not None and polled.session is not None,
-            "error": polled.error if polled else None,
+            "polling": polling,
+            "error": error,
             "interval_seconds": prepared.config.interval.total_seconds(),
             # this process's schedule: cycles run, the last one's duration, and how late
             # the last one started after it was due (the worker pool's backlog)

@@ -27,8 +27,10 @@ from sagesql.service.http import MAX_BODY, build_app
 from sagesql.service.operations import Operations
 from sagesql.service.polling import Scheduler
 from sagesql.service.ratelimit import RateLimiter
+from sagesql.service.refresher import RefreshRelay
 from sagesql.service.secrets import KEY_CHECK, SecretBox
 from sagesql.service.storage import ServiceDatabase
+from sagesql.service.worker import Worker
 
 log = logging.getLogger("sagesql.service")
 
@@ -42,10 +44,13 @@ class Service:
     scheduler: Scheduler | None
     operations: Operations
     app: Starlette
+    worker: Worker | None = None  # PostgreSQL: this process's worker (--workers N)
 
     def close(self) -> None:
         if self.scheduler is not None:
             self.scheduler.stop()
+        if self.worker is not None:
+            self.worker.stop()
         self.operations.close()
         self.database.close()
 
@@ -59,6 +64,35 @@ def open_service(
     max_body: int = MAX_BODY,
     refresh: float = 1.0,
 ) -> Service:
+    database, box = open_database(database_url, secret_key)
+    # SQLite: this process polls every instance (the scheduler). PostgreSQL: a worker
+    # claims its share of the schedule, beside any number of `sagesql worker`s.
+    worker = (
+        Worker(
+            database,
+            box,
+            concurrency=workers,
+            relay=RefreshRelay(database_url, secret_key) if secret_key else None,
+        )
+        if workers and database.postgresql
+        else None
+    )
+    scheduler = (
+        Scheduler(database, box, workers=workers, refresh=refresh)
+        if workers and not database.postgresql
+        else None
+    )
+    operations = Operations(database, box, scheduler)
+    app = build_app(operations, RateLimiter(rate_limit), max_body=max_body)
+    if scheduler is not None:
+        scheduler.start()
+    if worker is not None:
+        worker.start()
+    return Service(database, box, scheduler, operations, app, worker)
+
+
+def open_database(database_url: str, secret_key: str | None) -> tuple[ServiceDatabase, SecretBox]:
+    """The service database (schema upgraded), with the operator's key checked against it."""
     box = SecretBox(secret_key)
     database = ServiceDatabase(database_url)
     check = database.meta_value(KEY_CHECK)
@@ -70,12 +104,31 @@ def open_service(
             f"SAGESQL_SECRET_KEY is not the key {database.describe()} was created with",
             hint="start the service with that key",
         )
-    scheduler = Scheduler(database, box, workers=workers, refresh=refresh) if workers else None
-    operations = Operations(database, box, scheduler)
-    app = build_app(operations, RateLimiter(rate_limit), max_body=max_body)
-    if scheduler is not None:
-        scheduler.start()
-    return Service(database, box, scheduler, operations, app)
+    return database, box
+
+
+def run_worker(
+    database_url: str,
+    secret_key: str | None,
+    *,
+    concurrency: int = 4,
+    lease: float = 30.0,
+    stop: threading.Event | None = None,
+) -> None:
+    """``sagesql worker``: claim, poll and deliver until SIGTERM or Ctrl-C."""
+    database, box = open_database(database_url, secret_key)
+    stop = stop or threading.Event()
+    previous = {
+        sig: signal.signal(sig, lambda *_: stop.set()) for sig in (signal.SIGTERM, signal.SIGINT)
+    }
+    try:
+        relay = RefreshRelay(database_url, secret_key) if secret_key else None
+        worker = Worker(database, box, concurrency=concurrency, lease=lease, relay=relay)
+        worker.run(stop)
+    finally:
+        for sig, handler in previous.items():
+            signal.signal(sig, handler)
+        database.close()
 
 
 class _Server(uvicorn.Server):

@@ -34,66 +34,16 @@ from sqlalchemy.engine import Connection, Engine
 from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.connector import files
-from sagesql.errors import ConfigurationError, NotSupportedError
+from sagesql.errors import ConfigurationError
+from sagesql.service import migrations
+from sagesql.service.pg_state import PostgresStateStore
 
-SCHEMA_VERSION = "1"
 SQLITE = "sqlite:///"
+POSTGRESQL = ("postgresql://", "postgresql+psycopg://", "postgres://")
 
-metadata = sa.MetaData()
-meta = sa.Table(
-    "service_meta",
-    metadata,
-    sa.Column("key", sa.String(64), primary_key=True),
-    sa.Column("value", sa.Text, nullable=False),
-)
-orgs = sa.Table(
-    "service_orgs",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("name", sa.String(200), nullable=False, unique=True),
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("created", sa.Float, nullable=False),
-)
-users = sa.Table(
-    "service_users",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("org", sa.String(32), sa.ForeignKey("service_orgs.id"), nullable=False),
-    sa.Column("secret_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("created", sa.Float, nullable=False),
-)
-instances = sa.Table(
-    "service_instances",
-    metadata,
-    sa.Column("id", sa.String(32), primary_key=True),
-    sa.Column("org", sa.String(32), sa.ForeignKey("service_orgs.id"), nullable=False, index=True),
-    sa.Column("name", sa.String(200), nullable=False),
-    sa.Column("element_key", sa.String(64), nullable=False),
-    sa.Column("token_hash", sa.String(64), nullable=False, unique=True),
-    sa.Column("tags", sa.JSON, nullable=False),
-    sa.Column("body", sa.LargeBinary, nullable=False),
-    sa.Column("created", sa.Float, nullable=False),
-    sa.Column("updated", sa.Float, nullable=False),
-)
-tokens = sa.Table(
-    "service_tokens",
-    metadata,
-    sa.Column("instance", sa.String(32), primary_key=True),
-    sa.Column("data", sa.LargeBinary, nullable=True),
-    sa.Column("lease_owner", sa.String(64), nullable=True),
-    sa.Column("lease_until", sa.Float, nullable=False, default=0.0),
-)
-deliveries = sa.Table(
-    "service_deliveries",
-    metadata,
-    sa.Column("seq", sa.Integer, primary_key=True, autoincrement=True),
-    sa.Column("instance", sa.String(32), nullable=False, index=True),
-    sa.Column("message_id", sa.String(200), nullable=False),
-    sa.Column("resource", sa.String(200), nullable=False),
-    sa.Column("sink", sa.String(200), nullable=False),
-    sa.Column("delivered", sa.Float, nullable=False),
-    sa.Column("events", sa.JSON, nullable=False),
-)
+metadata = migrations.v1
+meta, orgs, users = migrations.meta, migrations.orgs, migrations.users
+instances, tokens, deliveries = migrations.instances, migrations.tokens, migrations.deliveries
 KEEP_DELIVERED = 200  # recent deliveries kept per instance (the outbox forgets them)
 
 
@@ -127,29 +77,36 @@ def _instance(row: Any) -> InstanceRow:
 class ServiceDatabase:
     """Every read and write of the service's own tables; each method one transaction."""
 
-    def __init__(self, url: str) -> None:
+    def __init__(self, url: str, *, upgrade: bool = True) -> None:
+        """Open the database; ``upgrade`` creates or migrates its schema (else a schema
+        that is missing or older is refused: ``sagesql db upgrade``)."""
         self.url = url
         self.engine: Engine = _engine(url)
+        self.postgresql = self.engine.dialect.name == "postgresql"
         try:
-            metadata.create_all(self.engine)
             with self.engine.begin() as conn:
-                found = conn.execute(sa.select(meta.c.value).where(meta.c.key == "schema")).scalar()
-                if found is None:
-                    conn.execute(sa.insert(meta).values(key="schema", value=SCHEMA_VERSION))
-        except sa.exc.DatabaseError as exc:
+                if upgrade:
+                    migrations.upgrade(conn, where=f"the service database {self.describe()}")
+                elif migrations.version(conn) != migrations.LATEST:
+                    raise ConfigurationError(
+                        f"the service database {self.describe()} has schema version "
+                        f"{migrations.version(conn)}, this sagesql needs {migrations.LATEST}",
+                        hint=f"run: sagesql db upgrade --database {self.describe()}",
+                    )
+        except sa.exc.DatabaseError as exc:  # unreachable, refused, or not a database file
             self.engine.dispose()
             raise ConfigurationError(
-                f"--database {self.describe()} cannot be opened as the service's database: "
-                f"{_reason(exc)}",
-                hint="name a new file or one `sagesql serve` created",
+                f"cannot open the service database {self.describe()}: {_reason(exc)}",
+                hint="check the URL, that the server runs and that the database exists "
+                "(a SQLite file: a new one, or one `sagesql serve` created)",
             ) from None
-        if found != SCHEMA_VERSION and found is not None:
+        except BaseException:
             self.engine.dispose()
-            raise ConfigurationError(
-                f"the service database {self.describe()} has schema version {found}, "
-                f"this sagesql knows {SCHEMA_VERSION}",
-                hint="use the sagesql version that created it",
-            )
+            raise
+
+    def schema_version(self) -> int | None:
+        with self._begin() as conn:
+            return migrations.version(conn)
 
     def describe(self) -> str:
         """The URL without a password."""
@@ -294,6 +251,61 @@ class ServiceDatabase:
                 sa.update(tokens).where(tokens.c.instance == instance_id).values(data=data)
             )
 
+    @contextmanager
+    def token_row(self, instance_id: str) -> Iterator[Connection]:
+        """The instance's token row locked (``SELECT ... FOR UPDATE``) for the life of the
+        block, in one transaction: a refresh re-reads the stored pair and writes the new
+        one under it, so two workers on two machines never refresh the same token."""
+        with self.engine.connect() as conn:
+            conn.execute(
+                sa.select(tokens.c.instance)
+                .where(tokens.c.instance == instance_id)
+                .with_for_update()
+            )
+            try:
+                yield conn
+            except BaseException:
+                conn.rollback()
+                raise
+            conn.commit()
+
+    @staticmethod
+    def read_token(conn: Connection, instance_id: str) -> bytes | None:
+        data = conn.execute(
+            sa.select(tokens.c.data).where(tokens.c.instance == instance_id)
+        ).scalar()
+        return bytes(data) if data is not None else None
+
+    @staticmethod
+    def write_token(conn: Connection, instance_id: str, data: bytes | None) -> None:
+        conn.execute(sa.update(tokens).where(tokens.c.instance == instance_id).values(data=data))
+
+    @staticmethod
+    def take_answer(
+        conn: Connection, instance_id: str, parent: str, *, wait: float = 0.0
+    ) -> tuple[bytes, float] | None:
+        """A refresh answer the relay recorded for this parent refresh token (its worker
+        died before storing it), taken; every recorded answer of the instance dropped.
+        A grant of that token still in flight is waited for, up to ``wait`` seconds."""
+        deadline = time.monotonic() + wait
+        while True:
+            rows = conn.execute(
+                sa.text(
+                    "SELECT data, at FROM service_token_answers WHERE instance = :i"
+                    " AND parent = :p ORDER BY at DESC"
+                ),
+                {"i": instance_id, "p": parent},
+            ).all()
+            done = [r for r in rows if r[0] is not None]
+            recent = [r for r in rows if r[0] is None and r[1] > time.time() - wait]
+            if done or not recent or time.monotonic() > deadline:
+                break
+            time.sleep(0.1)
+        conn.execute(
+            sa.text("DELETE FROM service_token_answers WHERE instance = :i"), {"i": instance_id}
+        )
+        return (bytes(done[0][0]), float(done[0][1])) if done else None
+
     def take_lease(self, instance_id: str, owner: str, seconds: float) -> bool:
         """The refresh lease of the instance's tokens, when it is free or expired: one
         conditional UPDATE, so it holds across threads, processes and machines."""
@@ -360,14 +372,22 @@ class ServiceDatabase:
     # -- poll state ------------------------------------------------------------------------
 
     def state_path(self, instance_id: str) -> Path:
+        if self.postgresql:  # named in messages only: the state is in the database
+            return Path(f"postgresql-state-{instance_id}")
         return _state_dir(self.url) / f"{instance_id}.sqlite"
 
     def state_store(self, instance_id: str, *, write: bool = True) -> StateStore:
         """The polling library's state store for one instance (``write=False``: to read
-        while its poller writes)."""
+        while its poller writes). On PostgreSQL, every instance's state is in the
+        service database's poll tables."""
+        if self.postgresql:
+            return PostgresStateStore(self.engine)
         return SQLiteStateStore(self.state_path(instance_id), write=write)
 
     def forget_state(self, instance_id: str) -> None:
+        if self.postgresql:
+            PostgresStateStore(self.engine).forget(instance_id)
+            return
         for suffix in ("", "-wal", "-shm"):
             path = Path(str(self.state_path(instance_id)) + suffix)
             path.unlink(missing_ok=True)
@@ -411,15 +431,25 @@ def _engine(url: str) -> Engine:
             dbapi_conn.execute("PRAGMA synchronous=NORMAL")
 
         return engine
-    if url.startswith(("postgresql://", "postgresql+")):
-        raise NotSupportedError(
-            "the service on PostgreSQL is not built yet",
-            hint="use --database sqlite:///PATH for now",
+    if url.startswith(POSTGRESQL):
+        # psycopg 3 (the service extra); a pool per process, checked before use so that
+        # a restarted server or a dropped connection costs one reconnect, not an error.
+        return sa.create_engine(
+            postgresql_url(url), pool_pre_ping=True, pool_size=10, max_overflow=20
         )
     raise ConfigurationError(
         f"--database {url!r} is not a database URL sagesql serves from",
-        hint="write sqlite:///PATH (an absolute path has four slashes: sqlite:////var/lib/x.db)",
+        hint="write sqlite:///PATH (an absolute path has four slashes: sqlite:////var/lib/x.db) "
+        "or postgresql://USER@HOST/DATABASE",
     )
+
+
+def postgresql_url(url: str) -> str:
+    """The SQLAlchemy URL of a postgresql:// one (the psycopg 3 driver)."""
+    for prefix in POSTGRESQL:
+        if url.startswith(prefix):
+            return "postgresql+psycopg://" + url[len(prefix) :]
+    return url
 
 
 def default_url(data_dir: Path) -> str:

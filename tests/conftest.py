@@ -5,9 +5,20 @@ from __future__ import annotations
 from pathlib import Path
 
 import pytest
+from postgresql import pg_url  # noqa: F401 - the fixture of the PostgreSQL tests
 
 REPO = Path(__file__).resolve().parent.parent
 REFERENCE = REPO / "schemas" / "definitions"
+
+
+def pytest_addoption(parser: pytest.Parser) -> None:
+    parser.addoption(
+        "--postgresql",
+        default=None,
+        metavar="URL",
+        help="PostgreSQL server of the scale-out tests (else SAGESQL_TEST_POSTGRESQL, else "
+        "postgresql://postgres@127.0.0.1:5432/postgres); a database is made per test",
+    )
 
 
 @pytest.fixture(autouse=True)

@@ -112,6 +112,7 @@ class TableResult:
     watermark: str | None = None
     note: str = ""
     error: str | None = None
+    paused: bool = False  # the chunk budget ran out mid-window: it resumes at its cursor
 
     @property
     def events(self) -> int:
@@ -175,8 +176,19 @@ def cycles_to_compare(state: TableState | None) -> int:
     return max(1, state.compared_cycle + COMPARE_EVERY_CYCLES - state.cycles)
 
 
+class _Paused(Exception):
+    """The chunk budget of this turn is spent; the window's cursor is committed."""
+
+
 class Poller:
-    """Polls the configured tables of one instance through one connection."""
+    """Polls the configured tables of one instance through one connection.
+
+    ``chunk_budget`` bounds the keyset chunks one :meth:`poll` of a table reads (None:
+    the whole window): a table mid-backfill then stops at a committed cursor and the
+    next poll resumes there, so one huge table cannot hold a worker for long.
+    """
+
+    chunk_budget: int | None = None
 
     def __init__(
         self,
@@ -252,6 +264,9 @@ class Poller:
                 self._window(spec, state, result)
                 if self.compare.get(spec.name):
                     self._compare(spec, state, result)
+        except _Paused:
+            result.paused = True
+            result.note = "chunk budget spent mid-window: the next poll resumes at the cursor"
         except Error as exc:
             result.error = str(exc)
             state = self.store.load(self.instance, spec.name)
@@ -532,6 +547,7 @@ class Poller:
         cursor: tuple[Any, Any] | None = None
         if resume is not None and chunked:
             cursor = (resume["updated"], resume["key"])
+        chunks = 0
         while True:
             query = window.updated(lower_text, upper_text, cursor)
             columns, rows = self._rows(query)
@@ -548,6 +564,9 @@ class Poller:
             )
             self._commit(spec, fresh, state=state)
             committed.update(e.kind for e in fresh)
+            chunks += 1
+            if self.chunk_budget is not None and chunks >= self.chunk_budget:
+                raise _Paused
         state.cursor = None
         began = self.clock.first_since(mark)
         # Never past the server's time at the read's first answer (minus the delay).
