@@ -114,7 +114,7 @@ def flattener(
     code = _flatten_code(tuple(tuple(c.path) for c in columns), tuple(c.type for c in columns))
     namespace: dict[str, Any] = {"_node": _node, "_dict": dict}
     namespace.update((f"c{i}", f) for i, f in enumerate(convert))
-    exec(code, namespace)  # noqa: S102 - source made by _flatten_code from column paths
+    exec(code, namespace)  # the source is _flatten_code's: names and repr()s of the paths
     flatten: Callable[..., tuple[Any, ...]] = namespace["flatten"]
     return flatten
 
