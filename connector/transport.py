@@ -47,6 +47,7 @@ import math
 import random
 import re
 import socket
+import sys
 import threading
 import time
 from collections import deque
@@ -1107,6 +1108,7 @@ class HTTPTransport:
         if workers <= 1 or not paginator.addressable:
             yield from self.pages(path, params, paginator, page_size=page_size, limit=limit)
             return
+        _return_answers_to_os()
         guard = self._guard(path, page_size)
         first: Page | None = None
         first = self._page(paginator, paginator.first(path, params, size))
@@ -1219,6 +1221,38 @@ class HTTPTransport:
             for future in pending:
                 future.cancel()
             pool.shutdown(wait=False, cancel_futures=True)
+
+
+# glibc's mallopt: answers of this size or more get memory of their own, returned when freed.
+M_MMAP_THRESHOLD = -3
+ANSWER_MMAP_THRESHOLD = 128 * 1024
+_malloc_tuned = False
+
+
+def _return_answers_to_os() -> None:
+    """Fix glibc's mmap threshold at its default (128 KiB), once per process.
+
+    Pages are read in worker threads, each with its own malloc arena: glibc raises the
+    threshold to the size of the first large answer freed, so later answers (half a
+    megabyte a page) come from those arenas and fragment them, and the resident memory
+    of a long scan grew with its rows (100k contacts: 179 MB, Python's own heap flat at
+    21 MB). Fixed, every answer's buffers are mapped and unmapped whole: 83 MB. A no-op
+    where the C library is not glibc.
+    """
+    global _malloc_tuned
+    if _malloc_tuned:
+        return
+    _malloc_tuned = True
+    if not sys.platform.startswith("linux"):
+        return
+    try:
+        import ctypes
+
+        mallopt = ctypes.CDLL(None).mallopt
+    except (OSError, AttributeError):  # not glibc (musl has no mallopt)
+        return
+    mallopt.argtypes = [ctypes.c_int, ctypes.c_int]
+    mallopt(M_MMAP_THRESHOLD, ANSWER_MMAP_THRESHOLD)
 
 
 def _fit(page_size: int, remaining: int | None) -> int:
