@@ -33,7 +33,8 @@ Nothing is unbounded (a server that misbehaves gets a one-line error, never a ha
 
 Paging is done by paginator objects (:mod:`paging`): ``pages`` streams pages lazily,
 ``pages_parallel`` keeps up to ``MaxConcurrency`` requests in flight once the total
-is known and still yields pages in order.
+is known (and at most twice as many pages read ahead of the reader) and still yields
+pages in order.
 """
 
 from __future__ import annotations
@@ -94,6 +95,8 @@ CONNECT_TIMEOUT_CAP = 30.0
 REFUSED_BUDGET = 1.5  # seconds a refused connection is tried again: then the URL is wrong
 MiB = 2**20
 CHUNK = 64 * 1024  # bytes read at a time from an answer
+# Pages asked for and not yet taken by the reader, per page request in flight.
+PAGES_AHEAD = 2
 
 
 class _Retry(Exception):
@@ -1096,7 +1099,7 @@ class HTTPTransport:
 
         The total comes from the first page's envelope (Accounting ``$total``, CRM
         ``$totalResults``) or from a count request (Sage 200); then the remaining pages
-        are addressed directly. At most ``max_concurrency`` pages are held at a time.
+        are addressed directly. At most ``PAGES_AHEAD × max_concurrency`` pages are held at a time.
         A page shorter than asked in the middle (CRM may answer fewer) is completed
         before the next one is yielded; after the planned pages, any link or full
         last page is followed one at a time, in case records were added meanwhile.
@@ -1202,13 +1205,20 @@ class HTTPTransport:
     def _window(
         self, paginator: Paginator, queue: Iterator[PageRequest], workers: int
     ) -> Generator[Page, None, None]:
-        """Pages of the queued requests in queue order, ``workers`` requests at most in flight."""
+        """Pages of the queued requests in queue order: ``workers`` requests at most in
+        flight, and at most ``PAGES_AHEAD × workers`` pages asked for and not yet taken.
+
+        A thread that is done starts the next request at once, even while an earlier
+        page is still on its way (the pages it read wait their turn), so one slow answer
+        does not stop the others; the bound on the pages held keeps memory flat.
+        """
         pool = ThreadPoolExecutor(max_workers=workers, thread_name_prefix="sagesql-page")
         pending: deque[Future[Page]] = deque()
+        ahead = PAGES_AHEAD * workers
         try:
             for request in queue:
                 pending.append(pool.submit(self._page, paginator, request))
-                if len(pending) >= workers:
+                if len(pending) >= ahead:
                     break
             while pending:
                 page = pending.popleft().result()
