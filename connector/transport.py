@@ -97,6 +97,13 @@ MiB = 2**20
 CHUNK = 64 * 1024  # bytes read at a time from an answer
 # Pages asked for and not yet taken by the reader, per page request in flight.
 PAGES_AHEAD = 2
+# Pages read one at a time before a list without a total in its pages (Sage 200) is
+# counted to plan parallel requests. Reading in turn takes one request per round trip
+# and never one too many; counting takes one request more and then MaxConcurrency
+# pages a round trip. Up to three pages, reading in turn is as fast (1+1+1 round trips
+# against first page, count, the other pages at once) and a request cheaper; a longer
+# list pays the count and one or two round trips more than counting after one page.
+COUNT_AFTER = 3
 
 
 class _Retry(Exception):
@@ -1117,14 +1124,40 @@ class HTTPTransport:
         first = self._page(paginator, paginator.first(path, params, size))
         guard.check(first)
         total = first.total
+        done = 0
+        last: Page | None = None
         if total is None and paginator.total_source == "count_request":
-            if len(first.records) < size:
-                total = len(first.records)  # one short page is all there is: no count needed
-            else:
-                try:
-                    total = self.count(path, params, paginator)
-                except (APIError, NotSupportedError):
-                    total = None  # an API without $count: read one page at a time
+            # No total in the pages (Sage 200): the first COUNT_AFTER pages are read one
+            # at a time, and only a longer list pays for its count request (see
+            # COUNT_AFTER); the pages read are yielded as they come.
+            last = first
+            read = 1
+            while True:
+                records = last.records[: _left(limit, done)]
+                done += len(records)
+                if records:
+                    yield records
+                if len(last.records) < (last.request.size or size):
+                    return  # a short page is the end
+                if limit is not None and done >= limit:
+                    return
+                if read >= COUNT_AFTER:
+                    break
+                after = paginator.following(last, _fit(size, _left(limit, done)))
+                if after is None:
+                    return
+                last = self._page(paginator, after)
+                guard.check(last)
+                read += 1
+            try:
+                total = self.count(path, params, paginator)
+            except (APIError, NotSupportedError):
+                total = None  # an API without $count: one page at a time
+            if total is None:
+                after = paginator.following(last, _fit(page_size, _left(limit, done)))
+                yield from self._follow(paginator, after, page_size, limit, done, guard)
+                return
+            first = None  # already yielded: the planned pages start after the ones read
         if total is None:  # nothing to plan with: one page at a time
             if first is None:
                 yield from self.pages(path, params, paginator, page_size=page_size, limit=limit)
@@ -1138,13 +1171,9 @@ class HTTPTransport:
             return
         wanted = total if limit is None else min(total, limit)
         planned = math.ceil(wanted / size)
-        queue = (
-            paginator.at(path, params, size, index)
-            for index in range(0 if first is None else 1, planned)
-        )
+        start = 1 if first is not None else (last.request.offset // size + 1 if last else 0)
+        queue = (paginator.at(path, params, size, index) for index in range(start, planned))
         fetched = self._window(paginator, queue, workers)
-        done = 0
-        last: Page | None = None
         try:
             for page in itertools.chain([first] if first else [], fetched):
                 if page is not first:
