@@ -20,7 +20,7 @@ from sagesql.connector.seams import Client, Planning, Transport
 from sagesql.engine import fetch, local
 from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
-from sagesql.engine.plan import Plan, narrowed, plan
+from sagesql.engine.plan import Plan, narrowable, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind, parse
 from sagesql.errors import NotSupportedError
@@ -99,13 +99,14 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
     # The side that narrows another is loaded first (local evaluation loads in order).
     order = _load_order(the_plan)
     if len(order) > 1:
-        # Local evaluation loads one source after the other: a source no other narrows
-        # is read meanwhile, in a thread of its own, so the two reads overlap.
+        # Local evaluation loads one source after the other: a source that is not
+        # narrowed by another (or whose join column the API cannot filter on) is read
+        # meanwhile, in a thread of its own, so the reads overlap.
         # It starts when the first source is first read: a statement SQLite refuses
         # (checked over the empty tables) still sends nothing.
         ahead: list[_Prefetched] = []
         for i in order[1:]:
-            if the_plan.scans[i].join is None:
+            if the_plan.scans[i].join is None or not narrowable(the_plan.scans[i]):
                 prefetched = _Prefetched(sources[i].rows)
                 sources[i].rows = prefetched
                 ahead.append(prefetched)
