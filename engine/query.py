@@ -10,7 +10,7 @@ from __future__ import annotations
 import itertools
 import queue
 import threading
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from sqlglot import exp
@@ -111,7 +111,9 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
                 sources[i].rows = prefetched
                 ahead.append(prefetched)
         if ahead:
-            sources[order[0]].rows = _starting(sources[order[0]].rows, ahead)
+            sources[order[0]].rows = _starting(
+                sources[order[0]].rows, ahead, lambda: connection.transport
+            )
     result = local.evaluate(the_plan.tree, [sources[i] for i in order])
     if cap is not None and cap >= 0:
         streamed = result.rows
@@ -251,9 +253,11 @@ class _Prefetched:
 
 
 def _starting(
-    rows: Iterator[tuple[Any, ...]], ahead: list[_Prefetched]
+    rows: Iterator[tuple[Any, ...]], ahead: list[_Prefetched], open_transport: Callable[[], Any]
 ) -> Iterator[tuple[Any, ...]]:
-    """The rows, starting the read-ahead of the other sources when first asked for."""
+    """The rows, starting the read-ahead of the other sources when first asked for (the
+    transport opened first, in this thread: Sage 200 asks for its site once)."""
+    open_transport()
     for prefetched in ahead:
         prefetched.start()
     try:
