@@ -6,6 +6,11 @@ Runs the installed console script (next to this Python) ``repeat`` times for eac
 command line below and prints the best and median wall times, then the modules that
 ``python -X importtime`` shows as the slowest to import for ``--help``. Target
 (issue 5): ``sagesql --help`` under 0.3 s.
+
+Then ``sagesql query -c ... "SELECT id, name FROM contacts LIMIT 1"`` against an
+Accounting sandbox started here: its wall time, and its import time (the sum of the
+top-level imports ``-X importtime`` reports for the whole run, median of ``repeat``).
+Target (issue 17): import time at most 0.25 s.
 """
 
 from __future__ import annotations
@@ -21,6 +26,8 @@ from pathlib import Path
 SCRIPT = str(Path(sys.executable).parent / "sagesql")
 COMMANDS = (("--help",), ("query", "--help"), ("tables", "--help"))
 TARGET = 0.3
+QUERY_IMPORT_TARGET = 0.25
+QUERY = "SELECT id, name FROM contacts LIMIT 1"
 
 
 def timed(args: tuple[str, ...]) -> float:
@@ -49,6 +56,50 @@ def slowest_imports(count: int = 8) -> list[tuple[int, str]]:
     return sorted(found, reverse=True)[:count]
 
 
+def import_seconds(stderr: str) -> float:
+    """The sum of the top-level imports in ``-X importtime`` output, in seconds."""
+    total = 0
+    for line in stderr.splitlines():
+        parts = line.split("|")
+        if len(parts) == 3 and parts[1].strip().isdigit() and not parts[2].startswith("  "):
+            total += int(parts[1])
+    return total / 1e6
+
+
+def query_startup(repeat: int) -> None:
+    from sagesql.sandbox.config import SandboxConfig
+    from sagesql.sandbox.runner import Sandbox
+
+    config = SandboxConfig(product="sage_accounting", rate_limit_per_minute=0)
+    with Sandbox("sage_accounting", config) as sbx:
+        props = sbx.connection_properties()
+        connection = ";".join(f"{k}={v}" for k, v in props.items())
+        env = {k: v for k, v in os.environ.items() if not k.startswith("SAGESQL_")}
+        walls, imports = [], []
+        for _ in range(repeat + 1):
+            started = time.perf_counter()
+            done = subprocess.run(
+                [sys.executable, "-X", "importtime", SCRIPT, "query", "-c", connection, QUERY],
+                capture_output=True,
+                text=True,
+                env=env,
+                check=False,
+            )
+            walls.append(time.perf_counter() - started)
+            if done.returncode != 0:
+                raise SystemExit(f"sagesql query failed: {done.stderr[-400:]}")
+            imports.append(import_seconds(done.stderr))
+        walls, imports = walls[1:], imports[1:]  # the first warms the caches
+        median = statistics.median(imports)
+        verdict = "ok" if median <= QUERY_IMPORT_TARGET else "NO"
+        print(
+            f"sagesql query -c ... {QUERY!r}: wall median {statistics.median(walls):.3f} s "
+            f"(with -X importtime); import time median {median:.3f} s (best {min(imports):.3f})"
+            f"; target <= {QUERY_IMPORT_TARGET} s: {verdict}"
+            f" (load {os.getloadavg()[0]:.1f} on {os.cpu_count()} cores: shared, noisy)"
+        )
+
+
 def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--repeat", type=int, default=10)
@@ -62,6 +113,7 @@ def main() -> None:
         if command == ("--help",):
             verdict = f"  target < {TARGET} s: {'ok' if median < TARGET else 'NO'}"
         print(f"{best:6.3f}s {median:6.3f}s  sagesql {' '.join(command)}{verdict}")
+    query_startup(args.repeat)
     print("slowest imports (cumulative) of the command-line module:")
     for micros, module in slowest_imports():
         print(f"  {micros / 1000:7.1f} ms  {module}")

@@ -27,7 +27,6 @@ from typing import IO, Annotated, Any
 
 import typer
 
-from sagesql.activities.jsontext import to_json
 from sagesql.cli import files
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
@@ -163,6 +162,7 @@ def _run_target(
     show_secrets: bool = False,
 ) -> None:
     from sagesql.activities import Create, Delete, Execute, Update
+    from sagesql.activities.jsontext import to_json
     from sagesql.activities.results import ActivityResult
     from sagesql.engine.procedures import SECRET_RESULTS
     from sagesql.engine.row_writes import RowError
@@ -343,6 +343,7 @@ def query(
 ) -> None:
     """Read records as JSON lines (one object per row)."""
     from sagesql.activities import Query
+    from sagesql.activities.jsontext import to_json
     from sagesql.errors import ProgrammingError
 
     if (table is None) == (sql is None):

@@ -7,7 +7,9 @@ early stops the paging.
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Callable, Iterator, Mapping, Sequence
+from types import MappingProxyType
 from typing import Any
 
 from sagesql.connector.products import paginator_for
@@ -51,13 +53,40 @@ def decimal_places(raw: Any) -> int:
 
 
 def _noting_scale(convert: Any, scales: dict[str, int], name: str) -> Any:
+    """``convert``, noting in ``scales[name]`` the most decimal places seen. A value that
+    cannot have more places than already noted costs one ``find``."""
+    best = [scales.get(name, 0)]
+
     def note(raw: Any) -> Any:
-        places = decimal_places(raw)
-        if places > scales.get(name, 0):
-            scales[name] = places
+        if raw.__class__ is str:
+            dot = raw.find(".")
+            if dot >= 0 and len(raw) - dot - 1 > best[0]:
+                places = decimal_places(raw)
+                if places > best[0]:
+                    best[0] = scales[name] = places
+        elif raw.__class__ is float:
+            places = decimal_places(raw)
+            if places > best[0]:
+                best[0] = scales[name] = places
         return convert(raw)
 
     return note
+
+
+_EMPTY: Mapping[str, Any] = MappingProxyType({})
+
+
+def _node(value: Any) -> Mapping[str, Any]:
+    """A value on the way down a path: itself when it is an object, else an empty one."""
+    return value if isinstance(value, Mapping) else _EMPTY
+
+
+# How a value of each type is tested for the form the API usually sends, which is kept
+# as it is (the converter gives the same; it runs for anything else).
+_KEPT = {
+    "TEXT": "{v}.__class__ is str",
+    "INTEGER": "{v}.__class__ is int",
+}
 
 
 def flattener(
@@ -65,36 +94,61 @@ def flattener(
 ) -> Callable[..., tuple[Any, ...]]:
     """A function from (record, parent record) to the row of those columns.
 
+    Compiled once per table and columns: Python source with one dict lookup per field,
+    each nested object looked up once for all its columns (an object checked with
+    ``__class__ is dict``, anything else through ``Mapping``), and each column's
+    converter (values.storage_converter) called only for a value not already in its
+    stored form. The same values as ``extract`` then ``to_storage`` per column.
+
     ``scales``, when given, gets each DECIMAL column's largest number of decimal places
     the API wrote ("7800.00": 2): SQLite keeps the number, not how it was written, and
     the result gives it back with that scale (local.py).
     """
     columns: list[Column] = [table.column(n) for n in names]
     product = table.product
-    # A top-level field is read with one dict lookup; nested ones walk their path.
-    specs = [
-        (c.path[0] if len(c.path) == 1 and c.path[0] != PARENT else None, c.path) for c in columns
-    ]
     convert = [storage_converter(c.type, product) for c in columns]
     if scales is not None:
         for i, c in enumerate(columns):
             if c.type == "DECIMAL":
                 convert[i] = _noting_scale(convert[i], scales, c.name)
-    keys = [key for key, _ in specs]
-    top_keys = [key for key in keys if key is not None]
+    code = _flatten_code(tuple(tuple(c.path) for c in columns), tuple(c.type for c in columns))
+    namespace: dict[str, Any] = {"_node": _node, "_dict": dict}
+    namespace.update((f"c{i}", f) for i, f in enumerate(convert))
+    exec(code, namespace)  # the source is _flatten_code's: names and repr()s of the paths
+    flatten: Callable[..., tuple[Any, ...]] = namespace["flatten"]
+    return flatten
 
-    def flatten(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
-        values = [
-            record.get(key) if key is not None else extract(record, path, parent)
-            for key, path in specs
-        ]
-        return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
 
-    def flatten_top(record: Mapping[str, Any], parent: Mapping[str, Any] | None = None) -> tuple:
-        values = map(record.get, top_keys)  # every column a top-level field: the common case
-        return tuple([None if v is None else f(v) for f, v in zip(convert, values, strict=True)])
+@functools.lru_cache(maxsize=256)
+def _flatten_code(paths: tuple[tuple[str, ...], ...], types: tuple[str, ...]) -> Any:
+    """The compiled ``flatten(record, parent=None)`` for columns at these paths and types."""
+    lines = ["def flatten(record, parent=None):"]
+    nodes: dict[tuple[str, ...], str] = {(): "record", (PARENT,): "parent_"}
+    uses_parent = any(path[:1] == (PARENT,) for path in paths)
+    if uses_parent:
+        lines.append("    parent_ = parent if parent.__class__ is _dict else _node(parent)")
 
-    return flatten_top if None not in keys else flatten
+    def node(prefix: tuple[str, ...]) -> str:
+        """The variable holding the object at ``prefix`` (an empty one when absent)."""
+        if prefix in nodes:
+            return nodes[prefix]
+        above = node(prefix[:-1])
+        name = nodes[prefix] = f"n{len(nodes)}"
+        lines.append(f"    {name} = {above}.get({prefix[-1]!r})")
+        lines.append(f"    if {name}.__class__ is not _dict: {name} = _node({name})")
+        return name
+
+    values = []
+    for i, (path, sql_type) in enumerate(zip(paths, types, strict=True)):
+        if not path or path == (PARENT,):  # the record itself (sagesql_record)
+            lines.append(f"    v{i} = {'parent' if path else 'record'}")
+        else:
+            lines.append(f"    v{i} = {node(path[:-1])}.get({path[-1]!r})")
+        kept = _KEPT.get(sql_type)
+        test = f"v{i} if {kept.format(v=f'v{i}')} else " if kept else ""
+        values.append(f"({test}None if v{i} is None else c{i}(v{i}))")
+    lines.append("    return (" + "".join(v + ", " for v in values) + ")")
+    return compile("\n".join(lines) + "\n", "<sagesql flatten>", "exec")
 
 
 def _get_one(transport: Transport, table: Table, key: Any) -> dict[str, Any] | None:

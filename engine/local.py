@@ -487,13 +487,15 @@ def _converter(
     typed = [(i, c.sql_type) for i, c in enumerate(columns) if c.sql_type in CONVERTED_TYPES]
     if not typed:
         return None
-    from_storage = values.from_storage
+    out_of = [(i, values.output_converter(sql_type, product)) for i, sql_type in typed]
     scaled = [(i, *s) for i, s in enumerate(scales) if s is not None]
 
     def convert(row: tuple[Any, ...]) -> tuple[Any, ...]:
         out = list(row)
-        for i, sql_type in typed:
-            out[i] = from_storage(sql_type, out[i], product)
+        for i, give in out_of:
+            value = out[i]
+            if value is not None:
+                out[i] = give(value)
         for i, noted, name in scaled:
             places = noted.get(name)
             if places:
@@ -649,6 +651,7 @@ def _projector(select: exp.Expression, source: LocalSource) -> Projector | None:
     integers = [i for i in dict.fromkeys(index) if affinity[i] == "INTEGER"]
     numerics = [i for i in dict.fromkeys(index) if affinity[i] == "NUMERIC"]
     fixed = [(position, i) for position, i in enumerate(index) if affinity[i] == "NUMERIC"]
+    identity = index == list(range(len(source.columns)))  # SELECT *: the rows as they are
 
     def project(batch: list[tuple[Any, ...]]) -> list[tuple[Any, ...]] | None:
         for i in integers:
@@ -659,16 +662,16 @@ def _projector(select: exp.Expression, source: LocalSource) -> Projector | None:
             for v in [row[i] for row in batch]:
                 if v is not None and not (v.__class__ is float and -_SAFE_INT < v < _SAFE_INT):
                     return None  # text, an int, NaN, infinities: SQLite decides
-        out = [tuple([row[i] for i in index]) for row in batch]
+        out = batch if identity else [tuple([row[i] for i in index]) for row in batch]
         if fixed:
             for n, row in enumerate(out):
                 if any(row[p] is not None and row[p].is_integer() for p, _ in fixed):
-                    whole = list(row)
+                    changed = list(row)
                     for p, _ in fixed:
-                        v = whole[p]
+                        v = changed[p]
                         if v is not None and v.is_integer():
-                            whole[p] = int(v)
-                    out[n] = tuple(whole)
+                            changed[p] = int(v)
+                    out[n] = tuple(changed)
         return out
 
     return project

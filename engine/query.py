@@ -8,7 +8,9 @@ SQLite evaluate the statement over those rows.
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+import queue
+import threading
+from collections.abc import Callable, Iterator
 from typing import Any, cast
 
 from sqlglot import exp
@@ -18,7 +20,7 @@ from sagesql.connector.seams import Client, Planning, Transport
 from sagesql.engine import fetch, local
 from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
-from sagesql.engine.plan import Plan, narrowed, plan
+from sagesql.engine.plan import Plan, narrowable, narrowed, plan
 from sagesql.engine.result import Result, ResultColumn
 from sagesql.engine.statement import Params, bind, parse
 from sagesql.errors import NotSupportedError
@@ -96,6 +98,22 @@ def run_tree(connection: Client, tree: exp.Expression, *, max_rows: int | None =
     ]
     # The side that narrows another is loaded first (local evaluation loads in order).
     order = _load_order(the_plan)
+    if len(order) > 1:
+        # Local evaluation loads one source after the other: a source that is not
+        # narrowed by another (or whose join column the API cannot filter on) is read
+        # meanwhile, in a thread of its own, so the reads overlap.
+        # It starts when the first source is first read: a statement SQLite refuses
+        # (checked over the empty tables) still sends nothing.
+        ahead: list[_Prefetched] = []
+        for i in order[1:]:
+            if the_plan.scans[i].join is None or not narrowable(the_plan.scans[i]):
+                prefetched = _Prefetched(sources[i].rows)
+                sources[i].rows = prefetched
+                ahead.append(prefetched)
+        if ahead:
+            sources[order[0]].rows = _starting(
+                sources[order[0]].rows, ahead, lambda: connection.transport
+            )
     result = local.evaluate(the_plan.tree, [sources[i] for i in order])
     if cap is not None and cap >= 0:
         streamed = result.rows
@@ -164,6 +182,95 @@ class _JoinValues:
                 values.append(row[position])
             yield row
         self.finished.add(i)
+
+
+class _Prefetched:
+    """An iterator of rows read ahead in a thread of its own, at most ``PREFETCH_ROWS``
+    ahead of the reader; the reader gets the rows in order, then any error the source
+    raised. ``close`` stops the reading and closes the source."""
+
+    _END = object()
+
+    def __init__(self, rows: Iterator[tuple[Any, ...]]) -> None:
+        self._rows = rows
+        self._queue: queue.Queue[Any] = queue.Queue(maxsize=PREFETCH_ROWS // PREFETCH_CHUNK)
+        self._stop = threading.Event()
+        self._chunk: Iterator[tuple[Any, ...]] = iter(())
+        self._thread = threading.Thread(target=self._read, name="sagesql-prefetch", daemon=True)
+        self._started = False
+        self._lock = threading.Lock()
+
+    def start(self) -> None:
+        with self._lock:
+            if not self._started and not self._stop.is_set():
+                self._started = True
+                self._thread.start()
+
+    def _put(self, item: Any) -> bool:
+        while not self._stop.is_set():
+            try:
+                self._queue.put(item, timeout=0.1)
+                return True
+            except queue.Full:
+                continue
+        return False
+
+    def _read(self) -> None:
+        try:
+            while not self._stop.is_set():
+                chunk = list(itertools.islice(self._rows, PREFETCH_CHUNK))
+                if not chunk or not self._put(chunk):
+                    break
+            self._put(self._END)
+        except BaseException as exc:  # handed to the reader, raised there
+            self._put(exc)
+
+    def __iter__(self) -> _Prefetched:
+        return self
+
+    def __next__(self) -> tuple[Any, ...]:
+        for row in self._chunk:
+            return row
+        self.start()
+        item = self._queue.get()
+        if item is self._END:
+            self._queue.put(item)  # asked again: still the end
+            raise StopIteration
+        if isinstance(item, BaseException):
+            raise item
+        self._chunk = iter(item)
+        return next(self)
+
+    def close(self) -> None:
+        with self._lock:
+            self._stop.set()
+            started = self._started
+        if started:
+            self._thread.join()
+        close = getattr(self._rows, "close", None)
+        if close is not None:
+            close()
+
+
+def _starting(
+    rows: Iterator[tuple[Any, ...]], ahead: list[_Prefetched], open_transport: Callable[[], Any]
+) -> Iterator[tuple[Any, ...]]:
+    """The rows, starting the read-ahead of the other sources when first asked for (the
+    transport opened first, in this thread: Sage 200 asks for its site once)."""
+    open_transport()
+    for prefetched in ahead:
+        prefetched.start()
+    try:
+        yield from rows
+    finally:
+        close = getattr(rows, "close", None)
+        if close is not None:
+            close()
+
+
+# Rows a source no other narrows may be read ahead of local evaluation (in chunks).
+PREFETCH_ROWS = 20_000
+PREFETCH_CHUNK = 200
 
 
 def capped(tree: exp.Expression, cap: int | None) -> exp.Expression:

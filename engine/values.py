@@ -211,6 +211,24 @@ def from_storage(sql_type: str | None, value: Any, product: str | None = None) -
     return value
 
 
+def output_converter(sql_type: str, product: str | None = None) -> Callable[[Any], Any]:
+    """``from_storage`` for one column type and a value that is not None, with the same
+    results, without choosing the type again for every value (rows go out by the million)."""
+    if sql_type == "DECIMAL":
+        return lambda value: (
+            Decimal(repr(value))
+            if value.__class__ is float
+            else Decimal(value)
+            if isinstance(value, (int, float))
+            else value
+        )
+    if sql_type == "BOOLEAN":
+        return lambda value: bool(value) if isinstance(value, int) else value
+    if sql_type == "DATETIME":
+        return lambda value: iso_datetime(value, product)
+    return lambda value: value
+
+
 def coerce(sql_type: str, value: Any, product: str, *, column: str = "") -> Any:
     """A literal compared with a column, as a Python value of the column's type.
 

@@ -25,8 +25,8 @@ from sagesql.activities import (
     output_schema,
 )
 from sagesql.activities.clients import client_of, connected
+from sagesql.activities.jsontext import to_json
 from sagesql.activities.schema import procedure_schemas
-from sagesql.cli.activity_commands import to_json
 from sagesql.connector.client import SageClient
 from sagesql.engine import validation
 from sagesql.sandbox.config import Faults

@@ -20,6 +20,7 @@ import requests.auth
 from werkzeug.wrappers import Request, Response
 
 from sagesql.connector import paging
+from sagesql.connector import transport as transport_module
 from sagesql.connector.properties import Settings
 from sagesql.connector.transport import HTTPTransport
 from sagesql.errors import APIError
@@ -305,22 +306,35 @@ def test_parallel_buffers_at_most_n_pages_and_stops_when_abandoned(serve) -> Non
     for _ in range(4):
         next(stream)
     time.sleep(0.2)  # a slow consumer: the fetchers must wait for it
-    # First page, 3 consumed parallel pages, 3 buffered, 1 asked for as the 4th was taken.
-    assert server.count <= 1 + 3 + 3 + 1
+    # First page, 3 consumed parallel pages, then PAGES_AHEAD x 3 asked for (3 in flight
+    # at most) and not yet taken.
+    bound = 1 + 3 + transport_module.PAGES_AHEAD * 3
+    assert server.count <= bound
     stream.close()
     settled = server.count
     time.sleep(0.1)
-    assert server.count == settled <= 8
+    assert server.count == settled <= bound
 
 
-def test_parallel_top_skip_counts_after_a_full_first_page(serve) -> None:
+def test_parallel_top_skip_counts_after_three_full_pages(serve) -> None:
     server, transport = serve(Sage200List, 95, latency=0.02, max_concurrency=4)
     pages = list(transport.pages_parallel("customers", None, paging.TopSkip(), page_size=10))
     assert ids(pages) == list(range(1, 96))
-    # The first page alone, then the count, then the other nine pages in parallel.
-    assert "$count" not in server.seen[0] and server.seen[1] == {"$count": "true"}
-    assert server.count == 1 + 1 + 9
+    # Three pages one at a time, then the count, then the other seven pages in parallel.
+    assert transport_module.COUNT_AFTER == 3
+    assert all("$count" not in seen for seen in server.seen[:3])
+    assert server.seen[3] == {"$count": "true"}
+    assert server.count == 3 + 1 + 7
     assert 1 < server.most_in_flight <= 4
+
+
+@pytest.mark.parametrize("rows, requests", [(10, 2), (15, 2), (20, 3), (25, 3)])
+def test_parallel_top_skip_reads_three_pages_without_a_count(serve, rows, requests) -> None:
+    server, transport = serve(Sage200List, rows, max_concurrency=4)
+    pages = list(transport.pages_parallel("customers", None, paging.TopSkip(), page_size=10))
+    assert ids(pages) == list(range(1, rows + 1))
+    # The fewest the API allows (its lists end with a short page), no $count.
+    assert server.count == requests and all("$count" not in seen for seen in server.seen)
 
 
 def test_parallel_top_skip_needs_no_count_when_the_first_page_is_short(serve) -> None:
