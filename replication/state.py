@@ -33,6 +33,7 @@ STATE_COLUMNS: dict[str, str] = {
     "watermark": "TEXT",
     "deleted_watermark": "TEXT",
     "cursor": "TEXT",
+    "copied": "TEXT",
     "rows": "INTEGER",
     "last_sync": "TEXT",
     "last_result": "TEXT",
@@ -52,6 +53,8 @@ class SyncState:
     watermark: str | None = None  # every change before this (less the lookback) is in
     deleted_watermark: str | None = None  # deletions reported before this are applied
     cursor: str | None = None  # a read under way (JSON, see the module)
+    # When the last whole copy finished (None: started --since, holding recent rows only).
+    copied: str | None = None
     rows: int = 0
     last_sync: str | None = None
     last_result: str | None = None

@@ -503,6 +503,8 @@ class Replicator:
         """A read reached its end: the watermark moves to its first answer's time less the
         delay (a copy's too: the window then reads what changed while it ran)."""
         began = cursor.get("began")
+        if copy:
+            state.copied = began
         if began is not None:
             moved = parse_iso(began) - spec.delay
             old = parse_iso(state.watermark) if state.watermark and not copy else None
@@ -624,8 +626,8 @@ class Replicator:
         assert start_text is not None
         start = parse_iso(start_text)
         since = (min(start, began) if began is not None else start) - spec.lookback
-        if deletions.inclusive:
-            since += timedelta(seconds=1)
+        if not deletions.inclusive:
+            since -= timedelta(seconds=1)  # deleted_since is exclusive: the second itself too
         mark = self.clock.mark()
         column_type = table.column(deletions.column).type
         for (key, when), _record in deleted(
@@ -696,6 +698,8 @@ class Replicator:
         with self.target.transaction() as batch:
             self._delete(batch, spec, gone, outcome)
             batch.save(state)
+        if state.copied is None:
+            return  # started --since: the replica holds the rows changed since then only
         for start in range(0, len(missing), 50):
             self._fetch_keys(spec, shape, children, missing[start : start + 50], outcome)
 

@@ -28,8 +28,9 @@ def client(sbx: Any, name: str = "sync", **props: str) -> SageClient:
 
 def sync(sbx: Any, url: str, tables: list[str], **options: Any) -> list[TableOutcome]:
     props = options.pop("props", {})
+    spec_options = {k: options.pop(k) for k in ("lookback", "delay") if k in options}
     with client(sbx, **props) as c:
-        specs = specs_for([Replicated(t) for t in tables], c.catalog, sbx.product)
+        specs = specs_for([Replicated(t) for t in tables], c.catalog, sbx.product, **spec_options)
         target = open_target(url)
         try:
             return Replicator(c, target, specs, **options).run()
