@@ -28,9 +28,15 @@ def client(sbx: Any, name: str = "sync", **props: str) -> SageClient:
 
 def sync(sbx: Any, url: str, tables: list[str], **options: Any) -> list[TableOutcome]:
     props = options.pop("props", {})
+    names = options.pop("names", None) or [None] * len(tables)
     spec_options = {k: options.pop(k) for k in ("lookback", "delay") if k in options}
     with client(sbx, **props) as c:
-        specs = specs_for([Replicated(t) for t in tables], c.catalog, sbx.product, **spec_options)
+        specs = specs_for(
+            [Replicated(t, n) for t, n in zip(tables, names, strict=True)],
+            c.catalog,
+            sbx.product,
+            **spec_options,
+        )
         target = open_target(url)
         try:
             return Replicator(c, target, specs, **options).run()
@@ -83,7 +89,9 @@ def _by_key(t: Any, names: list[str], rows: list[Any], types: dict[str, str]) ->
     return out
 
 
-def replica(url: str, table: str, product: str) -> dict[str, dict[str, Any]]:
+def replica(
+    url: str, table: str, product: str, schema: str | None = None
+) -> dict[str, dict[str, Any]]:
     t = default_catalog().table(table, product)
     types = {c.name: c.type for c in t.columns}
     names = [c.name for c in t.columns]
@@ -96,13 +104,14 @@ def replica(url: str, table: str, product: str) -> dict[str, dict[str, Any]]:
         import psycopg
 
         with psycopg.connect(url) as conn:
-            rows = conn.execute(f'SELECT {columns} FROM "{t.name}"').fetchall()
+            where = f'"{schema}"."{t.name}"' if schema else f'"{t.name}"'
+            rows = conn.execute(f"SELECT {columns} FROM {where}").fetchall()
     return _by_key(t, names, rows, types)
 
 
-def assert_same(sbx: Any, url: str, tables: list[str]) -> None:
+def assert_same(sbx: Any, url: str, tables: list[str], schema: str | None = None) -> None:
     for table in tables:
-        expected, got = truth(sbx, table), replica(url, table, sbx.product)
+        expected, got = truth(sbx, table), replica(url, table, sbx.product, schema)
         assert got.keys() == expected.keys(), (
             table,
             sorted(expected.keys() - got.keys())[:5],
