@@ -48,7 +48,7 @@ def _converter(sql_type: str) -> Any:
 
 
 def _values(shape: Shape, rows: Sequence[Sequence[Any]]) -> list[Sequence[Any]]:
-    converters = [_converter(c.type) for c in shape.table.columns]
+    converters = [_converter(shape.table.column(n).type) for n in shape.columns]
     if not any(converters):
         return list(rows)
     return [
@@ -144,7 +144,8 @@ class PostgresTarget:
         return {r[0].lower() for r in rows} if rows else None
 
     def ensure(self, shape: Shape) -> list[str]:
-        wanted = {c.name: PG_TYPES.get(c.type, "text") for c in shape.table.columns}
+        types = {c.name: c.type for c in shape.table.columns}
+        wanted = {n: PG_TYPES.get(types[n], "text") for n in shape.columns}
         have = self._existing(shape.name)
         table = qualified(shape.name)
         with self.conn.transaction():

@@ -15,6 +15,8 @@ from typing import Any
 
 from sagesql.activities.polling.poller import PollingClient
 from sagesql.activities.polling.timeparse import parse_iso
+from sagesql.engine.result import Result, ResultColumn
+from sagesql.replication.statements import read
 from sagesql.replication.sync import (
     DEFAULT_LOOKBACK,
     Progress,
@@ -89,3 +91,31 @@ def status(url: str) -> list[dict[str, Any]]:
         ]
     finally:
         target.close()
+
+
+OUTCOME_COLUMNS = ("table", "copied", "changed", "deleted", "rows", "requests", "status")
+
+
+def outcome_rows(outcomes: Sequence[TableOutcome]) -> Result:
+    """A sync's outcomes as result rows (what ``REPLICATE`` answers)."""
+    rows = [
+        (
+            o.name,
+            o.copied,
+            o.upserted,
+            o.deleted,
+            o.rows,
+            o.requests,
+            "complete" if o.complete else f"partial: {o.error}",
+        )
+        for o in outcomes
+    ]
+    return Result([ResultColumn(c, None) for c in OUTCOME_COLUMNS], iter(rows))
+
+
+def run_statement(connection: PollingClient, url: str, sql: str) -> tuple[Result, bool]:
+    """``REPLICATE ...`` or ``CACHE ...`` into the replica at ``url``: the outcome rows,
+    and whether every table finished."""
+    statement = read(sql)
+    outcomes = replicate(connection, url, [statement.table], full=statement.full)
+    return outcome_rows(outcomes), all(o.complete for o in outcomes)

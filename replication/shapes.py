@@ -19,9 +19,12 @@ class Shape:
     table: Table
     key: tuple[str, ...]  # the primary key (a line table: the parent's key and its own)
     parent_key: str | None = None  # a line table: the column naming its parent's key
+    chosen: tuple[str, ...] | None = None  # REPLICATE t SELECT a, b: those columns only
 
     @property
     def columns(self) -> list[str]:
+        if self.chosen is not None:
+            return list(self.chosen)
         return [c.name for c in self.table.columns]
 
     @property
@@ -31,10 +34,12 @@ class Shape:
         return [c for c in dict.fromkeys(out) if (c,) != self.key]
 
 
-def shape_of(table: Table, name: str | None = None) -> Shape:
+def shape_of(
+    table: Table, name: str | None = None, columns: tuple[str, ...] | None = None
+) -> Shape:
     if table.parent is not None:
         parent_key = table.parent.key_column
         key = (parent_key, table.key) if table.key and table.key != parent_key else (parent_key,)
         return Shape(name or table.name, table, key if table.key else (), parent_key)
     assert table.key is not None
-    return Shape(name or table.name, table, (table.key,))
+    return Shape(name or table.name, table, (table.key,), chosen=columns)

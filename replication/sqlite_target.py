@@ -118,7 +118,8 @@ class SQLiteTarget:
         return target
 
     def ensure(self, shape: Shape) -> list[str]:
-        wanted = {c.name: SQLITE_TYPES.get(c.type, "TEXT") for c in shape.table.columns}
+        types = {c.name: c.type for c in shape.table.columns}
+        wanted = {n: SQLITE_TYPES.get(types[n], "TEXT") for n in shape.columns}
         table = self.db.table(shape.name)
         if not table.exists():
             pk = list(shape.key) if shape.key else None

@@ -164,11 +164,19 @@ def specs_for(
     )
     specs = resolve(config, catalog, product)
     return [
-        replace(s, name=w.name or s.table.name, columns=w.columns)
-        if w.columns
-        else replace(s, name=w.name or s.table.name)
+        replace(s, name=w.name or s.table.name, columns=_needed(s, w.columns))
         for s, w in zip(specs, wanted, strict=True)
     ]
+
+
+def _needed(spec: TableSpec, columns: tuple[str, ...] | None) -> tuple[str, ...] | None:
+    """The columns chosen, with those a sync needs (key, updated), in the table's order;
+    each checked (UnknownColumnError names close matches)."""
+    if columns is None:
+        return None
+    chosen = {spec.table.column(c).name for c in columns}
+    chosen |= {c for c in (spec.key, spec.updated) if c}
+    return tuple(c.name for c in spec.table.columns if c.name in chosen)
 
 
 def default_tables(catalog: Catalog, product: str) -> list[Replicated]:
@@ -256,10 +264,12 @@ class Replicator:
     def shapes(self, spec: TableSpec) -> tuple[Shape, list[Shape]]:
         catalog = self.connection.catalog
         prefix = spec.name.rsplit(".", 1)[0] + "." if "." in spec.name else ""
+        # A projection (REPLICATE t SELECT a, b) leaves the lines out.
         children = [
-            shape_of(catalog.table(c, spec.product), prefix + c) for c in spec.table.children
+            shape_of(catalog.table(c, spec.product), prefix + c)
+            for c in (spec.table.children if spec.columns is None else ())
         ]
-        return shape_of(spec.table, spec.name), children
+        return shape_of(spec.table, spec.name, spec.columns), children
 
     def sync(self, spec: TableSpec) -> TableOutcome:
         outcome = TableOutcome(spec.name)
@@ -300,6 +310,7 @@ class Replicator:
         outcome.requests = self.transport.sent - sent
         try:
             outcome.rows = state.rows = self.target.count(shape_of(spec.table, spec.name))
+            # (the count reads the table alone: its columns do not matter)
         except Exception:  # the table may not exist after an early failure
             outcome.rows = state.rows
         state.last_sync = iso(_floor(datetime.now(timezone.utc)))
