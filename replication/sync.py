@@ -35,7 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
-from collections.abc import Callable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
 from pathlib import Path
@@ -53,12 +53,12 @@ from sagesql.activities.polling.tables import (
     resolve,
 )
 from sagesql.activities.polling.timeparse import iso, parse_iso
-from sagesql.activities.polling.window import MATCH, Query, Window
+from sagesql.activities.polling.window import MATCH, Window
 from sagesql.engine.fetch import deleted, extract, flattener
 from sagesql.engine.names import RECORD_COLUMN
 from sagesql.engine.pipeline import prepare, run
 from sagesql.engine.statement import READ_DIALECT
-from sagesql.engine.values import datetime_text, from_storage
+from sagesql.engine.values import datetime_text, from_storage, to_storage
 from sagesql.errors import Error, OperationalError, RetriableAPIError
 from sagesql.replication.shapes import Shape, shape_of
 from sagesql.replication.state import SyncState
@@ -72,6 +72,7 @@ FAR = "9000-01-01T00:00:00Z"
 DEFAULT_LOOKBACK = timedelta(minutes=2)
 DEFAULT_DELAY = timedelta(seconds=0)
 ATTEMPTS = 3  # reads of a paged window in one run before it is left for the next
+STATEMENT_PAGES = 10  # pages one statement reads (each committed as it arrives)
 
 
 @dataclass(frozen=True)
@@ -112,6 +113,54 @@ class TableOutcome:
 
 
 Progress = Callable[[str, str, int], None]  # (table, phase, rows so far)
+
+
+@dataclass
+class _Read:
+    """One read under way: what its pages are written with."""
+
+    spec: TableSpec
+    state: SyncState
+    shape: Shape
+    children: list[Shape]
+    outcome: TableOutcome
+    cursor: dict[str, Any]
+    copy: bool
+    mode: str  # keyset | paged | ordered
+    mark: int
+    columns: list[str] = field(default_factory=list)
+    count: int = 0
+
+    def position(self, row: Sequence[Any]) -> tuple[Any, Any]:
+        """(updated, key) of a row (updated None for a copy by key)."""
+        at = {n: i for i, n in enumerate(self.columns)}
+        updated = self.spec.updated if not self.copy else None
+        return (row[at[updated]] if updated else None, row[at[self.spec.key]])
+
+
+def _storer(shape: Shape, columns: list[str], product: str) -> Callable[[Sequence[Any]], tuple]:
+    """A result row (Python values, as the engine returns them) -> the replica's row of
+    ``shape.columns`` in the engine's stored form (values.py)."""
+    at = {n: i for i, n in enumerate(columns)}
+    plan: list[tuple[int, Callable[[Any], Any] | None]] = []
+    for name in shape.columns:
+        sql_type = shape.table.column(name).type
+        convert: Callable[[Any], Any] | None = None
+        if sql_type == "DATETIME":
+
+            def convert(v: Any, _t: str = sql_type) -> Any:
+                return to_storage(_t, v, product)
+
+        elif sql_type == "DECIMAL":
+            convert = float
+        elif sql_type == "BOOLEAN":
+            convert = int
+        plan.append((at[name], convert))
+
+    def store(row: Sequence[Any]) -> tuple:
+        return tuple(row[i] if f is None or row[i] is None else f(row[i]) for i, f in plan)
+
+    return store
 
 
 @dataclass
@@ -229,7 +278,8 @@ class Replicator:
             hooks.append(self.clock.hook)
         catalog = connection.catalog
         self.windows = {
-            s.name: Window(s, self._chunk(s), catalog, id_chunk=self._id(s)) for s in specs
+            s.name: Window(s, self._chunk(s) * STATEMENT_PAGES, catalog, id_chunk=self._id(s))
+            for s in specs
         }
         self._paged: dict[tuple[str, bool], bool] = {}
 
@@ -336,21 +386,21 @@ class Replicator:
 
     # -- reading --------------------------------------------------------------------------
 
-    def _rows(
-        self, query: Query | tuple[str, dict[str, Any]]
-    ) -> tuple[list[str], Iterator[tuple[Any, ...]], Any]:
-        sql, params = (query.sql, query.params) if isinstance(query, Query) else query
+    def _rows(self, sql: str, params: dict[str, Any]) -> tuple[list[str], list[tuple[Any, ...]]]:
         result = run(self.connection, sql, params)
-        return [c.name for c in result.columns], iter(result), result
+        try:
+            return [c.name for c in result.columns], list(result)
+        finally:
+            result.close()
 
-    def _paged_sql(self, spec: TableSpec, lower: str | None) -> tuple[str, bool]:
-        """``SELECT *, record FROM t [WHERE updated >= :lower] LIMIT :n OFFSET :k`` (and
-        whether the API applies it exactly, offset included: else it is not used)."""
+    def _paged_sql(self, spec: TableSpec, lower: str | None, record: bool) -> tuple[str, bool]:
+        """``SELECT * FROM t [WHERE updated >= :lower] LIMIT :n OFFSET :k``, and whether the
+        API applies it exactly, offset included (else it is not used)."""
         columns: list[exp.Expression] = (
-            [exp.Star(), _column(RECORD_COLUMN)]
-            if spec.columns is None
-            else [*(_column(c) for c in spec.columns), _column(RECORD_COLUMN)]
+            [exp.Star()] if spec.columns is None else [_column(c) for c in spec.columns]
         )
+        if record:
+            columns.append(_column(RECORD_COLUMN))
         select = exp.select(*columns).from_(
             exp.table_(exp.to_identifier(spec.table.name, quoted=True))
         )
@@ -363,12 +413,9 @@ class Replicator:
             where.append(exp.paren(condition(spec.filter)))
         if where:
             select = select.where(exp.and_(*where), copy=False)
-        sql = (
-            select.limit(exp.Placeholder(this="n"))
-            .offset(exp.Placeholder(this="k"))
-            .sql(READ_DIALECT)
-        )
-        key = (spec.name, lower is not None)
+        select = select.limit(exp.Placeholder(this="n")).offset(exp.Placeholder(this="k"))
+        sql = select.sql(READ_DIALECT)
+        key = (spec.name, lower is not None, record)
         if key not in self._paged:
             stand_in = {"lower": "2000-01-01T00:00:00Z", "n": 10, "k": 10}
             plan = prepare(
@@ -387,112 +434,74 @@ class Replicator:
         *,
         copy: bool,
     ) -> bool:
-        """The copy or the window, chunk by chunk, each committed with the position after
-        it; False when a paged read was not proven complete (it is to be read again)."""
+        """The copy or the window, committed page by page with the position after each;
+        False when a paged read was not proven complete (it is to be read again).
+
+        A statement reads several pages (fewer statements to plan); a page's worth of rows
+        is committed as it arrives, so a crash loses at most the page being read."""
         window = self.windows[spec.name]
-        cursor = state.position() or {}
+        page = self._chunk(spec)
         phase = "copy" if copy else "window"
+        cursor = state.position() or {}
         if cursor.get("phase") != phase:
             cursor = {"phase": phase}
+        if not copy and spec.updated is None:
+            return True  # no window: a table without an updated column is copied every run
         if not copy and "lower" not in cursor:
             assert state.watermark is not None
             cursor["lower"] = iso(parse_iso(state.watermark) - spec.lookback)
-        chunk = window.chunk_size
-        if copy:
-            keyset, flagged = window.scan_keyset(keys_only=False)
-        else:
-            keyset, flagged = window.keyset if spec.updated else window.scan_keyset(keys_only=False)
-        paged_sql, paged = self._paged_sql(spec, None if copy else cursor["lower"])
+        keyset, _ = window.scan_keyset(keys_only=False) if copy else window.keyset
+        paged_sql, paged = self._paged_sql(spec, None if copy else cursor["lower"], bool(children))
         mode = "keyset" if keyset else "paged" if paged else "ordered"
-        if not spec.updated and not copy:
-            mode = "none"  # a table without an updated column is copied every run
-        mark = self.clock.mark()
-        count = 0
-        wrote = outcome.copied if copy else outcome.upserted
-        while mode != "none":
+        read = _Read(spec, state, shape, children, outcome, cursor, copy, mode, self.clock.mark())
+        while True:
+            limit: int | None
             if mode == "keyset":
-                if copy or not spec.updated:
+                if copy:
                     query = window.scan(cursor.get("ck"), keys_only=False)
                 else:
                     after = (cursor["cu"], cursor["ck"]) if "cu" in cursor else None
                     query = window.updated(cursor["lower"], FAR, after)
-                columns, rows_iter, result = self._rows(query)
-                rows = list(rows_iter)
-                result.close()
-                last = len(rows) < chunk
+                sql, params, limit = query.sql, query.params, query.chunk
             elif mode == "paged":
-                params = {"n": chunk, "k": int(cursor.get("offset", 0))}
+                limit = page * STATEMENT_PAGES
+                sql, params = paged_sql, {"n": limit, "k": int(cursor.get("offset", 0))}
                 if not copy:
                     params["lower"] = cursor["lower"]
-                columns, rows_iter, result = self._rows((paged_sql, params))
-                rows = list(rows_iter)
-                result.close()
-                last = len(rows) < chunk
             else:  # one ordered read, resumed after the last committed (updated, key)
                 query = (
-                    window.updated(cursor["lower"], FAR, None)
-                    if not copy
-                    else window.scan(None, keys_only=False)
+                    window.scan(None, keys_only=False)
+                    if copy
+                    else window.updated(cursor["lower"], FAR, None)
                 )
-                columns, rows_iter, result = self._rows(query)
-                try:
-                    done = self._ordered(
-                        spec,
-                        state,
-                        shape,
-                        children,
-                        cursor,
-                        columns,
-                        rows_iter,
-                        copy,
-                        outcome,
-                        mark,
-                    )
-                finally:
-                    result.close()
-                count += done
-                break
-            began = cursor.get("began") or self._began(mark)
-            cursor["began"] = began
-            at = {n: i for i, n in enumerate(columns)}
-            if flagged and MATCH in at and mode == "keyset":
-                kept = [r for r in rows if r[at[MATCH]]]
-            else:
-                kept = rows
-            if rows and mode == "keyset":
-                cursor["ck"] = rows[-1][at[spec.key]]
-                if not copy and spec.updated:
-                    cursor["cu"] = rows[-1][at[spec.updated]]
-            elif mode == "paged":
-                cursor["offset"] = int(cursor.get("offset", 0)) + len(rows)
-            count += len(kept)
-            cursor["pages"] = int(cursor.get("pages", 0)) + 1
-            tombstones: Tombstones | None = None
-            if last and mode == "paged":
-                tombstones = self._tombstones(spec, state, cursor)
-            if last:
-                before = state.watermark
-                self._finish(spec, state, cursor, copy)
-                if tombstones is not None and not tombstones.proves(cursor):
-                    state.watermark = before if not copy else state.watermark
-                    state.cursor = json.dumps({"phase": phase})
-                    outcome.notes.append(f"rows deleted during the paged {phase}: read again")
-            else:
-                state.cursor = json.dumps(cursor, default=str)
-            with self.target.transaction() as batch:
-                self._write(batch, spec, shape, children, columns, kept)
-                if tombstones is not None:
-                    self._apply(batch, spec, state, tombstones, outcome)
-                batch.save(state)
-            self.progress(spec.name, phase, wrote + count)
+                sql, params, limit = query.sql, query.params, None
+            skip = (
+                (cursor.get("cu"), cursor["ck"]) if mode == "ordered" and "ck" in cursor else None
+            )
+            result = run(self.connection, sql, params)
+            columns = [c.name for c in result.columns]
+            read.columns = columns
+            seen = 0
+            pending: list[tuple[Any, ...]] = []
+            try:
+                for row in result:
+                    seen += 1
+                    if skip is not None and _le(read.position(row), skip):
+                        continue
+                    pending.append(row)
+                    if len(pending) >= page:
+                        self._commit_page(read, pending, last=False)
+                        pending = []
+            finally:
+                result.close()
+            last = limit is None or seen < limit
+            self._commit_page(read, pending, last=last)
             if last:
                 break
-        if mode == "none":
-            self._finish(spec, state, cursor, copy)
         if copy:
-            outcome.copied += count
+            outcome.copied += read.count
         else:
-            outcome.upserted += count
+            outcome.upserted += read.count
         if mode != "paged" and not copy and spec.deletes == "api":
             found = self._tombstones(spec, state, None)
             with self.target.transaction() as batch:
@@ -500,6 +509,48 @@ class Replicator:
                 batch.save(state)
         position = state.position()
         return position is None or position.get("phase") != phase
+
+    def _commit_page(self, read: _Read, rows: list[tuple[Any, ...]], *, last: bool) -> None:
+        """A page's rows, the position after them (and at the end of the read the new
+        watermark, and for a paged read the tombstones that prove it), in one transaction."""
+        spec, state, cursor = read.spec, read.state, read.cursor
+        if not rows and not last:
+            return
+        if rows:
+            if read.mode == "paged":
+                cursor["offset"] = int(cursor.get("offset", 0)) + len(rows)
+            else:
+                cursor["cu"], cursor["ck"] = read.position(rows[-1])
+                if cursor["cu"] is None:
+                    del cursor["cu"]
+            read.count += len(rows)
+        cursor["began"] = cursor.get("began") or self._began(read.mark)
+        cursor["pages"] = int(cursor.get("pages", 0)) + 1
+        tombstones = (
+            self._tombstones(spec, state, cursor) if last and read.mode == "paged" else None
+        )
+        if last:
+            before = state.watermark
+            self._finish(spec, state, cursor, read.copy)
+            if tombstones is not None and not tombstones.proves(cursor):
+                if not read.copy:
+                    state.watermark = before
+                state.cursor = json.dumps({"phase": cursor["phase"]})
+                read.outcome.notes.append(
+                    f"rows were deleted during the paged {cursor['phase']}: read again"
+                )
+        else:
+            state.cursor = json.dumps(cursor, default=str)
+        with self.target.transaction() as batch:
+            self._write(batch, spec, read.shape, read.children, read.columns, rows)
+            if tombstones is not None:
+                self._apply(batch, spec, state, tombstones, read.outcome)
+            batch.save(state)
+        self.progress(
+            spec.name,
+            cursor["phase"],
+            read.count + (read.outcome.copied if read.copy else read.outcome.upserted),
+        )
 
     def _began(self, mark: int) -> str:
         first = self.clock.first_since(mark)
@@ -522,58 +573,6 @@ class Replicator:
             state.watermark = iso(max(moved, old) if old else moved)
         state.cursor = None
 
-    def _ordered(
-        self,
-        spec: TableSpec,
-        state: SyncState,
-        shape: Shape,
-        children: list[Shape],
-        cursor: dict[str, Any],
-        columns: list[str],
-        rows: Iterator[tuple[Any, ...]],
-        copy: bool,
-        outcome: TableOutcome,
-        mark: int,
-    ) -> int:
-        """One ordered read, committed every chunk's worth of rows with its last
-        (updated, key); a resumed read skips the rows up to there."""
-        at = {n: i for i, n in enumerate(columns)}
-        key_at = at[spec.key]
-        upd_at = at[spec.updated] if spec.updated and not copy else None
-        after = (cursor.get("cu"), cursor.get("ck")) if "ck" in cursor else None
-        chunk = self.windows[spec.name].chunk_size
-        pending: list[tuple[Any, ...]] = []
-        count = 0
-
-        def position(row: tuple[Any, ...]) -> tuple[Any, Any]:
-            return (row[upd_at] if upd_at is not None else None, row[key_at])
-
-        def flush(final: bool) -> None:
-            nonlocal pending
-            cursor["began"] = cursor.get("began") or self._began(mark)
-            if pending:
-                last = position(pending[-1])
-                cursor["cu"], cursor["ck"] = last
-            if final:
-                self._finish(spec, state, cursor, copy)
-            else:
-                state.cursor = json.dumps(cursor, default=str)
-            with self.target.transaction() as batch:
-                self._write(batch, spec, shape, children, columns, pending)
-                batch.save(state)
-            self.progress(spec.name, "copy" if copy else "window", count)
-            pending = []
-
-        for row in rows:
-            if after is not None and _le(position(row), after):
-                continue
-            pending.append(row)
-            count += 1
-            if len(pending) >= chunk:
-                flush(False)
-        flush(True)
-        return count
-
     # -- writing --------------------------------------------------------------------------
 
     def _write(
@@ -585,16 +584,20 @@ class Replicator:
         columns: list[str],
         rows: Sequence[tuple[Any, ...]],
     ) -> None:
-        """Rows upserted by key; each parent's lines replaced by those of its record."""
+        """Rows upserted by key (in the engine's stored form); each parent's lines
+        replaced by those of its record."""
+        if MATCH in columns:  # a filter the API could not apply: rows failing it are not kept
+            match = columns.index(MATCH)
+            rows = [r for r in rows if r[match]]
         if not rows:
             return
-        raw_at = columns.index(RECORD_COLUMN)
-        records = [json.loads(r[raw_at]) if isinstance(r[raw_at], str) else {} for r in rows]
-        flatten = flattener(shape.table, shape.columns)
-        flat = [flatten(r) for r in records]
+        stored = _storer(shape, columns, spec.product)
+        flat = [stored(r) for r in rows]
         batch.upsert(shape, flat)
         if not children:
             return
+        raw_at = columns.index(RECORD_COLUMN)
+        records = [json.loads(r[raw_at]) if isinstance(r[raw_at], str) else {} for r in rows]
         key_at = shape.columns.index(spec.key)
         keys = [row[key_at] for row in flat]
         for child in children:
@@ -692,9 +695,7 @@ class Replicator:
         cursor: Any = None
         while True:
             query = window.scan(cursor, keys_only=True)
-            columns, rows_iter, result = self._rows(query)
-            rows = list(rows_iter)
-            result.close()
+            columns, rows = self._rows(query.sql, query.params)
             at = columns.index(spec.key)
             match = columns.index(MATCH) if query.flagged else None
             for r in rows:
@@ -730,9 +731,7 @@ class Replicator:
             .where(exp.In(this=_column(spec.key), expressions=values))
         )
         params = {f"k{i}": k for i, k in enumerate(keys)}
-        columns, rows_iter, result = self._rows((select.sql(READ_DIALECT), params))
-        rows = list(rows_iter)
-        result.close()
+        columns, rows = self._rows(select.sql(READ_DIALECT), params)
         with self.target.transaction() as batch:
             self._write(batch, spec, shape, children, columns, rows)
         outcome.upserted += len(rows)
