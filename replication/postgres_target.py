@@ -28,6 +28,7 @@ PG_TYPES = {
     "JSON": "jsonb",
 }
 STATE_TYPES = {"INTEGER": "bigint"}
+LOCK_ID = 0x5A6E5C  # pg_advisory_lock's key for "a sync writes this database"
 
 
 def qualified(name: str) -> str:
@@ -170,8 +171,31 @@ class PostgresTarget:
 
     @contextmanager
     def transaction(self) -> Iterator[PostgresBatch]:
-        with self.conn.transaction():
-            yield PostgresBatch(self.conn)
+        import psycopg
+
+        try:
+            with self.conn.transaction():
+                yield PostgresBatch(self.conn)
+        except psycopg.Error as exc:
+            detail = " ".join(str(exc).split())
+            raise OperationalError(
+                f"the replica could not be written: {detail}",
+                hint="check the server, and that the replica's tables are sagesql's",
+            ) from None
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        """A session advisory lock: one sync writes a database at a time."""
+        (got,) = self.conn.execute("SELECT pg_try_advisory_lock(%s)", [LOCK_ID]).fetchone()
+        if not got:
+            raise OperationalError(
+                "another sync is writing this replica (a PostgreSQL advisory lock)",
+                hint="wait for it to finish",
+            )
+        try:
+            yield
+        finally:
+            self.conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
     def _states(self, where: str = "", params: Sequence[Any] = ()) -> list[SyncState]:
         cursor = self.conn.execute(f"SELECT * FROM {_q(STATE_TABLE)} {where} ORDER BY name", params)

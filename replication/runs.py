@@ -50,10 +50,11 @@ def replicate(
     specs = specs_for(wanted, connection.catalog, product, lookback=lookback)
     target = open_target(url)
     try:
-        replicator = Replicator(
-            connection, target, specs, full=full, since=since, progress=progress
-        )
-        return replicator.run()
+        with target.lock():
+            replicator = Replicator(
+                connection, target, specs, full=full, since=since, progress=progress
+            )
+            return replicator.run()
     finally:
         target.close()
 

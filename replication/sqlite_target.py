@@ -18,6 +18,7 @@ from urllib.parse import unquote, urlsplit
 
 import sqlite_utils
 
+from sagesql.connector.files import held
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
 from sagesql.replication.state import STATE_COLUMNS, STATE_TABLE, SyncState
@@ -39,6 +40,13 @@ def path_of(url: str) -> Path:
             hint="write sqlite:///copy.sqlite (relative) or sqlite:////abs/copy.sqlite",
         )
     return Path(path[1:])
+
+
+def _failed(url: str, exc: sqlite3.Error) -> OperationalError:
+    return OperationalError(
+        f"the replica {url!r} could not be written: {exc}",
+        hint="check the disk and that no other program holds the file",
+    )
 
 
 class SQLiteBatch:
@@ -85,9 +93,10 @@ class SQLiteBatch:
 class SQLiteTarget:
     """A SQLite replica file."""
 
-    def __init__(self, url: str, conn: sqlite3.Connection) -> None:
+    def __init__(self, url: str, conn: sqlite3.Connection, path: Path | None = None) -> None:
         self.url = url
         self.conn = conn
+        self.path = path
         self.db = sqlite_utils.Database(conn)
 
     @classmethod
@@ -110,7 +119,7 @@ class SQLiteTarget:
                 f"the replica {url!r} cannot be opened: {exc}",
                 hint="name a SQLite file sagesql sync wrote, or a new one",
             ) from None
-        target = cls(url, conn)
+        target = cls(url, conn, path)
         if create and STATE_TABLE not in target.db.table_names():
             target.db[STATE_TABLE].create(  # type: ignore[union-attr]
                 dict(STATE_COLUMNS), pk="name", if_not_exists=True
@@ -135,13 +144,32 @@ class SQLiteTarget:
 
     @contextmanager
     def transaction(self) -> Iterator[SQLiteBatch]:
-        self.conn.execute("BEGIN IMMEDIATE")
+        try:
+            self.conn.execute("BEGIN IMMEDIATE")
+        except sqlite3.Error as exc:
+            raise _failed(self.url, exc) from None
         try:
             yield SQLiteBatch(self.conn)
+            self.conn.execute("COMMIT")
+        except sqlite3.Error as exc:
+            self.conn.execute("ROLLBACK")
+            raise _failed(self.url, exc) from None
         except BaseException:
             self.conn.execute("ROLLBACK")
             raise
-        self.conn.execute("COMMIT")
+
+    @contextmanager
+    def lock(self) -> Iterator[None]:
+        assert self.path is not None
+        lock_path = self.path.with_name(self.path.name + ".sync.lock")
+
+        def busy(who: str) -> OperationalError:
+            return OperationalError(
+                f"another sync is writing {self.url} ({who})", hint="wait for it to finish"
+            )
+
+        with held(lock_path, timeout=2.0, busy=busy, what="replica's lock file"):
+            yield
 
     def _state_rows(self, where: str = "", params: Sequence[Any] = ()) -> list[SyncState]:
         if STATE_TABLE not in self.db.table_names():

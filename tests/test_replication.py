@@ -238,3 +238,21 @@ def test_position_is_json_and_describes_itself() -> None:
     assert replace(state, cursor=None, watermark="2026-01-01T00:00:00Z").describe_position() == (
         "changes since 2026-01-01T00:00:00Z"
     )
+
+
+def test_one_sync_at_a_time_per_replica(start_sandbox, tmp_path) -> None:
+    from sagesql.errors import OperationalError
+    from sagesql.replication.runs import replicate
+
+    sbx = start_sandbox("sage_crm", rows=5, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    holder = open_target(url)
+    try:
+        with holder.lock(), client(sbx) as c:
+            with pytest.raises(OperationalError, match="another sync is writing"):
+                replicate(c, url, ["company"])
+    finally:
+        holder.close()
+    with client(sbx) as c:
+        (outcome,) = replicate(c, url, ["company"])
+    assert outcome.complete and outcome.rows == 5
