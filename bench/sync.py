@@ -9,6 +9,8 @@ is started without a rate limit. Timed, with the requests each sends:
 3. a run after 1% of the rows changed (in the store, as the API would, at the
    server's now) and 0.1% were deleted.
 
+With --scan, a plain ``SELECT *`` of the table is timed first, for comparison.
+
 The replica's row count is checked against the API's after each run.
 """
 
@@ -114,6 +116,7 @@ def main() -> None:
     parser.add_argument("--rows", type=int, default=100_000)
     parser.add_argument("--product", default="sage_accounting", choices=sorted(TABLES))
     parser.add_argument("--to", default=None, help="the replica (default: a new SQLite file)")
+    parser.add_argument("--scan", action="store_true", help="also time a plain SELECT *")
     args = parser.parse_args()
     table = TABLES[args.product]
     config = SandboxConfig(product=args.product, rows=args.rows, rate_limit_per_minute=0)
@@ -123,6 +126,14 @@ def main() -> None:
         truth = api_count(sbx, table)  # seeds the sandbox's rows before the timing
         seeded = time.perf_counter() - started
         print(f"{args.product} {table}: {truth:,} rows (sandbox seeded in {seeded:.1f} s)")
+        if args.scan:
+            from sagesql.engine.pipeline import run
+
+            with _client(sbx) as c:
+                start = time.perf_counter()
+                n = sum(1 for _ in run(c, f"SELECT * FROM {table}"))
+                scan = time.perf_counter() - start
+            print(f"plain scan (SELECT *): {scan:6.1f} s  {n / scan:9,.0f} rows/s (for comparison)")
         seconds, requests, rows = timed(sbx, url, table)
         assert rows == truth, (rows, truth)
         print(f"initial copy:        {seconds:8.1f} s  {requests:6d} requests  "

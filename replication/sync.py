@@ -35,6 +35,7 @@ from __future__ import annotations
 
 import json
 import logging
+import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
@@ -73,6 +74,7 @@ DEFAULT_LOOKBACK = timedelta(minutes=2)
 DEFAULT_DELAY = timedelta(seconds=0)
 ATTEMPTS = 3  # reads of a paged window in one run before it is left for the next
 STATEMENT_PAGES = 10  # pages one statement reads (each committed as it arrives)
+PAUSE = timedelta(seconds=2)  # before a paged read not proven complete is read again
 
 
 @dataclass(frozen=True)
@@ -264,7 +266,9 @@ class Replicator:
         since: datetime | None = None,
         progress: Progress | None = None,
         clock: ServerClock | None = None,
+        sleep: Callable[[float], None] = time.sleep,
     ) -> None:
+        self.sleep = sleep
         self.connection = connection
         self.transport = connection.transport
         self.target = target
@@ -334,7 +338,11 @@ class Replicator:
             state = self.target.load(spec.name) or state
             state.filter = spec.filter
             self._start(spec, state)
-            for _ in range(ATTEMPTS):
+            for attempt in range(ATTEMPTS):
+                if attempt:
+                    # Deletions stamped in the second before a read began could have
+                    # happened during it: the next read begins after them.
+                    self.sleep(PAUSE.total_seconds())
                 if (state.position() or {}).get("phase") == "copy":
                     self._read(spec, state, shape, children, outcome, copy=True)
                     if (state.position() or {}).get("phase") == "copy":

@@ -248,11 +248,61 @@ def test_one_sync_at_a_time_per_replica(start_sandbox, tmp_path) -> None:
     url = f"sqlite:///{tmp_path}/replica.sqlite"
     holder = open_target(url)
     try:
-        with holder.lock(), client(sbx) as c:
-            with pytest.raises(OperationalError, match="another sync is writing"):
-                replicate(c, url, ["company"])
+        with (
+            holder.lock(),
+            client(sbx) as c,
+            pytest.raises(OperationalError, match="another sync is writing"),
+        ):
+            replicate(c, url, ["company"])
     finally:
         holder.close()
     with client(sbx) as c:
         (outcome,) = replicate(c, url, ["company"])
     assert outcome.complete and outcome.rows == 5
+
+
+def test_a_paged_copy_with_deletions_during_it_is_read_again(start_sandbox, tmp_path) -> None:
+    """Accounting pages by offset: rows deleted from the first page while the second is
+    read shift a row past the page boundary. The tombstones read after the copy show a
+    deletion since it began, so the copy is read again (after a pause) and nothing is lost."""
+    from test_poll_helpers import accounting_keys
+
+    from sagesql.replication.sync import Replicated, Replicator, specs_for
+
+    sbx = start_sandbox("sage_accounting", rows=450, rate_limit_per_minute=0)
+    frozen_at(sbx, T0)
+    keys = accounting_keys(sbx, "contacts")
+    gone = keys[:10]
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    answers = {"n": 0}
+
+    def delete_mid_read(response: Any, *args: Any, **kwargs: Any) -> None:
+        if response.status_code == 200 and "/contacts?" in response.url:
+            answers["n"] += 1
+            if answers["n"] == 1:
+                for key in gone:
+                    token = sbx.token()["access_token"]
+                    requests.delete(
+                        f"{sbx.base_url}/contacts/{key}",
+                        headers={"Authorization": f"Bearer {token}"},
+                        timeout=10,
+                    )
+
+    pauses: list[float] = []
+
+    def pause(seconds: float) -> None:  # the server's clock moves on instead
+        pauses.append(seconds)
+        frozen_at(sbx, T1 + timedelta(seconds=10 * len(pauses)))
+
+    with client(sbx) as c:
+        c.transport.session.hooks["response"].append(delete_mid_read)
+        specs = specs_for([Replicated("contacts")], c.catalog, "sage_accounting")
+        target = open_target(url)
+        try:
+            (outcome,) = Replicator(c, target, specs, sleep=pause).run()
+        finally:
+            target.close()
+    assert outcome.complete, outcome.summary()
+    assert any("read again" in n for n in outcome.notes), outcome.notes
+    assert pauses == [2.0]
+    assert_same(sbx, url, ["contacts"])
