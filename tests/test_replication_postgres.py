@@ -84,3 +84,20 @@ def test_postgres_replica_equals_the_api_after_every_run(
         ]
         assert any("UNIQUE" in i and table.key in i for i in indexes), indexes
         assert any(table.updated_column in i for i in indexes), indexes
+
+
+def test_query_replica_on_postgres_answers_as_sage_does(start_sandbox, pg_database) -> None:
+    from replication_helpers import client
+
+    from sagesql.engine.pipeline import run
+    from sagesql.replication.offline import answer
+
+    sbx = start_sandbox("sage_crm", rows=15, rate_limit_per_minute=0)
+    outcomes = sync(sbx, pg_database, ["company"])
+    assert outcomes[0].complete
+    sql = "SELECT count(*) AS n, max(comp_name) AS top FROM company WHERE comp_companyid <= ?"
+    with client(sbx, "live") as c:
+        live = list(run(c, sql, [9]))
+    result = answer(pg_database, sql, [9])
+    assert [c.name for c in result.columns] == ["n", "top"]
+    assert list(result) == live
