@@ -285,7 +285,8 @@ class Replicator:
             s.name: Window(s, self._chunk(s) * STATEMENT_PAGES, catalog, id_chunk=self._id(s))
             for s in specs
         }
-        self._paged: dict[tuple[str, bool], bool] = {}
+        self._paged: dict[tuple[str, bool, bool], bool] = {}
+        self._whole: dict[tuple[str, bool, bool], str] = {}
 
     # -- sizes ----------------------------------------------------------------------------
 
@@ -421,8 +422,10 @@ class Replicator:
             where.append(exp.paren(condition(spec.filter)))
         if where:
             select = select.where(exp.and_(*where), copy=False)
+        whole = select.sql(READ_DIALECT)
         select = select.limit(exp.Placeholder(this="n")).offset(exp.Placeholder(this="k"))
         sql = select.sql(READ_DIALECT)
+        self._whole[(spec.name, lower is not None, record)] = whole
         key = (spec.name, lower is not None, record)
         if key not in self._paged:
             stand_in = {"lower": "2000-01-01T00:00:00Z", "n": 10, "k": 10}
@@ -472,8 +475,13 @@ class Replicator:
                     query = window.updated(cursor["lower"], FAR, after)
                 sql, params, limit = query.sql, query.params, query.chunk
             elif mode == "paged":
-                limit = page * STATEMENT_PAGES
-                sql, params = paged_sql, {"n": limit, "k": int(cursor.get("offset", 0))}
+                offset = int(cursor.get("offset", 0))
+                if offset:  # resumed: from the page after the last committed one
+                    limit = page * STATEMENT_PAGES
+                    sql, params = paged_sql, {"n": limit, "k": offset}
+                else:  # from the start: one statement, its pages fetched in parallel
+                    limit = None
+                    sql, params = self._whole[(spec.name, not copy, bool(children))], {}
                 if not copy:
                     params["lower"] = cursor["lower"]
             else:  # one ordered read, resumed after the last committed (updated, key)
