@@ -99,6 +99,7 @@ class TableOutcome:
     rows: int = 0
     complete: bool = False
     error: str | None = None
+    quota: bool = False  # stopped by the API's quota: the run goes no further
     notes: list[str] = field(default_factory=list)
 
     def summary(self) -> str:
@@ -132,6 +133,8 @@ class _Read:
     mark: int
     columns: list[str] = field(default_factory=list)
     count: int = 0
+    # A copy read from its first row in this run: the keys it met (the rest are gone).
+    seen: set[str] | None = None
 
     def position(self, row: Sequence[Any]) -> tuple[Any, Any]:
         """(updated, key) of a row (updated None for a copy by key)."""
@@ -311,8 +314,7 @@ class Replicator:
                 continue
             outcome = self.sync(spec)
             outcomes.append(outcome)
-            if outcome.error and outcome.notes and outcome.notes[-1] == "quota":
-                outcome.notes.pop()
+            if outcome.quota:
                 stopped = "the API's quota ran out"
         return outcomes
 
@@ -364,8 +366,7 @@ class Replicator:
             # What is committed is the position: nothing read after it counts.
             state = self.target.load(spec.name) or state
             state.last_error = str(exc)[:500]
-            if is_quota(exc):
-                outcome.notes.append("quota")
+            outcome.quota = is_quota(exc)
         outcome.requests = self.transport.sent - sent
         try:
             outcome.rows = state.rows = self.target.count(shape_of(spec.table, spec.name))
@@ -465,6 +466,8 @@ class Replicator:
         paged_sql, paged = self._paged_sql(spec, None if copy else cursor["lower"], bool(children))
         mode = "keyset" if keyset else "paged" if paged else "ordered"
         read = _Read(spec, state, shape, children, outcome, cursor, copy, mode, self.clock.mark())
+        if copy and "ck" not in cursor and "offset" not in cursor:
+            read.seen = set()
         while True:
             limit: int | None
             if mode == "keyset":
@@ -516,6 +519,8 @@ class Replicator:
                 break
         if copy:
             outcome.copied += read.count
+            if read.seen is not None and state.cursor is None:
+                self._forget_unseen(spec, state, shape, read.seen, outcome)
         else:
             outcome.upserted += read.count
         if mode != "paged" and not copy and spec.deletes == "api":
@@ -532,6 +537,10 @@ class Replicator:
         spec, state, cursor = read.spec, read.state, read.cursor
         if not rows and not last:
             return
+        if rows and read.seen is not None:
+            key_at = read.columns.index(spec.key)
+            match = read.columns.index(MATCH) if MATCH in read.columns else None
+            read.seen.update(str(r[key_at]) for r in rows if match is None or r[match])
         if rows:
             if read.mode == "paged":
                 cursor["offset"] = int(cursor.get("offset", 0)) + len(rows)
@@ -567,6 +576,17 @@ class Replicator:
             cursor["phase"],
             read.count + (read.outcome.copied if read.copy else read.outcome.upserted),
         )
+
+    def _forget_unseen(
+        self, spec: TableSpec, state: SyncState, shape: Shape, seen: set[str], outcome: TableOutcome
+    ) -> None:
+        """After a whole copy, rows of the replica it did not meet are gone from Sage (or
+        no longer meet the filter): deleted, with their lines."""
+        gone = [k for k in self.target.keys(shape) if str(k) not in seen]
+        if gone:
+            with self.target.transaction() as batch:
+                self._delete(batch, spec, gone, outcome)
+                batch.save(state)
 
     def _began(self, mark: int) -> str:
         first = self.clock.first_since(mark)

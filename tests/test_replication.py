@@ -306,3 +306,19 @@ def test_a_paged_copy_with_deletions_during_it_is_read_again(start_sandbox, tmp_
     assert any("read again" in n for n in outcome.notes), outcome.notes
     assert pauses == [2.0]
     assert_same(sbx, url, ["contacts"])
+
+
+def test_a_full_copy_removes_rows_sage_no_longer_has(start_sandbox, tmp_path) -> None:
+    """Accounting reports deletions by tombstones only; a row the replica holds that no
+    tombstone names (its tombstone expired, or the replica was edited) goes with --full."""
+    sbx = start_sandbox("sage_accounting", rows=20, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    sync(sbx, url, ["contacts"])
+    conn = sqlite3.connect(f"{tmp_path}/replica.sqlite")
+    conn.execute("INSERT INTO contacts (id, name) VALUES ('stray', 'not in Sage')")
+    conn.commit()
+    sync(sbx, url, ["contacts"])
+    assert conn.execute("SELECT count(*) FROM contacts WHERE id = 'stray'").fetchone() == (1,)
+    (outcome,) = sync(sbx, url, ["contacts"], full=True)
+    assert outcome.deleted == 1 and outcome.copied == 20
+    assert_same(sbx, url, ["contacts"])
