@@ -73,7 +73,6 @@ FAR = "9000-01-01T00:00:00Z"
 DEFAULT_LOOKBACK = timedelta(minutes=2)
 DEFAULT_DELAY = timedelta(seconds=0)
 ATTEMPTS = 3  # reads of a paged window in one run before it is left for the next
-STATEMENT_PAGES = 10  # pages one statement reads (each committed as it arrives)
 PAUSE = timedelta(seconds=2)  # before a paged read not proven complete is read again
 
 
@@ -285,8 +284,7 @@ class Replicator:
             hooks.append(self.clock.hook)
         catalog = connection.catalog
         self.windows = {
-            s.name: Window(s, self._chunk(s) * STATEMENT_PAGES, catalog, id_chunk=self._id(s))
-            for s in specs
+            s.name: Window(s, self._chunk(s), catalog, id_chunk=self._id(s)) for s in specs
         }
         self._paged: dict[tuple[str, bool, bool], bool] = {}
         self._whole: dict[tuple[str, bool, bool], str] = {}
@@ -449,8 +447,10 @@ class Replicator:
         """The copy or the window, committed page by page with the position after each;
         False when a paged read was not proven complete (it is to be read again).
 
-        A statement reads several pages (fewer statements to plan); a page's worth of rows
-        is committed as it arrives, so a crash loses at most the page being read."""
+        A statement with a LIMIT reads one page (the engine may hold a limited statement's
+        rows until its end); a paged read from the start is one statement whose pages
+        stream in (fetched in parallel), a page's worth of rows committed as it arrives.
+        Either way a crash loses at most the page being read."""
         window = self.windows[spec.name]
         page = self._chunk(spec)
         phase = "copy" if copy else "window"
@@ -480,7 +480,7 @@ class Replicator:
             elif mode == "paged":
                 offset = int(cursor.get("offset", 0))
                 if offset:  # resumed: from the page after the last committed one
-                    limit = page * STATEMENT_PAGES
+                    limit = page
                     sql, params = paged_sql, {"n": limit, "k": offset}
                 else:  # from the start: one statement, its pages fetched in parallel
                     limit = None

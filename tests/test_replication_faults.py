@@ -100,7 +100,10 @@ def test_sigkill_at_random_moments_then_the_replica_equals_the_api(
 
 
 def test_quota_exhausted_mid_table_then_the_next_run_completes_it(start_sandbox, tmp_path) -> None:
-    sbx = start_sandbox("sage_accounting", rows=300, rate_limit_per_minute=5)
+    # Each round moves the clock a minute on: the token must outlive them all.
+    sbx = start_sandbox(
+        "sage_accounting", rows=300, rate_limit_per_minute=5, access_token_lifetime=10**6
+    )
     url = f"sqlite:///{tmp_path}/replica.sqlite"
     command, env = _command(sbx, url, ["contacts"])
     replica = Path(tmp_path / "replica.sqlite")
