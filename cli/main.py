@@ -24,6 +24,7 @@ from sagesql.cli import (
     query_commands,
     sandbox_commands,
     service_commands,
+    sync_commands,
 )
 
 try:  # typer vendors click from 0.22 on; its errors are those classes
@@ -104,6 +105,7 @@ activity_commands.register(app)
 app.add_typer(sandbox_commands.app, name="sandbox")
 app.add_typer(poll_commands.app, name="poll")
 service_commands.register(app)
+sync_commands.register(app)
 
 
 def run() -> None:

@@ -182,6 +182,15 @@ def query(
         bool,
         typer.Option("--all", help="Allow UPDATE or DELETE without WHERE (every row)."),
     ] = False,
+    replica: Annotated[
+        str | None,
+        typer.Option(
+            "--replica",
+            help="Answer from this replica (sqlite:///PATH or postgresql://...) instead of "
+            "Sage; REPLICATE and CACHE statements write into it.",
+            envvar="SAGESQL_REPLICA",
+        ),
+    ] = None,
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
     from sagesql.cli import rows_output
@@ -189,6 +198,19 @@ def query(
 
     text = _read_sql(sql)
     params = _params(param)
+    if _sync_statement(text, replica):
+        _replicate(text, replica, connection, profile, product, sandbox, verbose, format, output)
+        return
+    if replica is not None:
+        from sagesql.replication.offline import answer
+
+        with ExitStack() as stack:
+            target = files.output_file(stack, output, "--output") if output else None
+            result = answer(replica, text, params)
+            stack.callback(result.close)
+            chosen = format or _default_format(output)
+            rows_output.write(result, chosen.value, target or sys.stdout)
+        return
     with ExitStack() as stack:
         # Before anything is sent: a write's results must have somewhere to go.
         target = files.output_file(stack, output, "--output") if output and not explain else None
@@ -210,6 +232,48 @@ def query(
             typer.echo(result.summary(), err=True)
             if result.failed:
                 raise typer.Exit(1)
+
+
+def _sync_statement(text: str, replica: str | None) -> bool:
+    """REPLICATE or CACHE: they need the replica they write into."""
+    from sagesql.errors import ProgrammingError
+    from sagesql.replication.statements import is_sync_statement
+
+    if not is_sync_statement(text):
+        return False
+    if replica is None:
+        raise ProgrammingError(
+            "REPLICATE and CACHE write into a replica: none given",
+            hint="pass --replica sqlite:///copy.sqlite (or set SAGESQL_REPLICA)",
+        )
+    return True
+
+
+def _replicate(
+    text: str,
+    replica: Any,
+    connection: str | None,
+    profile: str | None,
+    product: str | None,
+    sandbox: bool,
+    verbose: int,
+    format: RowFormat | None,
+    output: str | None,
+) -> None:
+    from sagesql.cli import rows_output
+    from sagesql.replication.runs import EXIT_PARTIAL, run_statement
+
+    with ExitStack() as stack:
+        target = files.output_file(stack, output, "--output") if output else None
+        conn = open_client(stack, connection, profile, product, sandbox, verbose)
+        result, complete = run_statement(conn, replica, text)
+        rows_output.write(result, (format or _default_format(output)).value, target or sys.stdout)
+    if not complete:
+        typer.echo(
+            "sync incomplete: what was copied is committed: run the statement again to continue",
+            err=True,
+        )
+        raise typer.Exit(EXIT_PARTIAL)
 
 
 def procedures(

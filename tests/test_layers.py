@@ -2,8 +2,8 @@
 
 Layers, lowest first: the root's ``errors`` and ``version`` -> ``schemas`` (the
 catalog) -> ``connector`` -> ``engine`` -> ``activities`` | ``sqlalchemy_dialect`` -> ``service``
--> ``cli`` (the activities and the SQLAlchemy dialect are siblings: neither imports the
-other). ``sandbox``
+| ``replication`` -> ``cli`` (the activities and the SQLAlchemy dialect are siblings, and so
+are the service and replication: neither of a pair imports the other). ``sandbox``
 stands aside: it may use the errors and the catalog only, and only the CLI starts it.
 Every import counts, those inside functions too (they hide cycles, not remove them).
 """
@@ -26,6 +26,7 @@ LAYERS = {
     "activities": 4,
     "sqlalchemy_dialect": 4,
     "service": 5,
+    "replication": 5,
     "cli": 6,
 }
 SANDBOX_MAY_USE = {"base", "schemas", "sandbox"}
@@ -151,7 +152,16 @@ def test_no_module_cycles() -> None:
 
 @pytest.mark.parametrize(
     "package",
-    ["connector", "engine", "activities", "sqlalchemy_dialect", "schemas", "sandbox", "service"],
+    [
+        "connector",
+        "engine",
+        "activities",
+        "sqlalchemy_dialect",
+        "schemas",
+        "sandbox",
+        "service",
+        "replication",
+    ],
 )
 def test_library_layers_import_at_the_top(package: str) -> None:
     """Below the CLI, imports inside functions are only for optional or costly modules."""
