@@ -96,7 +96,7 @@ class ServiceDatabase:
         except sa.exc.DatabaseError as exc:  # unreachable, refused, or not a database file
             self.engine.dispose()
             raise ConfigurationError(
-                f"cannot open the service database {self.describe()}: {_reason(exc)}",
+                f"the service database {self.describe()} cannot be opened: {_reason(exc)}",
                 hint="check the URL, that the server runs and that the database exists "
                 "(a SQLite file: a new one, or one `sagesql serve` created)",
             ) from None

@@ -88,7 +88,8 @@ def _bad_urls(tmp: Path) -> list[tuple[str, str]]:
         (str(tmp / "plain.sqlite"), "not a database URL"),
         (f"sqlite:///{tmp / 'a-file' / 'service.sqlite'}", "cannot create"),
         (f"sqlite:///{tmp / 'not-a-db.sqlite'}", "cannot be opened"),
-        ("postgresql://db.example/sagesql", "PostgreSQL"),
+        # a PostgreSQL server that cannot be reached (no network beyond loopback here)
+        ("postgresql://db.invalid/sagesql", "cannot be opened"),
     ]
 
 
