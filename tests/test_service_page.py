@@ -167,5 +167,6 @@ def test_operations_page_shows_instances_and_replays_a_dead_letter(
     assert section.locator(".dead").inner_text() == "none"
     # Signing out ends the session.
     page.get_by_role("button", name="Sign out").click()
+    page.get_by_label("Organization secret").wait_for()  # the sign-in page, once it loaded
     assert page.get_by_label("Organization secret").count() == 1
     context.close()
