@@ -32,6 +32,15 @@ def _secrets_registered_stay_with_their_test():
     logs.forget_secrets(keep=before)
 
 
+@pytest.fixture(autouse=True)
+def _body_warnings_start_afresh():
+    """Warnings about an instance body are logged once a process (``warn_once``); each
+    test is a fresh start, so one that checks the warning sees it whatever ran before."""
+    from sagesql.activities.polling.instance import warn_once
+
+    warn_once.cache_clear()
+
+
 @pytest.fixture(scope="session")
 def repo() -> Path:
     return REPO

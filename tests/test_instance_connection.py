@@ -84,6 +84,18 @@ def test_sage_200_maps_the_hub_s_dates_hyphens_and_follows_a_url_to_another_tabl
     assert "'transactions' is not a table" in warning and "polls 'customers'" in warning
 
 
+def test_a_body_read_again_does_not_warn_again(caplog) -> None:
+    # The service reads an instance's body each time its session opens: 200 instances
+    # gave ~400 copies of the same two lines.
+    caplog.set_level(logging.WARNING, "sagesql.poll")
+    for _ in range(3):
+        _specs("sage-accounting.instance.json", "sage_accounting")
+        _specs("sage-200.instance.json", "sage_200")
+    warnings = [r.getMessage() for r in caplog.records]
+    assert len(warnings) == 2, warnings
+    assert "never closed" in warnings[0] and "'transactions' is not a table" in warnings[1]
+
+
 def test_crm_reads_its_own_column_names_in_any_case_and_key_as_the_key() -> None:
     specs = _specs("sage-crm.instance.json", "sage_crm")
     assert specs["leads"].created == "lead_createddate"

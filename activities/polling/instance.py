@@ -42,6 +42,7 @@ Tags and everything else of the platform's are ignored.
 
 from __future__ import annotations
 
+import functools
 import json
 import logging
 import re
@@ -70,6 +71,15 @@ from sagesql.errors import ConfigurationError
 from sagesql.schemas.catalog import did_you_mean
 
 log = logging.getLogger("sagesql.poll")
+
+
+@functools.lru_cache(maxsize=4096)
+def warn_once(message: str) -> None:
+    """Log a warning about a body the first time only: the service parses an instance's
+    body each time its session opens, and the same line hundreds of times hides others.
+    Bounded, so a long-running service forgets the oldest."""
+    log.warning("%s", message)
+
 
 POLLER = "event.poller.configuration"
 PLACEHOLDER = re.compile(r"\$\{(?P<kind>[A-Za-z]+)(?::(?P<format>[^}]*))?\}")
@@ -372,10 +382,10 @@ def close_quote(clause: str, where: str) -> str:
             quote = None  # a doubled quote ('') closes and reopens: the same in the end
     if quote is None:
         return clause
-    log.warning(
-        "%s: the where clause's last %s quote is never closed; read as if closed at the end",
-        where,
-        "single" if quote == "'" else "double",
+    kind = "single" if quote == "'" else "double"
+    warn_once(
+        f"{where}: the where clause's last {kind} quote is never closed; "
+        "read as if closed at the end"
     )
     return clause + quote
 

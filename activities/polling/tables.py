@@ -20,7 +20,6 @@ no updated-date column at all (every cycle reads every row: the cost is logged).
 
 from __future__ import annotations
 
-import logging
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import timedelta
@@ -30,7 +29,7 @@ from sqlglot import exp
 from sqlglot.errors import ParseError, TokenError
 
 from sagesql.activities.polling.config import PollConfig, TableConfig
-from sagesql.activities.polling.instance import SINCE
+from sagesql.activities.polling.instance import SINCE, warn_once
 from sagesql.connector import products
 from sagesql.connector.products import SageProduct
 from sagesql.engine.conditions import split_and
@@ -43,8 +42,6 @@ from sagesql.errors import (
     UnknownTableError,
 )
 from sagesql.schemas.catalog import Catalog, Table, close_matches, did_you_mean
-
-log = logging.getLogger("sagesql.poll")
 
 WINDOW, SNAPSHOT = "window", "snapshot"
 
@@ -235,11 +232,9 @@ def _resolve(entry: TableConfig, config: PollConfig, catalog: Catalog, product: 
     deletes = entry.deletes
     if updated is None:
         deletes = "off"  # the snapshot comparison reports deletions itself
-        log.warning(
-            "%s: %s has no updated-date column: every cycle reads every row to compare "
-            "snapshots (one full scan per cycle)",
-            entry.origin,
-            table.name,
+        warn_once(
+            f"{entry.origin}: {table.name} has no updated-date column: every cycle reads "
+            "every row to compare snapshots (one full scan per cycle)"
         )
     elif deletes == "auto":
         deletes = "api" if table.deletions is not None else "compare"
@@ -284,30 +279,20 @@ def _same_table(
         names = [t.name for t in catalog.tables(product)]
         close = close_matches(entry.name, names)
         if close and table.name not in close:
-            log.warning(
-                "%s: the entry %r is not a table (close: %s) and its url polls %r, which is "
-                "table %s: polling the url's (events keep objectType %r)",
-                entry.origin,
-                entry.name,
-                ", ".join(close),
-                entry.table,
-                table.name,
-                entry.name,
+            warn_once(
+                f"{entry.origin}: the entry {entry.name!r} is not a table (close: "
+                f"{', '.join(close)}) and its url polls {entry.table!r}, which is table "
+                f"{table.name}: polling the url's (events keep objectType {entry.name!r})"
             )
         return
     if named.name != table.name or named_filter != resource_filter:
         # The platforms poll what the url says (a published Sage 200 body's "transactions"
         # reads customers): so does sagesql, and says so.
-        log.warning(
-            "%s: the entry %r is table %s, but its url polls %r, which is table %s%s: "
-            "polling the url's (events keep objectType %r)",
-            entry.origin,
-            entry.name,
-            named.name,
-            entry.table,
-            table.name,
-            f" ({resource_filter})" if resource_filter else "",
-            entry.name,
+        filtered = f" ({resource_filter})" if resource_filter else ""
+        warn_once(
+            f"{entry.origin}: the entry {entry.name!r} is table {named.name}, but its url "
+            f"polls {entry.table!r}, which is table {table.name}{filtered}: polling the "
+            f"url's (events keep objectType {entry.name!r})"
         )
 
 
