@@ -278,7 +278,10 @@ class Worker:
         prepared = prepare(
             self.box.open(row.body), instance_id, self.database.state_path(instance_id)
         )
-        tokens = DatabaseTokenStore(self.database, self.box, instance_id)
+        # A dead worker's grant in flight is waited for past its own deadline (Timeout).
+        tokens = DatabaseTokenStore(
+            self.database, self.box, instance_id, relay_wait=prepared.settings.timeout + 15.0
+        )
         client = connect(prepared, tokens)
         if self.relay is not None and isinstance(client.auth, OAuthAuth):
             # Refresh grants through the relay: their answers outlive this process.
@@ -286,7 +289,7 @@ class Worker:
                 prepared.settings,
                 tokens,
                 token_url=client.auth.token_url,
-                grant=self.relay.grant_for(instance_id, client.auth.token_url),
+                grant=self.relay.grant_for(self.database, instance_id, client.auth.token_url),
             )
         client.limiter = SharedBucket(
             self.database.engine,
