@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -69,16 +70,25 @@ class RefreshRelay:
             )
         return self._child
 
-    def grant_for(self, database: ServiceDatabase, instance_id: str, token_url: str) -> Any:
-        """The ``grant`` of the instance's OAuthAuth: refresh token -> token answer."""
+    def grant_for(
+        self, database: ServiceDatabase, instance_id: str, token_url: str, *, wait: float = 75.0
+    ) -> Any:
+        """The ``grant`` of the instance's OAuthAuth: refresh token -> token answer. A
+        reply is waited for ``wait`` seconds (longer than the grant's own deadline)."""
 
         def grant(refresh_token: str) -> dict[str, Any]:
-            return self.refresh(database, instance_id, token_url, refresh_token)
+            return self.refresh(database, instance_id, token_url, refresh_token, wait=wait)
 
         return grant
 
     def refresh(
-        self, database: ServiceDatabase, instance_id: str, token_url: str, refresh_token: str
+        self,
+        database: ServiceDatabase,
+        instance_id: str,
+        token_url: str,
+        refresh_token: str,
+        *,
+        wait: float = 75.0,
     ) -> dict[str, Any]:
         # Committed before the relay can see the request: a worker killed from here on
         # leaves a mark the next holder of the token row withdraws or waits for.
@@ -95,14 +105,22 @@ class RefreshRelay:
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
                 child.stdin.flush()
-                line = child.stdout.readline()
+                # Bounded: a hung relay must not hold this worker (and the token row).
+                ready = select.select([child.stdout], [], [], wait)[0]
+                line = child.stdout.readline() if ready else None
             except OSError:
                 line = b""
             if not line:
                 self._child = None
+                if line is None:  # hung past the grant's deadline: ours to end
+                    child.kill()
+                    child.wait()
+                    child.stdin.close()
+                    child.stdout.close()
+                what = "ended without an answer" if line == b"" else f"gave no answer in {wait:g} s"
                 raise AnswerLost(
-                    "refreshing the access token: the refresh relay ended without an answer",
-                    cause="relay ended",
+                    f"refreshing the access token: the refresh relay {what}",
+                    cause="relay ended" if line == b"" else "relay hung",
                     hint="the next refresh adopts its answer if it got one",
                 )
         return _answer(json.loads(line))

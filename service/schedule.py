@@ -214,14 +214,29 @@ class Schedule:
 
 
 def each_stale(
-    schedule: Schedule, resources_of: Callable[[str], tuple[list[str], float] | None]
+    schedule: Schedule,
+    resources_of: Callable[[str], tuple[list[str], float] | None],
+    settled: dict[str, float] | None = None,
 ) -> int:
     """Bring every stale instance's rows in step; ``resources_of`` says an instance's
-    resources and interval (None: it cannot be read, left for later). How many synced."""
+    resources and interval (None: it cannot be read, left for later). How many synced.
+
+    An instance that stays stale after its turn (no resources, so no rows; or unreadable)
+    is kept in ``settled`` with its version and skipped until a PATCH changes that
+    version: it would otherwise be decrypted, resolved and logged on every cycle."""
     synced = 0
-    for instance, version in schedule.stale():
+    stale = schedule.stale()
+    if settled is not None:
+        current = dict(stale)
+        for instance in [i for i, v in settled.items() if current.get(i) != v]:
+            del settled[instance]
+    for instance, version in stale:
+        if settled is not None and settled.get(instance) == version:
+            continue
         found = resources_of(instance)
         if found is not None:
             schedule.sync(instance, version, found[0], found[1])
             synced += 1
+        if settled is not None and (found is None or not found[0]):
+            settled[instance] = version
     return synced

@@ -113,6 +113,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sagesql-work")
         self._threads: list[threading.Thread] = []
         self._synced = 0.0
+        self._settled: dict[str, float] = {}  # instances left stale at this version
 
     # -- control ---------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class Worker:
                 return None
             return [s.name for s in specs], prepared.config.interval.total_seconds()
 
-        each_stale(self.schedule, resources_of)
+        each_stale(self.schedule, resources_of, self._settled)
 
     # -- one claim -------------------------------------------------------------------------
 
@@ -289,7 +290,12 @@ class Worker:
                 prepared.settings,
                 tokens,
                 token_url=client.auth.token_url,
-                grant=self.relay.grant_for(self.database, instance_id, client.auth.token_url),
+                grant=self.relay.grant_for(
+                    self.database,
+                    instance_id,
+                    client.auth.token_url,
+                    wait=prepared.settings.timeout + 15.0,
+                ),
             )
         client.limiter = SharedBucket(
             self.database.engine,

@@ -27,6 +27,7 @@ from cryptography.fernet import Fernet
 from service_helpers import aimed_at
 
 from sagesql.connector.auth import OAuthAuth, fingerprint
+from sagesql.connector.token_endpoint import AnswerLost
 from sagesql.service import refresher
 from sagesql.service.instances import connect, prepare
 from sagesql.service.operations import create_org
@@ -201,3 +202,26 @@ def test_a_relay_asked_again_for_a_recorded_grant_answers_it_without_sending(
     assert "answer" in replies[0], replies[0]
     assert replies[1]["answer"]["refresh_token"] == replies[0]["answer"]["refresh_token"]
     assert oauth.refresh_count == 1 and refused(setup.sandbox) == []
+
+
+def test_a_hung_relay_holds_its_worker_no_longer_than_the_wait(
+    setup: Setup, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    relay = RefreshRelay(setup.url, setup.key)
+    url = setup.sandbox.token_url
+    old = DatabaseTokenStore(setup.database, SecretBox(setup.key), setup.instance).load()
+    assert old is not None and old.refresh_token
+    # The relay started (a Python process: slower than the wait below) and answering.
+    fresh = relay.grant_for(setup.database, setup.instance, url)(old.refresh_token)
+    grant = relay.grant_for(setup.database, setup.instance, url, wait=1.0)
+    gate = Gate(setup.sandbox.app.oauth, monkeypatch)  # from now on its grant never answers
+    started = time.monotonic()
+    try:
+        with pytest.raises(AnswerLost, match="gave no answer in 1 s"):
+            grant(fresh["refresh_token"])
+        assert time.monotonic() - started < 5.0
+        assert gate.reached.is_set()
+        assert relay._child is None  # ended: the next grant starts a new one
+    finally:
+        gate.opened.set()
+        relay.close()

@@ -26,7 +26,7 @@ from sagesql.connector.tokenstore import PostgresTokenStore, TokenSet, open_stor
 from sagesql.service import migrations
 from sagesql.service.operations import create_org
 from sagesql.service.pg_state import LeaseLost, PostgresStateStore
-from sagesql.service.schedule import Schedule
+from sagesql.service.schedule import Schedule, each_stale
 from sagesql.service.server import RunningService, open_service
 from sagesql.service.shared_limit import SharedBucket
 from sagesql.service.storage import ServiceDatabase, postgresql_url
@@ -219,6 +219,28 @@ def test_each_due_poll_is_claimed_once_and_an_expired_lease_cannot_commit(pg_url
     assert schedule.release(new.claim, poll_in=60, deliver_at=None)
     for s in schedules:
         s.engine.dispose()
+    db.close()
+
+
+def test_an_instance_left_without_rows_is_read_once_per_version(pg_url: str) -> None:
+    db = ServiceDatabase(pg_url)
+    _instance(db, "empty")  # polls no resource: no rows, so it stays stale
+    _instance(db, "full")
+    schedule = Schedule(db.engine)
+    asked: list[str] = []
+
+    def resources_of(instance_id: str) -> tuple[list[str], float] | None:
+        asked.append(instance_id)
+        return ([], 60.0) if instance_id == "empty" else (["contacts"], 60.0)
+
+    settled: dict[str, float] = {}
+    assert each_stale(schedule, resources_of, settled) == 2
+    assert each_stale(schedule, resources_of, settled) == 0
+    assert sorted(asked) == ["empty", "full"]
+    with db.engine.begin() as conn:  # a PATCH: a new version is read again
+        conn.execute(sa.text("UPDATE service_instances SET updated = updated + 1"))
+    assert each_stale(schedule, resources_of, settled) == 2
+    assert sorted(asked) == ["empty", "empty", "full", "full"]
     db.close()
 
 
