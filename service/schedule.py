@@ -112,14 +112,21 @@ class Schedule:
     ) -> bool:
         """Hand the row back: next poll in ``poll_in`` seconds (None: when it was due),
         next delivery at epoch ``deliver_at`` (None: nothing pending)."""
+        poll_at = (
+            "CASE WHEN CAST(:poll_in AS double precision) IS NULL THEN poll_at"
+            " ELSE now() + make_interval(secs => :poll_in) END"
+        )
+        deliver = (
+            "CASE WHEN CAST(:deliver AS double precision) IS NULL THEN NULL"
+            " ELSE to_timestamp(:deliver) END"
+        )
         with self.engine.begin() as conn:
             done = conn.execute(
                 sa.text(
-                    "UPDATE service_schedule SET owner = NULL, lease_until = NULL,"
-                    " poll_at = CASE WHEN CAST(:poll_in AS double precision) IS NULL THEN poll_at"
-                    "   ELSE now() + make_interval(secs => :poll_in) END,"
-                    " deliver_at = CASE WHEN CAST(:deliver AS double precision) IS NULL THEN NULL"
-                    "   ELSE to_timestamp(:deliver) END,"
+                    f"UPDATE service_schedule SET owner = NULL, lease_until = NULL,"
+                    f" poll_at = {poll_at}, deliver_at = {deliver},"
+                    # In the same statement (LEAST skips a NULL: no delivery pending).
+                    f" due_at = least({poll_at}, {deliver}),"
                     " polls = polls + CASE WHEN :polled THEN 1 ELSE 0 END,"
                     " last_poll = CASE WHEN :polled THEN now() ELSE last_poll END,"
                     " last_error = :error"
@@ -135,13 +142,6 @@ class Schedule:
                     "o": claim.owner,
                     "f": claim.fence,
                 },
-            )
-            conn.execute(
-                sa.text(
-                    "UPDATE service_schedule SET due_at = least(poll_at, coalesce(deliver_at,"
-                    " poll_at)) WHERE instance = :i AND resource = :r"
-                ),
-                {"i": claim.instance, "r": claim.resource},
             )
         return bool(done.rowcount)
 
