@@ -44,6 +44,7 @@ from sagesql.errors import AuthError, Error, RetriableAPIError
 from sagesql.service.instances import prepare
 from sagesql.service.secrets import SecretBox
 from sagesql.service.storage import ServiceDatabase
+from sagesql.service.tokens import RELAY_WAIT
 
 
 class RefreshRelay:
@@ -71,7 +72,12 @@ class RefreshRelay:
         return self._child
 
     def grant_for(
-        self, database: ServiceDatabase, instance_id: str, token_url: str, *, wait: float = 75.0
+        self,
+        database: ServiceDatabase,
+        instance_id: str,
+        token_url: str,
+        *,
+        wait: float = RELAY_WAIT,
     ) -> Any:
         """The ``grant`` of the instance's OAuthAuth: refresh token -> token answer. A
         reply is waited for ``wait`` seconds (longer than the grant's own deadline)."""
@@ -88,7 +94,7 @@ class RefreshRelay:
         token_url: str,
         refresh_token: str,
         *,
-        wait: float = 75.0,
+        wait: float = RELAY_WAIT,
     ) -> dict[str, Any]:
         # Committed before the relay can see the request: a worker killed from here on
         # leaves a mark the next holder of the token row withdraws or waits for.
