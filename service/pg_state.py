@@ -247,13 +247,14 @@ class PostgresStateStore(StateStore):
                 )
             if snapshot is not None:
                 self._apply(conn, instance, table, snapshot)
-            for kind, before in (forget or {}).items():
+            if forget:  # every kind's old marks in one statement (one per poll otherwise)
                 conn.execute(
                     _text(
-                        "DELETE FROM poll_marks WHERE instance = :i AND name = :n AND kind = :k "
-                        "AND stamp < :b"
+                        "DELETE FROM poll_marks AS p USING unnest(CAST(:k AS text[]), "
+                        "CAST(:b AS text[])) AS f(kind, before) WHERE p.instance = :i "
+                        "AND p.name = :n AND p.kind = f.kind AND p.stamp < f.before"
                     ),
-                    {"i": instance, "n": table, "k": kind, "b": before},
+                    {"i": instance, "n": table, "k": list(forget), "b": list(forget.values())},
                 )
             if state is not None:
                 self._save(conn, instance, state)

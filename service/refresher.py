@@ -5,21 +5,30 @@ the OOM killer) after Sage answered and before the new pair was committed would 
 the pair, and the instance would be signed out (``invalid_grant`` on the next try). So
 a worker does not send refresh grants itself: :class:`RefreshRelay` hands each one to a
 small child process (started once per worker, ``python -m``-less: ``-c`` runs
-:func:`main`), which sends the grant, records the answer sealed in
-``service_token_answers`` (committed), and only then replies. The child is not killed
-with its worker: it finishes the grant in flight, records it, and exits when its
-input closes.
+:func:`main`). The child is not killed with its worker: it finishes the grant in
+flight, records it, and exits when its input closes.
 
-The worker normally stores the pair itself (under the token row's lock, which also
-deletes the recorded answer). When it died first, the next holder of the row lock finds
-the recorded answer of the stored refresh token and adopts it (tokens.py), so the chain
-goes on. The child holds no lock: it only inserts into a table nothing references.
+The protocol, each step committed before the next (``service_token_answers``):
+
+1. the worker, holding the instance's token row ``FOR UPDATE``, inserts a mark for the
+   refresh token (its fingerprint, no answer) and only then hands the grant to the relay;
+2. the relay locks the mark (``FOR UPDATE NOWAIT``); gone or locked, the next holder of
+   the token row has withdrawn it and nothing is sent; otherwise it sends the grant and
+   writes the answer into the mark, committed before it replies;
+3. the next holder of the token row deletes every mark of the instance: a DELETE waits
+   for a mark a relay holds (a grant in flight) and returns its answer, which it adopts
+   (tokens.py) when it is for the stored refresh token.
+
+So a refresh token is never sent twice: either the dead worker's relay sends it and its
+answer is adopted, or the mark is withdrawn before the relay took it and the relay sends
+nothing. The worker normally stores the pair itself (which also deletes the marks).
 """
 
 from __future__ import annotations
 
 import json
 import os
+import select
 import subprocess
 import sys
 import threading
@@ -35,6 +44,7 @@ from sagesql.errors import AuthError, Error, RetriableAPIError
 from sagesql.service.instances import prepare
 from sagesql.service.secrets import SecretBox
 from sagesql.service.storage import ServiceDatabase
+from sagesql.service.tokens import RELAY_WAIT
 
 
 class RefreshRelay:
@@ -61,30 +71,62 @@ class RefreshRelay:
             )
         return self._child
 
-    def grant_for(self, instance_id: str, token_url: str) -> Any:
-        """The ``grant`` of the instance's OAuthAuth: refresh token -> token answer."""
+    def grant_for(
+        self,
+        database: ServiceDatabase,
+        instance_id: str,
+        token_url: str,
+        *,
+        wait: float = RELAY_WAIT,
+    ) -> Any:
+        """The ``grant`` of the instance's OAuthAuth: refresh token -> token answer. A
+        reply is waited for ``wait`` seconds (longer than the grant's own deadline)."""
 
         def grant(refresh_token: str) -> dict[str, Any]:
-            return self.refresh(instance_id, token_url, refresh_token)
+            return self.refresh(database, instance_id, token_url, refresh_token, wait=wait)
 
         return grant
 
-    def refresh(self, instance_id: str, token_url: str, refresh_token: str) -> dict[str, Any]:
-        request = {"instance": instance_id, "url": token_url, "refresh_token": refresh_token}
+    def refresh(
+        self,
+        database: ServiceDatabase,
+        instance_id: str,
+        token_url: str,
+        refresh_token: str,
+        *,
+        wait: float = RELAY_WAIT,
+    ) -> dict[str, Any]:
+        # Committed before the relay can see the request: a worker killed from here on
+        # leaves a mark the next holder of the token row withdraws or waits for.
+        mark = in_flight(database, instance_id, fingerprint(refresh_token) or "")
+        request = {
+            "mark": mark,
+            "instance": instance_id,
+            "url": token_url,
+            "refresh_token": refresh_token,
+        }
         with self._lock:
             child = self._start()
             assert child.stdin is not None and child.stdout is not None
             try:
                 child.stdin.write((json.dumps(request) + "\n").encode())
                 child.stdin.flush()
-                line = child.stdout.readline()
+                # Bounded: a hung relay must not hold this worker (and the token row).
+                ready = select.select([child.stdout], [], [], wait)[0]
+                line = child.stdout.readline() if ready else None
             except OSError:
                 line = b""
             if not line:
                 self._child = None
+                if line is None:  # hung past the grant's deadline: ours to end
+                    child.kill()
+                    child.wait()
+                    child.stdin.close()
+                    child.stdout.close()
+                what = "ended without an answer" if line == b"" else f"gave no answer in {wait:g} s"
                 raise AnswerLost(
-                    "refreshing the access token: the refresh relay ended without an answer",
-                    cause="relay ended",
+                    f"refreshing the access token: the refresh relay {what}",
+                    cause="relay ended" if line == b"" else "relay hung",
                     hint="the next refresh adopts its answer if it got one",
                 )
         return _answer(json.loads(line))
@@ -120,9 +162,7 @@ def _answer(reply: dict[str, Any]) -> dict[str, Any]:
 
 
 def in_flight(database: ServiceDatabase, instance_id: str, parent: str) -> int:
-    """A grant of ``parent`` (the refresh token's fingerprint) about to be sent, committed
-    first: whoever takes the token row next waits for its answer rather than sending the
-    same refresh token again."""
+    """A mark for a grant of ``parent`` (the refresh token's fingerprint), committed."""
     with database.engine.begin() as conn:
         return int(
             conn.execute(
@@ -135,16 +175,59 @@ def in_flight(database: ServiceDatabase, instance_id: str, parent: str) -> int:
         )
 
 
-def record(database: ServiceDatabase, box: SecretBox, mark: int, answer: Any | None) -> None:
-    """The grant's answer, committed (None: it failed, Sage rotated nothing)."""
-    with database.engine.begin() as conn:
-        if answer is None:
-            conn.execute(sa.text("DELETE FROM service_token_answers WHERE id = :m"), {"m": mark})
-        else:
-            conn.execute(
-                sa.text("UPDATE service_token_answers SET data = :d, at = :t WHERE id = :m"),
-                {"m": mark, "d": box.seal(answer), "t": time.time()},
+def send(
+    database: ServiceDatabase, box: SecretBox, mark: int, settings: Any, url: str, token: str
+) -> dict[str, Any]:
+    """The grant of ``token`` under its mark's row lock, the answer written into the mark
+    and committed before it is returned (a refused or failed grant deletes the mark)."""
+    with database.engine.connect() as conn:
+        try:
+            held = conn.execute(
+                sa.text(
+                    "SELECT instance, parent FROM service_token_answers"
+                    " WHERE id = :m AND data IS NULL FOR UPDATE NOWAIT"
+                ),
+                {"m": mark},
+            ).first()
+        except sa.exc.OperationalError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code != "55P03":  # lock_not_available: the next holder is withdrawing it
+                raise
+            held = None
+        if held is None:
+            conn.rollback()
+            raise RetriableAPIError(
+                "refreshing the access token: the grant was withdrawn by the next holder of "
+                "the token row; nothing was sent",
+                hint="the next refresh uses the stored tokens",
             )
+        # An answer already recorded for this refresh token (a relay that died before
+        # replying): Sage retired the token, so that answer is the one to use.
+        recorded = conn.execute(
+            sa.text(
+                "SELECT data, at FROM service_token_answers WHERE instance = :i"
+                " AND parent = :p AND data IS NOT NULL ORDER BY at DESC LIMIT 1"
+            ),
+            {"i": held[0], "p": held[1]},
+        ).first()
+        if recorded is not None:
+            conn.commit()
+            answer = dict(box.open(bytes(recorded[0])))
+            if isinstance(answer.get("expires_in"), (int, float)):
+                answer["expires_in"] = max(0, answer["expires_in"] - (time.time() - recorded[1]))
+            return answer
+        try:
+            answer = token_endpoint.refresh(settings, url, token)
+        except BaseException:
+            conn.execute(sa.text("DELETE FROM service_token_answers WHERE id = :m"), {"m": mark})
+            conn.commit()
+            raise
+        conn.execute(
+            sa.text("UPDATE service_token_answers SET data = :d, at = :t WHERE id = :m"),
+            {"m": mark, "d": box.seal(answer), "t": time.time()},
+        )
+        conn.commit()
+        return dict(answer)
 
 
 def serve(database: ServiceDatabase, box: SecretBox, lines: IO[bytes], out: IO[bytes]) -> None:
@@ -162,14 +245,14 @@ def serve(database: ServiceDatabase, box: SecretBox, lines: IO[bytes], out: IO[b
                     box.open(row.body), instance_id, database.state_path(instance_id)
                 )
                 settings[instance_id] = prepared.settings
-            token = str(request["refresh_token"])
-            mark = in_flight(database, instance_id, fingerprint(token) or "")
-            try:
-                answer = token_endpoint.refresh(settings[instance_id], str(request["url"]), token)
-            except BaseException:
-                record(database, box, mark, None)
-                raise
-            record(database, box, mark, answer)
+            answer = send(
+                database,
+                box,
+                int(request["mark"]),
+                settings[instance_id],
+                str(request["url"]),
+                str(request["refresh_token"]),
+            )
             reply: dict[str, Any] = {"answer": answer}
         except Error as exc:
             reply = {"kind": type(exc).__name__, "message": exc.message, "hint": exc.hint}

@@ -112,14 +112,21 @@ class Schedule:
     ) -> bool:
         """Hand the row back: next poll in ``poll_in`` seconds (None: when it was due),
         next delivery at epoch ``deliver_at`` (None: nothing pending)."""
+        poll_at = (
+            "CASE WHEN CAST(:poll_in AS double precision) IS NULL THEN poll_at"
+            " ELSE now() + make_interval(secs => :poll_in) END"
+        )
+        deliver = (
+            "CASE WHEN CAST(:deliver AS double precision) IS NULL THEN NULL"
+            " ELSE to_timestamp(:deliver) END"
+        )
         with self.engine.begin() as conn:
             done = conn.execute(
                 sa.text(
-                    "UPDATE service_schedule SET owner = NULL, lease_until = NULL,"
-                    " poll_at = CASE WHEN CAST(:poll_in AS double precision) IS NULL THEN poll_at"
-                    "   ELSE now() + make_interval(secs => :poll_in) END,"
-                    " deliver_at = CASE WHEN CAST(:deliver AS double precision) IS NULL THEN NULL"
-                    "   ELSE to_timestamp(:deliver) END,"
+                    f"UPDATE service_schedule SET owner = NULL, lease_until = NULL,"
+                    f" poll_at = {poll_at}, deliver_at = {deliver},"
+                    # In the same statement (LEAST skips a NULL: no delivery pending).
+                    f" due_at = least({poll_at}, {deliver}),"
                     " polls = polls + CASE WHEN :polled THEN 1 ELSE 0 END,"
                     " last_poll = CASE WHEN :polled THEN now() ELSE last_poll END,"
                     " last_error = :error"
@@ -135,13 +142,6 @@ class Schedule:
                     "o": claim.owner,
                     "f": claim.fence,
                 },
-            )
-            conn.execute(
-                sa.text(
-                    "UPDATE service_schedule SET due_at = least(poll_at, coalesce(deliver_at,"
-                    " poll_at)) WHERE instance = :i AND resource = :r"
-                ),
-                {"i": claim.instance, "r": claim.resource},
             )
         return bool(done.rowcount)
 
@@ -214,14 +214,29 @@ class Schedule:
 
 
 def each_stale(
-    schedule: Schedule, resources_of: Callable[[str], tuple[list[str], float] | None]
+    schedule: Schedule,
+    resources_of: Callable[[str], tuple[list[str], float] | None],
+    settled: dict[str, float] | None = None,
 ) -> int:
     """Bring every stale instance's rows in step; ``resources_of`` says an instance's
-    resources and interval (None: it cannot be read, left for later). How many synced."""
+    resources and interval (None: it cannot be read, left for later). How many synced.
+
+    An instance that stays stale after its turn (no resources, so no rows; or unreadable)
+    is kept in ``settled`` with its version and skipped until a PATCH changes that
+    version: it would otherwise be decrypted, resolved and logged on every cycle."""
     synced = 0
-    for instance, version in schedule.stale():
+    stale = schedule.stale()
+    if settled is not None:
+        current = dict(stale)
+        for instance in [i for i, v in settled.items() if current.get(i) != v]:
+            del settled[instance]
+    for instance, version in stale:
+        if settled is not None and settled.get(instance) == version:
+            continue
         found = resources_of(instance)
         if found is not None:
             schedule.sync(instance, version, found[0], found[1])
             synced += 1
+        if settled is not None and (found is None or not found[0]):
+            settled[instance] = version
     return synced

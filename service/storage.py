@@ -34,7 +34,7 @@ from sqlalchemy.engine import Connection, Engine
 from sagesql.activities.polling.sqlite_state import SQLiteStateStore
 from sagesql.activities.polling.state import StateStore
 from sagesql.connector import files
-from sagesql.errors import ConfigurationError
+from sagesql.errors import ConfigurationError, RetriableAPIError
 from sagesql.service import migrations
 from sagesql.service.pg_state import PostgresStateStore
 
@@ -281,30 +281,45 @@ class ServiceDatabase:
         conn.execute(sa.update(tokens).where(tokens.c.instance == instance_id).values(data=data))
 
     @staticmethod
-    def take_answer(
-        conn: Connection, instance_id: str, parent: str, *, wait: float = 0.0
+    def take_answers(
+        conn: Connection, instance_id: str, parent: str, *, wait: float
     ) -> tuple[bytes, float] | None:
-        """A refresh answer the relay recorded for this parent refresh token (its worker
-        died before storing it), taken; every recorded answer of the instance dropped.
-        A grant of that token still in flight is waited for, up to ``wait`` seconds."""
-        deadline = time.monotonic() + wait
-        while True:
+        """Every refresh mark of the instance deleted (under its token row's lock); the
+        answer a refresh relay recorded for ``parent`` (the stored refresh token's
+        fingerprint) returned, when its worker died before storing it. A relay holds its
+        mark's row lock from before it sends the grant until its answer is committed, so
+        the DELETE waits for a grant in flight (up to ``wait`` seconds) and returns the
+        recorded answer; a mark no relay has locked yet is deleted, and the relay then
+        finds it gone and sends nothing."""
+        # For the rest of the token row's transaction (which a timeout aborts anyway);
+        # at least 1 ms, since 0 would mean no limit.
+        conn.exec_driver_sql(f"SET LOCAL lock_timeout = {max(1, int(wait * 1000))}")
+        try:
             rows = conn.execute(
                 sa.text(
-                    "SELECT data, at FROM service_token_answers WHERE instance = :i"
-                    " AND parent = :p ORDER BY at DESC"
+                    "DELETE FROM service_token_answers WHERE instance = :i"
+                    " RETURNING parent, data, at"
                 ),
-                {"i": instance_id, "p": parent},
+                {"i": instance_id},
             ).all()
-            done = [r for r in rows if r[0] is not None]
-            recent = [r for r in rows if r[0] is None and r[1] > time.time() - wait]
-            if done or not recent or time.monotonic() > deadline:
-                break
-            time.sleep(0.1)
+        except sa.exc.OperationalError as exc:
+            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+            if code != "55P03":  # lock_not_available
+                raise
+            raise RetriableAPIError(
+                f"a refresh of instance {instance_id}'s tokens by another worker's refresh "
+                f"relay was still running after {wait:g} s",
+                hint="it is tried again at the next poll",
+            ) from None
+        done = sorted((r for r in rows if r[0] == parent and r[1] is not None), key=lambda r: r[2])
+        return (bytes(done[-1][1]), float(done[-1][2])) if done else None
+
+    @staticmethod
+    def drop_answers(conn: Connection, instance_id: str) -> None:
+        """The instance's refresh marks deleted: its pair was just stored by the lock holder."""
         conn.execute(
             sa.text("DELETE FROM service_token_answers WHERE instance = :i"), {"i": instance_id}
         )
-        return (bytes(done[0][0]), float(done[0][1])) if done else None
 
     def take_lease(self, instance_id: str, owner: str, seconds: float) -> bool:
         """The refresh lease of the instance's tokens, when it is free or expired: one

@@ -29,7 +29,9 @@ from sagesql.service.storage import ServiceDatabase
 
 LOCATION = "service://"
 _POLL = 0.05  # seconds between attempts at a lease another process holds
-RELAY_WAIT = 30.0  # seconds a refresh in flight in a dead worker's relay is waited for
+# Seconds a grant in flight in a dead worker's refresh relay is waited for: longer than
+# the grant's own deadline (Timeout, 60 s by default), so a slow answer is still adopted.
+RELAY_WAIT = 75.0
 
 
 class DatabaseTokenStore:
@@ -38,8 +40,16 @@ class DatabaseTokenStore:
     _thread_locks: ClassVar[dict[str, threading.RLock]] = {}
     _registry_lock = threading.Lock()
 
-    def __init__(self, database: ServiceDatabase, box: SecretBox, instance_id: str) -> None:
+    def __init__(
+        self,
+        database: ServiceDatabase,
+        box: SecretBox,
+        instance_id: str,
+        *,
+        relay_wait: float = RELAY_WAIT,
+    ) -> None:
         self.database = database
+        self.relay_wait = relay_wait
         self.box = box
         self.instance_id = instance_id
         self.location = LOCATION + instance_id
@@ -80,8 +90,8 @@ class DatabaseTokenStore:
     def _adopt(self, row: Connection, stored: TokenSet) -> TokenSet:
         """The pair a dead worker's refresh got (recorded by the refresh relay), if any:
         Sage already retired ``stored``'s refresh token for it."""
-        found = self.database.take_answer(
-            row, self.instance_id, fingerprint(stored.refresh_token) or ""
+        found = self.database.take_answers(
+            row, self.instance_id, fingerprint(stored.refresh_token) or "", wait=self.relay_wait
         )
         if found is None:
             return stored
@@ -110,7 +120,7 @@ class DatabaseTokenStore:
         if row is not None:
             self.database.write_token(row, self.instance_id, sealed)
             if self.database.postgresql:  # stored by us: the relay's record is not needed
-                self.database.take_answer(row, self.instance_id, "")
+                self.database.drop_answers(row, self.instance_id)
         else:
             self.database.set_token_data(self.instance_id, sealed)
 

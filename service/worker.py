@@ -113,6 +113,7 @@ class Worker:
         self._pool = ThreadPoolExecutor(self.concurrency, thread_name_prefix="sagesql-work")
         self._threads: list[threading.Thread] = []
         self._synced = 0.0
+        self._settled: dict[str, float] = {}  # instances left stale at this version
 
     # -- control ---------------------------------------------------------------------------
 
@@ -207,7 +208,7 @@ class Worker:
                 return None
             return [s.name for s in specs], prepared.config.interval.total_seconds()
 
-        each_stale(self.schedule, resources_of)
+        each_stale(self.schedule, resources_of, self._settled)
 
     # -- one claim -------------------------------------------------------------------------
 
@@ -278,7 +279,10 @@ class Worker:
         prepared = prepare(
             self.box.open(row.body), instance_id, self.database.state_path(instance_id)
         )
-        tokens = DatabaseTokenStore(self.database, self.box, instance_id)
+        # A dead worker's grant in flight is waited for past its own deadline (Timeout).
+        tokens = DatabaseTokenStore(
+            self.database, self.box, instance_id, relay_wait=prepared.settings.timeout + 15.0
+        )
         client = connect(prepared, tokens)
         if self.relay is not None and isinstance(client.auth, OAuthAuth):
             # Refresh grants through the relay: their answers outlive this process.
@@ -286,7 +290,12 @@ class Worker:
                 prepared.settings,
                 tokens,
                 token_url=client.auth.token_url,
-                grant=self.relay.grant_for(instance_id, client.auth.token_url),
+                grant=self.relay.grant_for(
+                    self.database,
+                    instance_id,
+                    client.auth.token_url,
+                    wait=prepared.settings.timeout + 15.0,
+                ),
             )
         client.limiter = SharedBucket(
             self.database.engine,

@@ -26,7 +26,7 @@ from sagesql.connector.tokenstore import PostgresTokenStore, TokenSet, open_stor
 from sagesql.service import migrations
 from sagesql.service.operations import create_org
 from sagesql.service.pg_state import LeaseLost, PostgresStateStore
-from sagesql.service.schedule import Schedule
+from sagesql.service.schedule import Schedule, each_stale
 from sagesql.service.server import RunningService, open_service
 from sagesql.service.shared_limit import SharedBucket
 from sagesql.service.storage import ServiceDatabase, postgresql_url
@@ -150,6 +150,19 @@ def test_the_state_store_commits_a_step_in_one_transaction_and_keeps_the_outbox(
         )
     assert store.unseen("i1", "contacts", [Mark("u", "k9", "s")]) == {Mark("u", "k9", "s")}
     assert [d.message_id for d in store.pending("i1", "contacts", "hook", 10)] == ["m1"]
+    # Old marks forgotten per kind, each below its own stamp, in one commit.
+    old = [Mark("u", "a", "1"), Mark("u", "b", "3"), Mark("d", "a", "1"), Mark("d", "b", "3")]
+    store.commit("i1", "contacts", messages=[], marks=old, sinks=["hook"], now=6.0)
+    store.commit(
+        "i1",
+        "contacts",
+        messages=[],
+        marks=[],
+        sinks=["hook"],
+        now=7.0,
+        forget={"u": "2", "d": "4"},
+    )
+    assert store.unseen("i1", "contacts", old) == {old[0], old[2], old[3]}
     db.forget_state("i1")
     assert store.lanes("i1") == [] and store.load("i1", "contacts").watermark is None
     db.close()
@@ -216,9 +229,51 @@ def test_each_due_poll_is_claimed_once_and_an_expired_lease_cannot_commit(pg_url
     assert store.load("i0", "contacts").watermark == "on time"
     assert store.lanes("i0") == []
     assert not schedule.release(old.claim, poll_in=60, deliver_at=None)  # not its row any more
-    assert schedule.release(new.claim, poll_in=60, deliver_at=None)
+    assert schedule.release(new.claim, poll_in=60, deliver_at=time.time() + 5)
+
+    def due_in() -> tuple[float, float]:
+        with db.engine.begin() as conn:
+            return conn.execute(
+                sa.text(
+                    "SELECT CAST(extract(epoch FROM due_at - now()) AS float),"
+                    " CAST(extract(epoch FROM poll_at - now()) AS float)"
+                    " FROM service_schedule WHERE instance = 'i0'"
+                )
+            ).one()
+
+    # due_at is the earlier of the next poll and the next delivery, or the poll alone.
+    assert 3 < due_in()[0] <= 5 and 58 < due_in()[1] <= 60
+    others = [f"i{n}" for n in range(1, 20)]
+    assert schedule.claim("fast", 1, 30.0, skip=others) == []  # not due yet
+    with db.engine.begin() as conn:
+        conn.execute(sa.text("UPDATE service_schedule SET due_at = now() WHERE instance = 'i0'"))
+    (again,) = schedule.claim("fast", 1, 30.0, skip=others)
+    assert schedule.release(again.claim, poll_in=None, deliver_at=None)
+    assert 58 < due_in()[0] <= 60 and due_in()[0] == pytest.approx(due_in()[1], abs=0.01)
     for s in schedules:
         s.engine.dispose()
+    db.close()
+
+
+def test_an_instance_left_without_rows_is_read_once_per_version(pg_url: str) -> None:
+    db = ServiceDatabase(pg_url)
+    _instance(db, "empty")  # polls no resource: no rows, so it stays stale
+    _instance(db, "full")
+    schedule = Schedule(db.engine)
+    asked: list[str] = []
+
+    def resources_of(instance_id: str) -> tuple[list[str], float] | None:
+        asked.append(instance_id)
+        return ([], 60.0) if instance_id == "empty" else (["contacts"], 60.0)
+
+    settled: dict[str, float] = {}
+    assert each_stale(schedule, resources_of, settled) == 2
+    assert each_stale(schedule, resources_of, settled) == 0
+    assert sorted(asked) == ["empty", "full"]
+    with db.engine.begin() as conn:  # a PATCH: a new version is read again
+        conn.execute(sa.text("UPDATE service_instances SET updated = updated + 1"))
+    assert each_stale(schedule, resources_of, settled) == 2
+    assert sorted(asked) == ["empty", "empty", "full", "full"]
     db.close()
 
 
