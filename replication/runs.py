@@ -16,6 +16,7 @@ from typing import Any
 from sagesql.activities.polling.poller import PollingClient
 from sagesql.activities.polling.timeparse import parse_iso
 from sagesql.engine.result import Result, ResultColumn
+from sagesql.errors import ConfigurationError
 from sagesql.replication.statements import read
 from sagesql.replication.sync import (
     DEFAULT_LOOKBACK,
@@ -43,6 +44,12 @@ def replicate(
     progress: Progress | None = None,
 ) -> list[TableOutcome]:
     """Sync ``tables`` (default: every readable table with an updated-date column)."""
+    if connection.settings.offline:
+        # Offline reads the replica: a sync must read Sage itself.
+        raise ConfigurationError(
+            "sync reads Sage, but the connection is Offline=True",
+            hint="drop Offline=True from the connection (or profile) sync uses",
+        )
     product = connection.product.id
     wanted = [t if isinstance(t, Replicated) else Replicated(t) for t in tables]
     if not wanted:

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+import os
 import sqlite3
+from datetime import datetime
 
 import pytest
 from replication_helpers import assert_same
@@ -95,3 +97,138 @@ def test_unknown_columns_in_replicate_are_named() -> None:
 
     with pytest.raises(UnknownColumnError, match="nmae"):
         specs_for([Replicated("customers", columns=("nmae",))], default_catalog(), "sage_200")
+
+
+# The same SQL, online and from the replica: dates compared with literals in any ISO form,
+# date-times ordered and returned, decimals and booleans, a join of a table with itself.
+SAME_SQL = {
+    "sage_accounting": ("contacts", "updated_at", "id"),
+    "sage_200": ("customers", "date_time_updated", "id"),
+    "sage_crm": ("company", "comp_updateddate", "comp_companyid"),
+}
+
+
+def _same_sql(table: str, updated: str, key: str, middle: datetime) -> list[str]:
+    literals = [
+        middle.strftime("%Y-%m-%dT%H:%M:%SZ"),
+        middle.strftime("%Y-%m-%d %H:%M:%S"),
+        middle.strftime("%Y-%m-%d"),
+        middle.isoformat(),
+    ]
+    out = [
+        f"SELECT max({updated}), min({updated}), count(*) FROM {table}",
+        f"SELECT {key}, {updated} FROM {table} ORDER BY {updated} DESC, {key} LIMIT 5",
+        f"SELECT * FROM {table} ORDER BY {key} LIMIT 3",
+        f"SELECT count(*) FROM {table} a JOIN {table} b ON a.{key} = b.{key} "
+        f"WHERE a.{updated} < '{literals[0]}'",
+    ]
+    for lit in literals:
+        out += [
+            f"SELECT count(*) FROM {table} WHERE {updated} >= '{lit}'",
+            f"SELECT count(*) FROM {table} WHERE {updated} > '{lit}'",
+            f"SELECT {key} FROM {table} WHERE {updated} BETWEEN '2000-01-01' AND '{lit}' "
+            f"ORDER BY {key}",
+        ]
+    return out
+
+
+@pytest.mark.parametrize("product", list(SAME_SQL))
+def test_the_same_sql_answers_the_same_online_and_offline(start_sandbox, tmp_path, product):
+    """Issue 19: ``query --replica`` (or Offline=True) answers the same SQL as Sage does,
+    date comparisons included (the replica stores 'YYYY-MM-DD HH:MM:SS', a literal may be
+    written '...T...Z': the engine's literal rewriting makes them the same instant)."""
+    from replication_helpers import client
+
+    from sagesql.engine.pipeline import run
+    from sagesql.engine.replica import answer
+    from sagesql.replication.runs import replicate
+
+    table, updated, key = SAME_SQL[product]
+    sbx = start_sandbox(product, rows=30, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    with client(sbx) as c:
+        assert all(o.complete for o in replicate(c, url, [table]))
+        stamps = sorted(str(r[0]) for r in run(c, f"SELECT {updated} FROM {table}"))
+        middle = datetime.fromisoformat(stamps[len(stamps) // 2].replace("Z", "+00:00"))
+        statements = _same_sql(table, updated, key, middle)
+        online = [list(run(c, sql)) for sql in statements]
+    for sql, expected in zip(statements, online, strict=True):
+        got = list(answer(url, sql))
+        assert got == expected, sql
+    # At least one comparison tells the forms apart (else the test could not fail).
+    assert len({tuple(r) for rows in online[4:] for r in rows}) > 1
+
+
+def test_offline_true_answers_from_the_replica_and_refuses_writes(start_sandbox, tmp_path):
+    from replication_helpers import client
+
+    import sagesql
+    from sagesql.engine.pipeline import run
+    from sagesql.replication.runs import replicate
+
+    sbx = start_sandbox("sage_200", rows=20, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    sql = (
+        "SELECT id, name, date_time_updated, balance FROM customers "
+        "WHERE date_time_updated >= ? ORDER BY date_time_updated, id"
+    )
+    with client(sbx) as c:
+        assert all(o.complete for o in replicate(c, url, ["customers"]))
+        online = sagesql.engine.dbapi.Connection(c)
+        cursor = online.cursor().execute(sql, ["2025-01-01T00:00:00Z"])
+        expected, description = cursor.fetchall(), cursor.description
+        assert expected and list(run(c, "SELECT count(*) FROM customers")) == [(20,)]
+    sbx.stop()  # nothing can be sent from here on: the replica answers alone
+    with sagesql.connect(Product="Sage200", Offline="True", Replica=url) as conn:
+        cursor = conn.cursor().execute(sql, ["2025-01-01T00:00:00Z"])
+        assert cursor.fetchall() == expected
+        assert cursor.description == description
+        for write, message in (
+            ("DELETE FROM customers WHERE id = 1", "only a query"),
+            ("UPDATE customers SET name = 'x' WHERE id = 1", "only a query"),
+            ("EXEC RefreshToken", "Offline"),
+        ):
+            with pytest.raises(sagesql.ProgrammingError, match=message):
+                conn.cursor().execute(write)
+    with pytest.raises(sagesql.ConfigurationError, match="Offline=True needs Replica"):
+        sagesql.connect(Product="Sage200", Offline=True)
+    with pytest.raises(sagesql.ConfigurationError, match="Replica="):
+        sagesql.connect(Product="Sage200", Offline=True, Replica="mysql://x/y")
+
+
+def test_offline_true_on_the_command_line(start_sandbox, tmp_path):
+    """A real ``sagesql`` process: Offline=True in the connection answers from the replica;
+    a write fails in one line (no traceback), exit 1; the replica's password never shows."""
+    import subprocess
+    import sys
+
+    sbx = start_sandbox("sage_crm", rows=15, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    env = {**os.environ, "SAGESQL_CONNECTION": connection_string(sbx, "sql")}
+    env.pop("SAGESQL_REPLICA", None)
+    cli = [sys.executable, "-m", "sagesql.cli.main"]
+    done = subprocess.run([*cli, "sync", "--to", url, "company"], env=env, capture_output=True)
+    assert done.returncode == 0, done.stderr
+    sql = "SELECT comp_companyid, comp_updateddate FROM company ORDER BY comp_updateddate LIMIT 4"
+    live = subprocess.run([*cli, "query", "-f", "json", sql], env=env, capture_output=True)
+    assert live.returncode == 0, live.stderr
+    sbx.stop()
+    offline = {"SAGESQL_CONNECTION": f"Product=SageCRM;Offline=True;Replica={url}"}
+    env = {**env, **offline}
+    copy = subprocess.run([*cli, "query", "-f", "json", sql], env=env, capture_output=True)
+    assert copy.returncode == 0, copy.stderr
+    assert json.loads(copy.stdout) == json.loads(live.stdout)
+    write = subprocess.run(
+        [*cli, "query", "DELETE FROM company WHERE comp_companyid = 1"],
+        env=env,
+        capture_output=True,
+        text=True,
+    )
+    assert write.returncode != 0
+    assert write.stderr.count("\n") == 1 and "only a query" in write.stderr, write.stderr
+    assert "Traceback" not in write.stderr
+    secret = "postgresql://me:hunter2@127.0.0.1:1/none"
+    env["SAGESQL_CONNECTION"] = f"Product=SageCRM;Offline=True;Replica={secret}"
+    failed = subprocess.run([*cli, "query", "SELECT 1"], env=env, capture_output=True, text=True)
+    assert failed.returncode != 0 and "hunter2" not in failed.stderr + failed.stdout
+    assert "cannot be reached" in failed.stderr, failed.stderr

@@ -1,0 +1,266 @@
+"""Answering SQL from a replica (``sagesql sync``'s copy): ``Offline=True`` and ``query --replica``.
+
+The statement is read as the engine reads it for Sage: parsed, its parameters bound,
+'now' folded, its tables and columns resolved against the catalog, and literals
+compared with DATE, DATETIME and BOOLEAN columns rewritten into the stored form
+(``conditions.normalize_literals``), so that ``updated_at >= '2025-01-01T10:00:00Z'``
+means the same instant as online. The replica's database then runs it: SQLite as it
+is (with sagesql's functions), PostgreSQL in its own dialect (sqlglot), read-only.
+Result columns that are plain catalog columns come out as online (``values.from_storage``:
+a DATETIME is the product's ISO 8601 text, a DECIMAL a Decimal, a BOOLEAN a bool).
+
+A replica table whose name is not the catalog's (``REPLICATE owing SELECT id, name
+FROM customers``, or ``crm.accounts``) is read as its catalog table, with the columns
+the replica holds; ``_sagesql_sync`` names each table's source and the product.
+
+Here, below the replication package, because the DB-API connection (``Offline=True``)
+answers with it too; replication writes the replicas, this only reads them.
+"""
+
+from __future__ import annotations
+
+import sqlite3
+from collections.abc import Callable, Iterator
+from dataclasses import replace
+from datetime import datetime, timezone
+from pathlib import Path
+from typing import Any
+from urllib.parse import unquote, urlsplit
+
+from sqlglot import exp
+
+from sagesql.engine import local, values
+from sagesql.engine.conditions import column_map, normalize_literals, passed_through
+from sagesql.engine.fold import fold
+from sagesql.engine.names import resolve
+from sagesql.engine.result import Result, ResultColumn
+from sagesql.engine.statement import READ_DIALECT, Params, bind, parse
+from sagesql.errors import ConfigurationError, OperationalError, ProgrammingError
+from sagesql.schemas.catalog import Catalog, Table, default_catalog
+
+STATE_TABLE = "_sagesql_sync"  # replication/state.py writes it
+QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
+
+
+def shown(url: str) -> str:
+    """The URL without its password (for messages)."""
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
+    return parts._replace(netloc=netloc).geturl()
+
+
+def sqlite_path(url: str) -> Path:
+    """``sqlite:///relative.sqlite`` or ``sqlite:////absolute/path.sqlite``."""
+    parts = urlsplit(url)
+    path = unquote(parts.path)
+    if parts.netloc or not path.startswith("/") or path == "/":
+        raise ConfigurationError(
+            f"the replica {url!r} names no file",
+            hint="write sqlite:///copy.sqlite (relative) or sqlite:////abs/copy.sqlite",
+        )
+    return Path(path[1:])
+
+
+def is_postgres(url: str) -> bool:
+    scheme = urlsplit(url).scheme.lower()
+    return scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")
+
+
+def check_url(url: str) -> None:
+    """A replica URL's scheme, checked (ConfigurationError naming the forms)."""
+    if urlsplit(url).scheme.lower() != "sqlite" and not is_postgres(url):
+        raise ConfigurationError(
+            f"the replica {shown(url)!r} is not a sqlite:/// or postgresql:// URL",
+            hint="write sqlite:///copy.sqlite or postgresql://user@host/db",
+        )
+
+
+class _ReplicaCatalog:
+    """The catalog, plus the replica's own tables (read as their source with the
+    columns the replica holds): what ``names.resolve`` asks of a catalog."""
+
+    def __init__(self, catalog: Catalog, own: dict[str, Table]) -> None:
+        self.catalog = catalog
+        self.own = own
+
+    def table(self, name: str, product: str | None = None) -> Table:
+        for key in (f"{product}.{name}".lower(), name.lower()):
+            if key in self.own:
+                return self.own[key]
+        return self.catalog.table(name, product)
+
+    def product(self, name: str) -> Any:
+        return self.catalog.product(name)
+
+
+class _Reader:
+    """One replica database, read-only: the rows of a statement, its tables' sources."""
+
+    def __init__(self, url: str) -> None:
+        check_url(url)
+        self.url = url
+        self.postgres = is_postgres(url)
+        self.conn: Any
+        if self.postgres:
+            self.conn = _pg_connect(url)
+        else:
+            path = sqlite_path(url)
+            if not path.exists():
+                raise OperationalError(
+                    f"the replica {shown(url)!r} does not exist",
+                    hint="run 'sagesql sync --to URL' first",
+                )
+            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            local.register_functions(self.conn)
+
+    def error(self, exc: Exception) -> ProgrammingError:
+        return ProgrammingError(
+            "the replica: " + " ".join(str(exc).split()), hint="check the statement"
+        )
+
+    def execute(self, sql: str) -> Any:
+        try:
+            return self.conn.execute(sql)
+        except Exception as exc:  # sqlite3.Error, psycopg.Error: the statement's fault
+            if self.postgres:
+                self.conn.rollback()
+            raise self.error(exc) from None
+
+    def sources(self) -> list[tuple[str, str, str]]:
+        """(replica table, catalog table, product) of each synced table."""
+        try:
+            rows = self.conn.execute(f'SELECT name, source, product FROM "{STATE_TABLE}"')
+            return [tuple(r) for r in rows.fetchall()]
+        except Exception:  # no sync has written this database yet
+            if self.postgres:
+                self.conn.rollback()
+            return []
+
+    def columns(self, name: str) -> list[str]:
+        if self.postgres:
+            schema, _, table = name.rpartition(".")
+            rows = self.conn.execute(
+                "SELECT column_name FROM information_schema.columns WHERE table_schema = "
+                "coalesce(nullif(%s, ''), current_schema()) AND table_name = %s "
+                "ORDER BY ordinal_position",
+                [schema, table],
+            ).fetchall()
+            return [r[0] for r in rows]
+        quoted = '"' + name.replace('"', '""') + '"'
+        return [r[1] for r in self.conn.execute(f"PRAGMA table_info({quoted})")]
+
+    def close(self) -> None:
+        self.conn.close()
+
+
+def _pg_connect(url: str) -> Any:
+    try:
+        import psycopg  # optional: sagesql[postgres]
+    except ImportError:
+        raise ConfigurationError(
+            "a postgresql:// replica needs psycopg", hint="pip install 'sagesql[postgres]'"
+        ) from None
+    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
+    try:
+        # Read-only: the replica is Sage's copy, written by sync alone.
+        return psycopg.connect(dsn, options="-c TimeZone=UTC -c default_transaction_read_only=on")
+    except psycopg.Error as exc:
+        raise OperationalError(
+            f"the replica cannot be reached: {' '.join(str(exc).split())}",
+            hint="check the postgresql:// URL, and that the server is running",
+        ) from None
+
+
+def _output(sql_type: str | None, product: str, postgres: bool) -> Callable[[Any], Any] | None:
+    """A replica's value of a result column -> the value online would give."""
+    if sql_type not in local.CONVERTED_TYPES:
+        return None
+    give = values.output_converter(sql_type, product)
+    if postgres and sql_type == "DATETIME":
+        # timestamptz comes as a datetime: its stored text first, then the API's form.
+        return lambda v: give(values.stored_datetime(v) if isinstance(v, datetime) else v)
+    if postgres and sql_type == "DECIMAL":
+        return None  # numeric already comes as a Decimal
+    return give
+
+
+def answer(
+    url: str,
+    sql: str,
+    params: Params = None,
+    *,
+    product: str | None = None,
+    catalog: Catalog | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> Result:
+    """The statement's rows from the replica at ``url`` (a query only: nothing is sent to
+    Sage, and the replica is never written). ``product``: the connection's (default: the
+    replica's own, else Sage Accounting)."""
+    tree = bind(parse(sql), params)
+    if not isinstance(tree, QUERIES):
+        raise ProgrammingError(
+            "only a query can run on the replica",
+            hint="write to Sage without Offline or --replica, then sync",
+        )
+    catalog = catalog or default_catalog()
+    reader = _Reader(url)
+    try:
+        synced = reader.sources()
+        product_id = catalog.resolve_product(product) if product else None
+        if product_id is None:
+            product_id = synced[0][2] if synced else "sage_accounting"
+        own: dict[str, Table] = {}
+        for name, source, table_product in synced:
+            if table_product != product_id:
+                continue
+            table = catalog.table(source, product_id)
+            if name.lower() == table.name.lower():
+                continue
+            held = {c.lower() for c in reader.columns(name)}
+            kept = tuple(c for c in table.columns if c.name.lower() in held)
+            own[name.lower()] = replace(
+                table, name=name, columns=kept, _by_name={c.name.lower(): c for c in kept}
+            )
+        tree = fold(tree, now or (lambda: datetime.now(timezone.utc)))
+        qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
+        columns = column_map(qualified, refs)
+        normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
+        tables = {r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs}
+        typed = local.output_columns(qualified, tables)
+        by_local = {r.local_name: r.table.name for r in refs}
+        for node in qualified.find_all(exp.Table):
+            if node.name in by_local:
+                schema, _, name = by_local[node.name].rpartition(".")
+                node.set("this", exp.to_identifier(name, quoted=True))
+                if schema:
+                    node.set("db", exp.to_identifier(schema, quoted=True))
+        text = qualified.sql("postgres" if reader.postgres else READ_DIALECT)
+        cursor = reader.execute(text)
+    except BaseException:
+        reader.close()
+        raise
+    names = [d[0] for d in cursor.description or ()]
+    types = [t for _, t in typed] if typed is not None and len(typed) == len(names) else []
+    result_columns = [ResultColumn(n, types[i] if types else None) for i, n in enumerate(names)]
+    plan = [
+        (i, f)
+        for i, c in enumerate(result_columns)
+        if (f := _output(c.sql_type, product_id, reader.postgres)) is not None
+    ]
+
+    def rows() -> Iterator[tuple[Any, ...]]:
+        try:
+            for row in cursor:
+                if plan:
+                    out = list(row)
+                    for i, give in plan:
+                        if out[i] is not None:
+                            out[i] = give(out[i])
+                    row = tuple(out)
+                yield tuple(row)
+        except Exception as exc:
+            raise reader.error(exc) from None
+
+    return Result(result_columns, rows(), on_close=[reader.close])
