@@ -19,6 +19,7 @@ answers with it too; replication writes the replicas, this only reads them.
 
 from __future__ import annotations
 
+import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
@@ -86,10 +87,8 @@ class _ReplicaCatalog:
         self.own = own
 
     def table(self, name: str, product: str | None = None) -> Table:
-        for key in (f"{product}.{name}".lower(), name.lower()):
-            if key in self.own:
-                return self.own[key]
-        return self.catalog.table(name, product)
+        found = self.own.get(name.lower())
+        return found if found is not None else self.catalog.table(name, product)
 
     def product(self, name: str) -> Any:
         return self.catalog.product(name)
@@ -175,6 +174,9 @@ def _pg_connect(url: str) -> Any:
 
 def _output(sql_type: str | None, product: str, postgres: bool) -> Callable[[Any], Any] | None:
     """A replica's value of a result column -> the value online would give."""
+    if postgres and sql_type == "JSON":
+        # jsonb comes parsed: its text, as online (jsonb keeps no key order of its own).
+        return lambda v: v if isinstance(v, str) else json.dumps(v, separators=(",", ":"))
     if sql_type not in local.CONVERTED_TYPES:
         return None
     give = values.output_converter(sql_type, product)
@@ -184,6 +186,38 @@ def _output(sql_type: str | None, product: str, postgres: bool) -> Callable[[Any
     if postgres and sql_type == "DECIMAL":
         return None  # numeric already comes as a Decimal
     return give
+
+
+def _mark_own(tree: exp.Expression, own: dict[str, Table]) -> None:
+    """The replica's own tables named in the statement (``owing``, ``crm.accounts``)
+    renamed to keys of ``own`` without a schema (names.resolve reads a schema as the
+    product's), keeping the name the statement's columns qualify them with."""
+    for i, (full, table) in enumerate(list(own.items())):
+        for node in tree.find_all(exp.Table):
+            db = node.args.get("db")
+            if not isinstance(node.this, exp.Identifier):
+                continue
+            if (f"{db.name}.{node.name}" if db else node.name).lower() != full:
+                continue
+            if not node.alias:
+                node.set("alias", exp.TableAlias(this=exp.to_identifier(node.name)))
+            node.set("this", exp.to_identifier(f"__sagesql_replica{i}"))
+            node.set("db", None)
+            own[f"__sagesql_replica{i}"] = table
+
+
+def _product_of(tree: exp.Expression, synced: list[tuple[str, str, str]]) -> str:
+    """The product of the replica's tables the statement names (a replica may hold
+    several products' tables, in schemas of their own), else its only product."""
+    named = {
+        ".".join(p.name for p in (t.args.get("db"), t.this) if p is not None).lower()
+        for t in tree.find_all(exp.Table)
+    }
+    for name, _, product in synced:
+        if name.lower() in named:
+            return product
+    products = {product for _, _, product in synced}
+    return products.pop() if len(products) == 1 else "sage_accounting"
 
 
 def answer(
@@ -208,9 +242,7 @@ def answer(
     reader = _Reader(url)
     try:
         synced = reader.sources()
-        product_id = catalog.resolve_product(product) if product else None
-        if product_id is None:
-            product_id = synced[0][2] if synced else "sage_accounting"
+        product_id = catalog.resolve_product(product) if product else _product_of(tree, synced)
         own: dict[str, Table] = {}
         for name, source, table_product in synced:
             if table_product != product_id:
@@ -224,6 +256,7 @@ def answer(
                 table, name=name, columns=kept, _by_name={c.name.lower(): c for c in kept}
             )
         tree = fold(tree, now or (lambda: datetime.now(timezone.utc)))
+        _mark_own(tree, own)
         qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
         columns = column_map(qualified, refs)
         normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
@@ -262,5 +295,7 @@ def answer(
                 yield tuple(row)
         except Exception as exc:
             raise reader.error(exc) from None
+        finally:  # read to the end (or closed): the replica's connection is done
+            reader.close()
 
     return Result(result_columns, rows(), on_close=[reader.close])

@@ -74,6 +74,12 @@ def test_replicate_then_query_the_replica_with_the_same_sql(start_sandbox, tmp_p
     (n,) = conn.execute("SELECT count(*) FROM owing").fetchone()
     (expected,) = conn.execute("SELECT count(*) FROM customers WHERE balance > 0").fetchone()
     assert n == expected
+    # The replica's own table answers the same SQL, its columns typed as the source's.
+    sql = "SELECT count(*) AS n, max(date_time_updated) AS last FROM owing WHERE id > 0"
+    mine = runner.invoke(app, ["query", "--replica", url, "-f", "json", sql])
+    assert mine.exit_code == 0, mine.output
+    (row,) = json.loads(mine.stdout)
+    assert row["n"] == expected and row["last"].endswith("Z")
     done = runner.invoke(app, ["query", "--replica", url, "-f", "json", "CACHE customers"], env=env)
     assert json.loads(done.stdout)[0]["copied"] == 25
 
