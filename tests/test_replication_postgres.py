@@ -136,10 +136,7 @@ def test_the_same_sql_answers_the_same_from_postgres(start_sandbox, pg_database,
 
     def same(rows: list[tuple]) -> list[tuple]:
         # jsonb keeps its own key order: JSON text compared as the values it holds.
-        return [
-            tuple(_json(v) for v in r)
-            for r in rows
-        ]
+        return [tuple(_json(v) for v in r) for r in rows]
 
     for sql, expected in zip(statements, online, strict=True):
         # No product given: the replica's table named tells it (several products here).
