@@ -85,6 +85,14 @@ def sync(
             "(ISO 8601) instead of every row.",
         ),
     ] = None,
+    compare_every: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-every",
+            help="Sage 200 and CRM: compare every id with the replica's at least this often "
+            "(e.g. 6h; default 24h); in between, one count per table finds deletions.",
+        ),
+    ] = None,
     show_status: Annotated[
         bool,
         typer.Option("--status", help="Show each table's rows, last sync, position and lag."),
@@ -106,10 +114,17 @@ def sync(
     from sagesql.replication.runs import EXIT_PARTIAL, replicate
 
     start = instant(since, what="--since") if since else None
+    options: dict[str, Any] = {}
+    if compare_every is not None:
+        from sagesql.activities.polling.timeparse import duration
+
+        options["compare_every"] = duration(compare_every, what="--compare-every")
     line = TableProgress(sys.stderr) if sys.stderr.isatty() else None
     with ExitStack() as stack:
         client = open_client(stack, connection, profile, product, False, verbose)
-        outcomes = replicate(client, to, tables or [], full=full, since=start, progress=line)
+        outcomes = replicate(
+            client, to, tables or [], full=full, since=start, progress=line, **options
+        )
     if line is not None:
         line.clear()
     for outcome in outcomes:

@@ -19,6 +19,7 @@ from sagesql.engine.result import Result, ResultColumn
 from sagesql.errors import ConfigurationError
 from sagesql.replication.statements import read
 from sagesql.replication.sync import (
+    COMPARE_EVERY,
     DEFAULT_LOOKBACK,
     Progress,
     Replicated,
@@ -42,6 +43,7 @@ def replicate(
     since: datetime | None = None,
     lookback: timedelta = DEFAULT_LOOKBACK,
     progress: Progress | None = None,
+    compare_every: timedelta = COMPARE_EVERY,
 ) -> list[TableOutcome]:
     """Sync ``tables`` (default: every readable table with an updated-date column)."""
     if connection.settings.offline:
@@ -59,7 +61,13 @@ def replicate(
     try:
         with target.lock():
             replicator = Replicator(
-                connection, target, specs, full=full, since=since, progress=progress
+                connection,
+                target,
+                specs,
+                full=full,
+                since=since,
+                progress=progress,
+                compare_every=compare_every,
             )
             return replicator.run()
     finally:

@@ -117,6 +117,13 @@ class SQLiteTarget:
             target.db[STATE_TABLE].create(  # type: ignore[union-attr]
                 dict(STATE_COLUMNS), pk="name", if_not_exists=True
             )
+        elif create:
+            # A replica an earlier version made: the state columns added since.
+            state = target.db.table(STATE_TABLE)
+            have = {c.lower() for c in state.columns_dict}
+            for name, sql_type in STATE_COLUMNS.items():
+                if name not in have:
+                    state.add_column(name, sql_type)
         return target
 
     def ensure(self, shape: Shape) -> list[str]:
