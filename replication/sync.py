@@ -10,8 +10,9 @@ Per table and run (the queries are the poller's, ``activities/polling/window.py`
               (Accounting), else one ordered read committed every chunk's worth of rows
               and resumed after its last (updated, key)
     deletes   Accounting: the tombstones of deleted_since (its own watermark, the same
-              lookback); Sage 200 and CRM: the ids, read alone in the API's largest
-              pages, compared with the replica's keys (keys the replica lacks are read)
+              lookback); Sage 200 and CRM: one count against the replica's, and when
+              they differ (or every compare_every) the ids, read alone in the API's
+              largest pages, compared with the replica's keys (keys it lacks are read)
 
 The window has no upper bound a row could slip past: a replica keeps every row's
 latest state, so whatever the read meets is upserted; the watermark moves to the
