@@ -265,7 +265,10 @@ def answer(
         by_local = {r.local_name: r.table.name for r in refs}
         for node in qualified.find_all(exp.Table):
             if node.name in by_local:
-                schema, _, name = by_local[node.name].rpartition(".")
+                # PostgreSQL: schema.table; SQLite has no schemas: the table is named
+                # "schema.table" (so the same SQL reads both).
+                full = by_local[node.name]
+                schema, _, name = full.rpartition(".") if reader.postgres else ("", "", full)
                 node.set("this", exp.to_identifier(name, quoted=True))
                 if schema:
                     node.set("db", exp.to_identifier(schema, quoted=True))

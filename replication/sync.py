@@ -419,6 +419,12 @@ class Replicator:
         )
         if record:
             columns.append(_column(RECORD_COLUMN))
+        flagged = bool(spec.filter) and lower is not None
+        if flagged:
+            # The window reads the rows that stopped meeting the filter too (flagged, not
+            # kept): they leave the replica, which the SELECT defines.
+            match = exp.Case().when(exp.paren(condition(str(spec.filter))), exp.Literal.number(1))
+            columns.append(exp.alias_(match.else_(exp.Literal.number(0)), MATCH))
         select = exp.select(*columns).from_(
             exp.table_(exp.to_identifier(spec.table.name, quoted=True))
         )
@@ -427,7 +433,7 @@ class Replicator:
             where.append(
                 exp.GTE(this=_column(spec.updated), expression=exp.Placeholder(this="lower"))
             )
-        if spec.filter:
+        if spec.filter and not flagged:
             where.append(exp.paren(condition(spec.filter)))
         if where:
             select = select.where(exp.and_(*where), copy=False)
@@ -690,8 +696,14 @@ class Replicator:
     ) -> None:
         """Rows upserted by key (in the engine's stored form); each parent's lines
         replaced by those of its record."""
-        if MATCH in columns:  # a filter the API could not apply: rows failing it are not kept
+        if MATCH in columns:  # the filter as a column: rows failing it are not kept
             match = columns.index(MATCH)
+            failing = [r[columns.index(spec.key)] for r in rows if not r[match]]
+            if failing:  # no longer meeting it: out of the replica, with their lines
+                for child in children:
+                    assert child.parent_key is not None
+                    batch.delete(child, child.parent_key, failing)
+                batch.delete(shape, spec.key, failing)
             rows = [r for r in rows if r[match]]
         if not rows:
             return

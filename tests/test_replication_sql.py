@@ -238,3 +238,47 @@ def test_offline_true_on_the_command_line(start_sandbox, tmp_path):
     failed = subprocess.run([*cli, "query", "SELECT 1"], env=env, capture_output=True, text=True)
     assert failed.returncode != 0 and "hunter2" not in failed.stderr + failed.stdout
     assert "cannot be reached" in failed.stderr, failed.stderr
+
+
+FILTERED = {
+    "sage_accounting": ("contacts", "id", "reference"),
+    "sage_200": ("customers", "id", "name"),
+    "sage_crm": ("company", "comp_companyid", "comp_name"),
+}
+
+
+@pytest.mark.parametrize("product", list(FILTERED))
+def test_a_replicated_select_keeps_only_the_rows_that_meet_it(start_sandbox, tmp_path, product):
+    """REPLICATE t SELECT ... WHERE: a row updated so that it no longer meets the WHERE
+    leaves the replica on the next run (Accounting included: its window reads the rows
+    that stopped meeting it, flagged); a schema-qualified name reads back in SQLite too."""
+    from replication_helpers import client
+    from test_poll_helpers import frozen_at, utc
+
+    from sagesql.engine.pipeline import run
+    from sagesql.engine.replica import answer
+    from sagesql.replication.runs import run_statement
+
+    table, key, column = FILTERED[product]
+    sbx = start_sandbox(product, rows=30, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    frozen_at(sbx, utc(2026, 1, 1, 12, 0, 0))
+    with client(sbx) as c:
+        first = list(run(c, f"SELECT {key}, {column} FROM {table} ORDER BY {key} LIMIT 2"))
+        where = f"{column} IN ('{first[0][1]}', '{first[1][1]}') OR {column} LIKE 'kept%'"
+        statement = f"REPLICATE mine.sel SELECT * FROM {table} WHERE {where}"
+
+        def api_keys() -> set:
+            return {r[0] for r in run(c, f"SELECT {key} FROM {table} WHERE {where}")}
+
+        def replica_keys() -> set:
+            return {r[0] for r in answer(url, f"SELECT {key} FROM mine.sel")}
+
+        assert run_statement(c, url, statement)[1]
+        assert replica_keys() == api_keys() == {first[0][0], first[1][0]}
+        frozen_at(sbx, utc(2026, 1, 1, 12, 0, 20))
+        list(run(c, f"UPDATE {table} SET {column} = 'moved away' WHERE {key} = ?", [first[0][0]]))
+        list(run(c, f"UPDATE {table} SET {column} = 'kept 1' WHERE {key} = ?", [first[-1][0]]))
+        frozen_at(sbx, utc(2026, 1, 1, 12, 0, 40))
+        assert run_statement(c, url, statement)[1]
+        assert replica_keys() == api_keys() == {first[1][0]}
