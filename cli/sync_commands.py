@@ -15,6 +15,8 @@ import typer
 
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
 
 class TableProgress:
     """One line per table on a terminal's stderr, rewritten as pages arrive."""
@@ -120,11 +122,22 @@ def sync(
 
         options["compare_every"] = duration(compare_every, what="--compare-every")
     line = TableProgress(sys.stderr) if sys.stderr.isatty() else None
-    with ExitStack() as stack:
-        client = open_client(stack, connection, profile, product, False, verbose)
-        outcomes = replicate(
-            client, to, tables or [], full=full, since=start, progress=line, **options
+    try:
+        with ExitStack() as stack:
+            client = open_client(stack, connection, profile, product, False, verbose)
+            outcomes = replicate(
+                client, to, tables or [], full=full, since=start, progress=line, **options
+            )
+    except KeyboardInterrupt:
+        # Ctrl-C: the page being written was rolled back, the ones before it stay.
+        if line is not None:
+            line.clear()
+        typer.echo(
+            "sync interrupted: what was copied is committed: run the same command again "
+            "to continue",
+            err=True,
         )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if line is not None:
         line.clear()
     for outcome in outcomes:
