@@ -113,4 +113,3 @@ def test_ctrl_c_mid_copy_keeps_what_was_committed_and_the_next_run_completes(
     assert copied == 2000 - held, done.stderr  # not from the start again
     assert _state(path)["cursor"] is None
     assert_same(sbx, url, ["company"])
-
