@@ -260,7 +260,9 @@ def answer(
         qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
         columns = column_map(qualified, refs)
         normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
-        tables = {r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs}
+        tables: dict[str, local.Columns] = {
+            r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs
+        }
         typed = local.output_columns(qualified, tables)
         by_local = {r.local_name: r.table.name for r in refs}
         for node in qualified.find_all(exp.Table):

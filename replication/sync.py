@@ -414,7 +414,7 @@ class Replicator:
     def _paged_sql(self, spec: TableSpec, lower: str | None, record: bool) -> tuple[str, bool]:
         """``SELECT * FROM t [WHERE updated >= :lower] LIMIT :n OFFSET :k``, and whether the
         API applies it exactly, offset included (else it is not used)."""
-        columns: list[exp.Expression] = (
+        columns: list[exp.Expr] = (
             [exp.Star()] if spec.columns is None else [_column(c) for c in spec.columns]
         )
         if record:
