@@ -196,6 +196,18 @@ def test_offline_true_answers_from_the_replica_and_refuses_writes(start_sandbox,
         ):
             with pytest.raises(sagesql.ProgrammingError, match=message):
                 conn.cursor().execute(write)
+    # SQLAlchemy's URL carries the same properties (the dialect connects through the DB-API).
+    from urllib.parse import quote
+
+    import sqlalchemy as sa
+
+    engine = sa.create_engine(
+        f"sagesql://?Product=Sage200&Offline=True&Replica={quote(url, safe='')}"
+    )
+    with engine.connect() as conn:
+        rows = conn.exec_driver_sql(sql, ("2025-01-01T00:00:00Z",)).fetchall()
+        assert [tuple(r) for r in rows] == expected
+    engine.dispose()
     with pytest.raises(sagesql.ConfigurationError, match="Offline=True needs Replica"):
         sagesql.connect(Product="Sage200", Offline=True)
     with pytest.raises(sagesql.ConfigurationError, match="Replica="):
@@ -233,6 +245,10 @@ def test_offline_true_on_the_command_line(start_sandbox, tmp_path):
     assert write.returncode != 0
     assert write.stderr.count("\n") == 1 and "only a query" in write.stderr, write.stderr
     assert "Traceback" not in write.stderr
+    refused = subprocess.run(
+        [*cli, "sync", "--to", url, "company"], env=env, capture_output=True, text=True
+    )
+    assert refused.returncode != 0 and "sync reads Sage" in refused.stderr, refused.stderr
     secret = "postgresql://me:hunter2@127.0.0.1:1/none"
     env["SAGESQL_CONNECTION"] = f"Product=SageCRM;Offline=True;Replica={secret}"
     failed = subprocess.run([*cli, "query", "SELECT 1"], env=env, capture_output=True, text=True)
