@@ -94,8 +94,7 @@ def run(
 def _run(
     connection: Client, sql: str, params: Params, *, max_rows: int | None, allow_all_rows: bool
 ) -> Result:
-    settings = connection.settings
-    if settings.offline:
+    if getattr(connection.settings, "offline", False):  # a test's stand-in may lack it
         return _offline(connection, sql, params, max_rows)
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)

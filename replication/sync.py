@@ -640,7 +640,9 @@ class Replicator:
         else:
             state.cursor = json.dumps(cursor, default=str)
         with self.target.transaction() as batch:
-            self._write(batch, spec, read.shape, read.children, read.columns, rows)
+            read.outcome.deleted += self._write(
+                batch, spec, read.shape, read.children, read.columns, rows
+            )
             if tombstones is not None:
                 self._apply(batch, spec, state, tombstones, read.outcome)
             batch.save(state)
@@ -693,9 +695,11 @@ class Replicator:
         children: list[Shape],
         columns: list[str],
         rows: Sequence[tuple[Any, ...]],
-    ) -> None:
+    ) -> int:
         """Rows upserted by key (in the engine's stored form); each parent's lines
-        replaced by those of its record."""
+        replaced by those of its record. The rows removed (they stopped meeting the
+        filter)."""
+        removed = 0
         if MATCH in columns:  # the filter as a column: rows failing it are not kept
             match = columns.index(MATCH)
             failing = [r[columns.index(spec.key)] for r in rows if not r[match]]
@@ -703,15 +707,15 @@ class Replicator:
                 for child in children:
                     assert child.parent_key is not None
                     batch.delete(child, child.parent_key, failing)
-                batch.delete(shape, spec.key, failing)
+                removed = batch.delete(shape, spec.key, failing)
             rows = [r for r in rows if r[match]]
         if not rows:
-            return
+            return removed
         stored = _storer(shape, columns, spec.product)
         flat = [stored(r) for r in rows]
         batch.upsert(shape, flat)
         if not children:
-            return
+            return removed
         raw_at = columns.index(RECORD_COLUMN)
         records = [json.loads(r[raw_at]) if isinstance(r[raw_at], str) else {} for r in rows]
         key_at = shape.columns.index(spec.key)
@@ -727,6 +731,7 @@ class Replicator:
                     if isinstance(line, dict):
                         lines.append(lines_flatten(line, record))
             batch.upsert(child, lines)
+        return removed
 
     def _delete(
         self, batch: Batch, spec: TableSpec, keys: Sequence[Any], outcome: TableOutcome
@@ -895,7 +900,7 @@ class Replicator:
         params = {f"k{i}": k for i, k in enumerate(keys)}
         columns, rows = self._rows(select.sql(READ_DIALECT), params)
         with self.target.transaction() as batch:
-            self._write(batch, spec, shape, children, columns, rows)
+            outcome.deleted += self._write(batch, spec, shape, children, columns, rows)
         outcome.upserted += len(rows)
 
 

@@ -296,5 +296,7 @@ def test_a_replicated_select_keeps_only_the_rows_that_meet_it(start_sandbox, tmp
         list(run(c, f"UPDATE {table} SET {column} = 'moved away' WHERE {key} = ?", [first[0][0]]))
         list(run(c, f"UPDATE {table} SET {column} = 'kept 1' WHERE {key} = ?", [first[-1][0]]))
         frozen_at(sbx, utc(2026, 1, 1, 12, 0, 40))
-        assert run_statement(c, url, statement)[1]
+        result, complete = run_statement(c, url, statement)
+        (outcome,) = list(result)
+        assert complete and outcome[3] == 1, outcome  # the row that left, counted as deleted
         assert replica_keys() == api_keys() == {first[1][0]}
