@@ -300,3 +300,16 @@ def test_a_replicated_select_keeps_only_the_rows_that_meet_it(start_sandbox, tmp
         (outcome,) = list(result)
         assert complete and outcome[3] == 1, outcome  # the row that left, counted as deleted
         assert replica_keys() == api_keys() == {first[1][0]}
+
+
+def test_poll_refuses_an_offline_connection(tmp_path) -> None:
+    """Offline answers from a copy: a poller reading it would report no real change."""
+    from test_poll_helpers import poll_config
+
+    from sagesql.activities.polling.runner import open_session
+    from sagesql.connector.properties import validate
+    from sagesql.errors import ConfigurationError
+
+    settings = validate({"Product": "Sage200", "Offline": "true", "Replica": "sqlite:///x.db"})
+    with pytest.raises(ConfigurationError, match="poll reads Sage"):
+        open_session(poll_config(tmp_path, ["customers"]), settings)
