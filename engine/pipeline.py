@@ -58,6 +58,17 @@ def _explain(connection: Client, sql: str, params: Params, max_rows: int | None 
             else f"{request['method']} {request['path']}"
         )
         return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
+    settings = connection.settings
+    if getattr(settings, "offline", False):
+        assert settings.replica is not None  # properties.validate requires it
+        return replica.explain(
+            settings.replica,
+            sql,
+            params,
+            product=settings.product,
+            catalog=connection.catalog,
+            now=getattr(connection, "clock", None),
+        )
     tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)

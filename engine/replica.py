@@ -220,6 +220,75 @@ def _product_of(tree: exp.Expression, synced: list[tuple[str, str, str]]) -> str
     return products.pop() if len(products) == 1 else "sage_accounting"
 
 
+def _statement(
+    reader: _Reader,
+    sql: str,
+    params: Params,
+    product: str | None,
+    catalog: Catalog,
+    now: Callable[[], datetime] | None,
+) -> tuple[str, local.Columns | None, str]:
+    """The SQL the replica runs for a query, its output columns' types, and the product."""
+    tree = bind(parse(sql), params)
+    if not isinstance(tree, QUERIES):
+        raise ProgrammingError(
+            "only a query can run on the replica",
+            hint="write to Sage without Offline or --replica, then sync",
+        )
+    synced = reader.sources()
+    product_id = catalog.resolve_product(product) if product else _product_of(tree, synced)
+    own: dict[str, Table] = {}
+    for name, source, table_product in synced:
+        if table_product != product_id:
+            continue
+        table = catalog.table(source, product_id)
+        if name.lower() == table.name.lower():
+            continue
+        held = {c.lower() for c in reader.columns(name)}
+        kept = tuple(c for c in table.columns if c.name.lower() in held)
+        own[name.lower()] = replace(
+            table, name=name, columns=kept, _by_name={c.name.lower(): c for c in kept}
+        )
+    tree = fold(tree, now or (lambda: datetime.now(timezone.utc)))
+    _mark_own(tree, own)
+    qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
+    columns = column_map(qualified, refs)
+    normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
+    tables: dict[str, local.Columns] = {
+        r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs
+    }
+    typed = local.output_columns(qualified, tables)
+    by_local = {r.local_name: r.table.name for r in refs}
+    for node in qualified.find_all(exp.Table):
+        if node.name in by_local:
+            # PostgreSQL: schema.table; SQLite has no schemas: the table is named
+            # "schema.table" (so the same SQL reads both).
+            full = by_local[node.name]
+            schema, _, name = full.rpartition(".") if reader.postgres else ("", "", full)
+            node.set("this", exp.to_identifier(name, quoted=True))
+            if schema:
+                node.set("db", exp.to_identifier(schema, quoted=True))
+    return qualified.sql("postgres" if reader.postgres else READ_DIALECT), typed, product_id
+
+
+def explain(
+    url: str,
+    sql: str,
+    params: Params = None,
+    *,
+    product: str | None = None,
+    catalog: Catalog | None = None,
+    now: Callable[[], datetime] | None = None,
+) -> str:
+    """What ``--explain`` shows for a query answered by the replica: the SQL it runs."""
+    reader = _Reader(url)
+    try:
+        text, _, _ = _statement(reader, sql, params, product, catalog or default_catalog(), now)
+    finally:
+        reader.close()
+    return f"the replica {shown(url)} (nothing is sent to Sage):\n  {text}"
+
+
 def answer(
     url: str,
     sql: str,
@@ -232,49 +301,11 @@ def answer(
     """The statement's rows from the replica at ``url`` (a query only: nothing is sent to
     Sage, and the replica is never written). ``product``: the connection's (default: the
     replica's own, else Sage Accounting)."""
-    tree = bind(parse(sql), params)
-    if not isinstance(tree, QUERIES):
-        raise ProgrammingError(
-            "only a query can run on the replica",
-            hint="write to Sage without Offline or --replica, then sync",
-        )
-    catalog = catalog or default_catalog()
     reader = _Reader(url)
     try:
-        synced = reader.sources()
-        product_id = catalog.resolve_product(product) if product else _product_of(tree, synced)
-        own: dict[str, Table] = {}
-        for name, source, table_product in synced:
-            if table_product != product_id:
-                continue
-            table = catalog.table(source, product_id)
-            if name.lower() == table.name.lower():
-                continue
-            held = {c.lower() for c in reader.columns(name)}
-            kept = tuple(c for c in table.columns if c.name.lower() in held)
-            own[name.lower()] = replace(
-                table, name=name, columns=kept, _by_name={c.name.lower(): c for c in kept}
-            )
-        tree = fold(tree, now or (lambda: datetime.now(timezone.utc)))
-        _mark_own(tree, own)
-        qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
-        columns = column_map(qualified, refs)
-        normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
-        tables: dict[str, local.Columns] = {
-            r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs
-        }
-        typed = local.output_columns(qualified, tables)
-        by_local = {r.local_name: r.table.name for r in refs}
-        for node in qualified.find_all(exp.Table):
-            if node.name in by_local:
-                # PostgreSQL: schema.table; SQLite has no schemas: the table is named
-                # "schema.table" (so the same SQL reads both).
-                full = by_local[node.name]
-                schema, _, name = full.rpartition(".") if reader.postgres else ("", "", full)
-                node.set("this", exp.to_identifier(name, quoted=True))
-                if schema:
-                    node.set("db", exp.to_identifier(schema, quoted=True))
-        text = qualified.sql("postgres" if reader.postgres else READ_DIALECT)
+        text, typed, product_id = _statement(
+            reader, sql, params, product, catalog or default_catalog(), now
+        )
         cursor = reader.execute(text)
     except BaseException:
         reader.close()

@@ -6,6 +6,6 @@ too); this is the name the CLI and replication use.
 
 from __future__ import annotations
 
-from sagesql.engine.replica import answer
+from sagesql.engine.replica import answer, explain
 
-__all__ = ["answer"]
+__all__ = ["answer", "explain"]

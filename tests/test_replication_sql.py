@@ -313,3 +313,22 @@ def test_poll_refuses_an_offline_connection(tmp_path) -> None:
     settings = validate({"Product": "Sage200", "Offline": "true", "Replica": "sqlite:///x.db"})
     with pytest.raises(ConfigurationError, match="poll reads Sage"):
         open_session(poll_config(tmp_path, ["customers"]), settings)
+
+
+def test_explain_on_the_replica_shows_the_sql_it_runs(start_sandbox, tmp_path) -> None:
+    from replication_helpers import sync
+
+    sbx = start_sandbox("sage_200", rows=5, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    assert sync(sbx, url, ["customers"])[0].complete
+    sbx.stop()
+    sql = "SELECT id FROM customers WHERE date_time_updated >= '2025-06-01T09:00:00Z'"
+    runner = CliRunner()
+    for args in (
+        ["query", "--replica", url, "--explain", sql],
+        ["query", "-c", f"Product=Sage200;Offline=True;Replica={url}", "--explain", sql],
+    ):
+        done = runner.invoke(app, args, env={"SAGESQL_CONNECTION": ""})
+        assert done.exit_code == 0, done.output
+        assert "nothing is sent to Sage" in done.stdout
+        assert "'2025-06-01 09:00:00'" in done.stdout  # the literal in the stored form
