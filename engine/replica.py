@@ -206,9 +206,12 @@ def _mark_own(tree: exp.Expression, own: dict[str, Table]) -> None:
             own[f"__sagesql_replica{i}"] = table
 
 
-def _product_of(tree: exp.Expression, synced: list[tuple[str, str, str]]) -> str:
+def _product_of(
+    tree: exp.Expression, synced: list[tuple[str, str, str]], connection: str | None
+) -> str:
     """The product of the replica's tables the statement names (a replica may hold
-    several products' tables, in schemas of their own), else its only product."""
+    several products' tables, in schemas of their own), else the connection's, else the
+    replica's only product."""
     named = {
         ".".join(p.name for p in (t.args.get("db"), t.this) if p is not None).lower()
         for t in tree.find_all(exp.Table)
@@ -216,6 +219,8 @@ def _product_of(tree: exp.Expression, synced: list[tuple[str, str, str]]) -> str
     for name, _, product in synced:
         if name.lower() in named:
             return product
+    if connection is not None:
+        return connection
     products = {product for _, _, product in synced}
     return products.pop() if len(products) == 1 else "sage_accounting"
 
@@ -236,7 +241,9 @@ def _statement(
             hint="write to Sage without Offline or --replica, then sync",
         )
     synced = reader.sources()
-    product_id = catalog.resolve_product(product) if product else _product_of(tree, synced)
+    # The replica's tables the statement names tell the product (a connection left at
+    # the default Product reads a Sage 200 copy as such); else the connection's.
+    product_id = _product_of(tree, synced, catalog.resolve_product(product) if product else None)
     own: dict[str, Table] = {}
     for name, source, table_product in synced:
         if table_product != product_id:

@@ -208,6 +208,10 @@ def test_offline_true_answers_from_the_replica_and_refuses_writes(start_sandbox,
         rows = conn.exec_driver_sql(sql, ("2025-01-01T00:00:00Z",)).fetchall()
         assert [tuple(r) for r in rows] == expected
     engine.dispose()
+    # The default Product (SageAccounting) reads a Sage 200 copy as Sage 200's tables.
+    with sagesql.connect(Offline=True, Replica=url) as conn:
+        cursor = conn.cursor().execute(sql, ["2025-01-01T00:00:00Z"])
+        assert cursor.fetchall() == expected
     with pytest.raises(sagesql.ConfigurationError, match="Offline=True needs Replica"):
         sagesql.connect(Product="Sage200", Offline=True)
     with pytest.raises(sagesql.ConfigurationError, match="Replica="):
