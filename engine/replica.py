@@ -102,8 +102,11 @@ class _Reader:
         self.url = url
         self.postgres = is_postgres(url)
         self.conn: Any
+        # What the database raises for a statement's fault (psycopg is optional).
+        self.errors: tuple[type[Exception], ...] = (sqlite3.Error,)
         if self.postgres:
             self.conn = _pg_connect(url)
+            self.errors = (_pg_error(),)
         else:
             path = sqlite_path(url)
             if not path.exists():
@@ -122,7 +125,7 @@ class _Reader:
     def execute(self, sql: str) -> Any:
         try:
             return self.conn.execute(sql)
-        except Exception as exc:  # sqlite3.Error, psycopg.Error: the statement's fault
+        except self.errors as exc:  # the statement's fault (a missing table, a typo)
             if self.postgres:
                 self.conn.rollback()
             raise self.error(exc) from None
@@ -132,7 +135,7 @@ class _Reader:
         try:
             rows = self.conn.execute(f'SELECT name, source, product FROM "{STATE_TABLE}"')
             return [tuple(r) for r in rows.fetchall()]
-        except Exception:  # no sync has written this database yet
+        except self.errors:  # no sync has written this database yet
             if self.postgres:
                 self.conn.rollback()
             return []
@@ -152,6 +155,12 @@ class _Reader:
 
     def close(self) -> None:
         self.conn.close()
+
+
+def _pg_error() -> type[Exception]:
+    import psycopg  # installed: the connection was made with it
+
+    return psycopg.Error
 
 
 def _pg_connect(url: str) -> Any:
@@ -336,7 +345,7 @@ def answer(
                             out[i] = give(out[i])
                     row = tuple(out)
                 yield tuple(row)
-        except Exception as exc:
+        except reader.errors as exc:
             raise reader.error(exc) from None
         finally:  # read to the end (or closed): the replica's connection is done
             reader.close()
