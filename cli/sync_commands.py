@@ -46,9 +46,17 @@ def _status(url: str) -> None:
         typer.echo("no table has been synced into this replica yet", err=True)
         return
     print_table(
-        ["table", "rows", "last sync", "position", "lag", "error"],
+        ["table", "rows", "last sync", "position", "lag", "error", "ids compared"],
         (
-            (r["table"], str(r["rows"]), r["last_sync"], r["position"], r["lag"], r["error"])
+            (
+                r["table"],
+                str(r["rows"]),
+                r["last_sync"],
+                r["position"],
+                r["lag"],
+                r["error"],
+                f"{r['compared']} ago" if r["compared"] else "",
+            )
             for r in rows
         ),
     )

@@ -88,7 +88,8 @@ def _age(text: str | None, now: datetime) -> str:
 
 
 def status(url: str) -> list[dict[str, Any]]:
-    """Per replicated table: rows, last sync, position, lag (now less the watermark)."""
+    """Per replicated table: rows, last sync, position, lag (now less the watermark), and
+    how long ago the ids were compared in full."""
     target = open_target(url, create=False)
     now = datetime.now(timezone.utc)
     try:
@@ -100,6 +101,8 @@ def status(url: str) -> list[dict[str, Any]]:
                 "last_sync": s.last_sync or "",
                 "position": s.describe_position(),
                 "lag": _age(s.watermark, now),
+                # Sage 200 / CRM: how long ago every id was last compared (--compare-every).
+                "compared": _age(s.compared, now),
                 "last_result": s.last_result or "",
                 "error": s.last_error or "",
             }

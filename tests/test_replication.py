@@ -213,10 +213,11 @@ def test_cli_sync_status_and_since(start_sandbox, tmp_path) -> None:
     status = runner.invoke(app, ["sync", "--status", "--to", url], env=env)
     assert status.exit_code == 0, status.output
     lines = [line.split("\t") for line in status.stdout.splitlines()]
-    assert lines[0] == ["table", "rows", "last sync", "position", "lag", "error"]
+    assert lines[0] == ["table", "rows", "last sync", "position", "lag", "error", "ids compared"]
     by_table = {line[0]: line for line in lines[1:]}
     assert by_table["company"][1] == "10" and by_table["company"][3].startswith("changes since")
-    assert by_table["person"][1] == "0"
+    assert by_table["company"][6].endswith(" ago")  # the whole copy compared every id
+    assert by_table["person"][1] == "0" and by_table["person"][6].endswith(" ago")
     missing = runner.invoke(app, ["sync", "--status", "--to", f"sqlite:///{tmp_path}/nope.sqlite"])
     assert type(missing.exception).__name__ == "ConfigurationError"  # exit 2 via cli.main.run
 
@@ -406,3 +407,20 @@ def test_a_deletion_while_newest_first_pages_are_read_keeps_the_window(
     (outcome,) = sync(sbx, url, ["company"], **small)
     assert outcome.complete, outcome.summary()
     assert_same(sbx, url, ["company"])
+
+
+def test_a_replica_made_before_the_compared_column_gets_it(start_sandbox, tmp_path) -> None:
+    sbx = start_sandbox("sage_200", rows=10, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    assert sync(sbx, url, ["customers"])[0].complete
+    with sqlite3.connect(tmp_path / "replica.sqlite") as conn:
+        conn.execute("ALTER TABLE _sagesql_sync DROP COLUMN compared")
+    conn.close()
+    (outcome,) = sync(sbx, url, ["customers"])
+    assert outcome.complete, outcome.summary()
+    target = open_target(url)
+    try:
+        state = target.load("customers")
+    finally:
+        target.close()
+    assert state is not None and state.compared is not None  # compared again, and noted
