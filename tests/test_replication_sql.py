@@ -336,3 +336,18 @@ def test_explain_on_the_replica_shows_the_sql_it_runs(start_sandbox, tmp_path) -
         assert done.exit_code == 0, done.output
         assert "nothing is sent to Sage" in done.stdout
         assert "'2025-06-01 09:00:00'" in done.stdout  # the literal in the stored form
+
+
+def test_sagesql_replica_in_the_environment_names_the_replica(start_sandbox, tmp_path) -> None:
+    """SAGESQL_REPLICA is --to, --replica and the Replica property at once (it was once
+    read as an unknown connection property, failing every command that connects)."""
+    sbx = start_sandbox("sage_crm", rows=12, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    env = {"SAGESQL_CONNECTION": connection_string(sbx, "sql"), "SAGESQL_REPLICA": url}
+    runner = CliRunner()
+    done = runner.invoke(app, ["sync", "company"], env=env)
+    assert done.exit_code == 0, done.output
+    sbx.stop()
+    done = runner.invoke(app, ["query", "-f", "json", "SELECT count(*) AS n FROM company"], env=env)
+    assert done.exit_code == 0, done.output
+    assert json.loads(done.stdout) == [{"n": 12}]
