@@ -203,7 +203,11 @@ def query(
         return
     if replica is not None:
         from sagesql.replication.offline import answer
+        from sagesql.replication.offline import explain as replica_plan
 
+        if explain:
+            typer.echo(replica_plan(replica, text, params))
+            return
         with ExitStack() as stack:
             target = files.output_file(stack, output, "--output") if output else None
             result = answer(replica, text, params)

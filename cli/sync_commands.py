@@ -15,6 +15,8 @@ import typer
 
 from sagesql.cli.connection_options import ConnectionOption, ProfileOption, open_client
 
+EXIT_INTERRUPTED = 130  # Ctrl-C, as a shell reports SIGINT
+
 
 class TableProgress:
     """One line per table on a terminal's stderr, rewritten as pages arrive."""
@@ -44,9 +46,17 @@ def _status(url: str) -> None:
         typer.echo("no table has been synced into this replica yet", err=True)
         return
     print_table(
-        ["table", "rows", "last sync", "position", "lag", "error"],
+        ["table", "rows", "last sync", "position", "lag", "error", "ids compared"],
         (
-            (r["table"], str(r["rows"]), r["last_sync"], r["position"], r["lag"], r["error"])
+            (
+                r["table"],
+                str(r["rows"]),
+                r["last_sync"],
+                r["position"],
+                r["lag"],
+                r["error"],
+                f"{r['compared']} ago" if r["compared"] else "",
+            )
             for r in rows
         ),
     )
@@ -85,6 +95,14 @@ def sync(
             "(ISO 8601) instead of every row.",
         ),
     ] = None,
+    compare_every: Annotated[
+        str | None,
+        typer.Option(
+            "--compare-every",
+            help="Sage 200 and CRM: compare every id with the replica's at least this often "
+            "(e.g. 6h; default 24h); in between, one count per table finds deletions.",
+        ),
+    ] = None,
     show_status: Annotated[
         bool,
         typer.Option("--status", help="Show each table's rows, last sync, position and lag."),
@@ -106,10 +124,28 @@ def sync(
     from sagesql.replication.runs import EXIT_PARTIAL, replicate
 
     start = instant(since, what="--since") if since else None
+    options: dict[str, Any] = {}
+    if compare_every is not None:
+        from sagesql.activities.polling.timeparse import duration
+
+        options["compare_every"] = duration(compare_every, what="--compare-every")
     line = TableProgress(sys.stderr) if sys.stderr.isatty() else None
-    with ExitStack() as stack:
-        client = open_client(stack, connection, profile, product, False, verbose)
-        outcomes = replicate(client, to, tables or [], full=full, since=start, progress=line)
+    try:
+        with ExitStack() as stack:
+            client = open_client(stack, connection, profile, product, False, verbose)
+            outcomes = replicate(
+                client, to, tables or [], full=full, since=start, progress=line, **options
+            )
+    except KeyboardInterrupt:
+        # Ctrl-C: the page being written was rolled back, the ones before it stay.
+        if line is not None:
+            line.clear()
+        typer.echo(
+            "sync interrupted: what was copied is committed: run the same command again "
+            "to continue",
+            err=True,
+        )
+        raise typer.Exit(EXIT_INTERRUPTED) from None
     if line is not None:
         line.clear()
     for outcome in outcomes:

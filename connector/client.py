@@ -45,6 +45,16 @@ def _utc_now() -> datetime:
     return datetime.now(timezone.utc)
 
 
+class _Offline(AuthBase):
+    """An Offline=True client's auth: a request reaching it is a bug, refused loudly."""
+
+    def __call__(self, request: Any) -> Any:
+        raise InterfaceError(
+            "the connection is Offline=True: nothing is sent to Sage",
+            hint="connect without Offline=True to reach Sage",
+        )
+
+
 class SageClient:
     """An open client (thread-safe); close it, or use it as a context manager."""
 
@@ -73,8 +83,9 @@ class SageClient:
             logs.configure(settings)
         self.catalog = catalog or default_catalog()
         self.product = products.get(settings.product)
-        self.base_url = self.product.base_url(settings)
-        self.oauth = self.product.uses_oauth
+        # Offline=True: the replica answers (engine/replica.py); no server, no credentials.
+        self.base_url = "" if settings.offline else self.product.base_url(settings)
+        self.oauth = self.product.uses_oauth and not settings.offline
         self.endpoints = Endpoints.of(settings, self.product.definition) if self.oauth else None
         self.store = store or (
             token_store_for(settings, self.product, self.base_url) if self.oauth else None
@@ -86,6 +97,8 @@ class SageClient:
         self.closed = False
 
     def _default_auth(self) -> AuthBase:
+        if self.settings.offline:
+            return _Offline()
         endpoints = self.endpoints
         return self.product.auth(
             self.settings,

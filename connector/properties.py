@@ -26,7 +26,7 @@ class Property:
     """One connection property as users write it."""
 
     name: str
-    kind: str  # text, secret, int, url, choice, path
+    kind: str  # text, secret, int, url, choice, path, bool, replica
     default: Any
     help: str
     choices: tuple[str, ...] = ()
@@ -207,6 +207,20 @@ PROPERTIES: tuple[Property, ...] = (
         None,
         "Write the log to this file (default: no log unless --verbose is given, then stderr).",
     ),
+    Property(
+        "Offline",
+        "bool",
+        False,
+        "True: answer queries from the Replica (a copy 'sagesql sync' keeps) and send "
+        "nothing to Sage; writes are refused.",
+    ),
+    Property(
+        "Replica",
+        "replica",
+        None,
+        "The copy 'sagesql sync --to' writes: sqlite:///PATH or postgresql://USER@HOST/DB "
+        "(read with Offline=True; REPLICATE and CACHE write into it).",
+    ),
 )
 
 ATTRIBUTES = {
@@ -243,6 +257,8 @@ ATTRIBUTES = {
     "ProxyPassword": "proxy_password",
     "Verbosity": "verbosity",
     "Logfile": "logfile",
+    "Offline": "offline",
+    "Replica": "replica",
 }
 
 BY_KEY: dict[str, Property] = {p.name.lower(): p for p in PROPERTIES}
@@ -298,6 +314,8 @@ class Settings:
     proxy_password: str | None = None
     verbosity: int = 1
     logfile: str | None = None
+    offline: bool = False
+    replica: str | None = None
     # Where the settings came from, for messages and the default token file.
     profile: str | None = None
 
@@ -325,8 +343,10 @@ class Settings:
         return {"http": url, "https": url}
 
     def secrets(self) -> list[str]:
-        """Every secret value set, for redaction."""
-        return [v for p in PROPERTIES if p.secret and (v := getattr(self, p.attribute))]
+        """Every secret value set, for redaction (the Replica URL's password among them)."""
+        found = [v for p in PROPERTIES if p.secret and (v := getattr(self, p.attribute))]
+        password = urlsplit(self.replica).password if self.replica else None
+        return found + ([password] if password else [])
 
     def public(self) -> dict[str, Any]:
         """Property name -> value with secrets masked (for `auth status` and logs)."""
@@ -334,6 +354,8 @@ class Settings:
         for p in PROPERTIES:
             value = getattr(self, p.attribute)
             out[p.name] = "********" if (p.secret and value) else value
+        if self.replica:
+            out["Replica"] = _masked_url(self.replica)
         return out
 
     def __repr__(self) -> str:
@@ -341,6 +363,17 @@ class Settings:
         return f"Settings({shown})"
 
     __str__ = __repr__
+
+
+def _masked_url(url: str) -> str:
+    parts = urlsplit(url)
+    if parts.password is None:
+        return url
+    return parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@")).geturl()
+
+
+TRUE_WORDS = ("true", "yes", "on", "1")
+FALSE_WORDS = ("false", "no", "off", "0")
 
 
 def _convert(prop: Property, raw: Any) -> Any:
@@ -359,7 +392,19 @@ def _convert(prop: Property, raw: Any) -> Any:
         if prop.maximum is not None and value > prop.maximum:
             raise ValueError(f"must be at most {prop.maximum}")
         return value
+    if prop.kind == "bool":
+        if isinstance(raw, bool):
+            return raw
+        word = str(raw).strip().lower()
+        if word in TRUE_WORDS or word in FALSE_WORDS:
+            return word in TRUE_WORDS
+        raise ValueError("expected True or False")
     text = str(raw).strip()
+    if prop.kind == "replica":
+        scheme = urlsplit(text).scheme.lower()
+        if scheme != "sqlite" and not scheme.startswith("postgres"):
+            raise ValueError("expected a sqlite:///PATH or postgresql://USER@HOST/DB URL")
+        return text
     if prop.kind == "choice":
         for choice in prop.choices:
             if text.lower() == choice.lower():
@@ -388,7 +433,11 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
         try:
             values[prop.attribute] = _convert(prop, value)
         except ValueError as exc:
-            shown = "********" if prop.secret else repr(str(value))
+            shown = (
+                "********"
+                if prop.secret
+                else repr(_masked_url(str(value)) if prop.kind == "replica" else str(value))
+            )
             problems.append(f"{prop.name}={shown}: {exc}")
     values = {k: v for k, v in values.items() if v is not None}
     settings = Settings(**values, profile=profile)
@@ -405,6 +454,11 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
 def _consistency(s: Settings) -> list[str]:
     """Problems that involve several properties."""
     problems: list[str] = []
+    if s.offline:
+        # Nothing is sent to Sage: no credentials are needed, only the copy to read.
+        if not s.replica:
+            problems.append("Offline=True needs Replica (sqlite:///PATH or postgresql://...)")
+        return problems
     product = default_catalog().product(s.product)
     if product.auth.get("type") == "basic":
         name = product.connection_name

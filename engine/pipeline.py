@@ -7,13 +7,14 @@ every name, type and parameter is checked while planning, before the first reque
 
 from __future__ import annotations
 
+import itertools
 import logging
 import time
 
 from sqlglot import exp
 
 from sagesql.connector.seams import Client
-from sagesql.engine import procedures, writes
+from sagesql.engine import procedures, replica, writes
 from sagesql.engine.query import QUERIES, capped, folded, prepare, prepare_tree, run_tree
 from sagesql.engine.result import Result
 from sagesql.engine.statement import Params, bind, parse, too_deep
@@ -57,6 +58,17 @@ def _explain(connection: Client, sql: str, params: Params, max_rows: int | None 
             else f"{request['method']} {request['path']}"
         )
         return f"EXEC {procedure.name}" + (f" (table {table})" if table else "") + f": {call}"
+    settings = connection.settings
+    if getattr(settings, "offline", False):
+        assert settings.replica is not None  # properties.validate requires it
+        return replica.explain(
+            settings.replica,
+            sql,
+            params,
+            product=settings.product,
+            catalog=connection.catalog,
+            now=getattr(connection, "clock", None),
+        )
     tree = _statement(connection, sql, params)
     if writes.is_write(tree):
         return writes.explain(connection, tree)
@@ -93,6 +105,8 @@ def run(
 def _run(
     connection: Client, sql: str, params: Params, *, max_rows: int | None, allow_all_rows: bool
 ) -> Result:
+    if getattr(connection.settings, "offline", False):  # a test's stand-in may lack it
+        return _offline(connection, sql, params, max_rows)
     if procedures.is_exec(sql):
         return procedures.run(connection, sql, params)
     tree = _statement(connection, sql, params)
@@ -106,3 +120,28 @@ def _run(
             )
         return writes.run(connection, tree)
     return run_tree(connection, tree, max_rows=max_rows)
+
+
+def _offline(connection: Client, sql: str, params: Params, max_rows: int | None) -> Result:
+    """Offline=True: the Replica answers (a query only), nothing is sent to Sage."""
+    settings = connection.settings
+    if procedures.is_exec(sql):
+        raise ProgrammingError(
+            "EXEC runs in Sage: the connection is Offline",
+            hint="connect without Offline=True to run procedures",
+        )
+    assert settings.replica is not None  # properties.validate requires it
+    result = replica.answer(
+        settings.replica,
+        sql,
+        params,
+        product=settings.product,
+        catalog=connection.catalog,
+        now=getattr(connection, "clock", None),
+    )
+    cap = max_rows if max_rows is not None else settings.max_rows
+    if cap is not None and cap >= 0:
+        rows = result.rows
+        result.rows = itertools.islice(rows, cap)
+        result.on_close.insert(0, getattr(rows, "close", lambda: None))
+    return result

@@ -133,6 +133,13 @@ class PostgresTarget:
             for c, t in STATE_COLUMNS.items()
         )
         conn.execute(f"CREATE TABLE IF NOT EXISTS {_q(STATE_TABLE)} ({columns})")
+        have = target._existing(STATE_TABLE) or set()
+        for c, t in STATE_COLUMNS.items():  # a replica an earlier version made
+            if c not in have:
+                conn.execute(
+                    f"ALTER TABLE {_q(STATE_TABLE)} ADD COLUMN IF NOT EXISTS "
+                    f"{_q(c)} {STATE_TYPES.get(t, 'text')}"
+                )
         return target
 
     def _existing(self, name: str) -> set[str] | None:

@@ -16,8 +16,10 @@ from typing import Any
 from sagesql.activities.polling.poller import PollingClient
 from sagesql.activities.polling.timeparse import parse_iso
 from sagesql.engine.result import Result, ResultColumn
+from sagesql.errors import ConfigurationError
 from sagesql.replication.statements import read
 from sagesql.replication.sync import (
+    COMPARE_EVERY,
     DEFAULT_LOOKBACK,
     Progress,
     Replicated,
@@ -41,8 +43,15 @@ def replicate(
     since: datetime | None = None,
     lookback: timedelta = DEFAULT_LOOKBACK,
     progress: Progress | None = None,
+    compare_every: timedelta = COMPARE_EVERY,
 ) -> list[TableOutcome]:
     """Sync ``tables`` (default: every readable table with an updated-date column)."""
+    if connection.settings.offline:
+        # Offline reads the replica: a sync must read Sage itself.
+        raise ConfigurationError(
+            "sync reads Sage, but the connection is Offline=True",
+            hint="drop Offline=True from the connection (or profile) sync uses",
+        )
     product = connection.product.id
     wanted = [t if isinstance(t, Replicated) else Replicated(t) for t in tables]
     if not wanted:
@@ -52,7 +61,13 @@ def replicate(
     try:
         with target.lock():
             replicator = Replicator(
-                connection, target, specs, full=full, since=since, progress=progress
+                connection,
+                target,
+                specs,
+                full=full,
+                since=since,
+                progress=progress,
+                compare_every=compare_every,
             )
             return replicator.run()
     finally:
@@ -73,7 +88,8 @@ def _age(text: str | None, now: datetime) -> str:
 
 
 def status(url: str) -> list[dict[str, Any]]:
-    """Per replicated table: rows, last sync, position, lag (now less the watermark)."""
+    """Per replicated table: rows, last sync, position, lag (now less the watermark), and
+    how long ago the ids were compared in full."""
     target = open_target(url, create=False)
     now = datetime.now(timezone.utc)
     try:
@@ -85,6 +101,8 @@ def status(url: str) -> list[dict[str, Any]]:
                 "last_sync": s.last_sync or "",
                 "position": s.describe_position(),
                 "lag": _age(s.watermark, now),
+                # Sage 200 / CRM: how long ago every id was last compared (--compare-every).
+                "compared": _age(s.compared, now),
                 "last_result": s.last_result or "",
                 "error": s.last_error or "",
             }

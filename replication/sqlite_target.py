@@ -14,11 +14,11 @@ from collections.abc import Iterable, Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
-from urllib.parse import unquote, urlsplit
 
 import sqlite_utils
 
 from sagesql.connector.files import held
+from sagesql.engine.replica import sqlite_path
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
 from sagesql.replication.state import STATE_COLUMNS, STATE_TABLE, SyncState
@@ -32,14 +32,7 @@ def _q(name: str) -> str:
 
 def path_of(url: str) -> Path:
     """``sqlite:///relative.sqlite`` or ``sqlite:////absolute/path.sqlite``."""
-    parts = urlsplit(url)
-    path = unquote(parts.path)
-    if parts.netloc or not path.startswith("/") or path == "/":
-        raise ConfigurationError(
-            f"the replica {url!r} names no file",
-            hint="write sqlite:///copy.sqlite (relative) or sqlite:////abs/copy.sqlite",
-        )
-    return Path(path[1:])
+    return sqlite_path(url)
 
 
 def _failed(url: str, exc: sqlite3.Error) -> OperationalError:
@@ -124,6 +117,13 @@ class SQLiteTarget:
             target.db[STATE_TABLE].create(  # type: ignore[union-attr]
                 dict(STATE_COLUMNS), pk="name", if_not_exists=True
             )
+        elif create:
+            # A replica an earlier version made: the state columns added since.
+            state = target.db.table(STATE_TABLE)
+            have = {c.lower() for c in state.columns_dict}
+            for name, sql_type in STATE_COLUMNS.items():
+                if name not in have:
+                    state.add_column(name, sql_type)
         return target
 
     def ensure(self, shape: Shape) -> list[str]:

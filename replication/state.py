@@ -39,6 +39,7 @@ STATE_COLUMNS: dict[str, str] = {
     "last_result": "TEXT",
     "last_error": "TEXT",
     "requests": "INTEGER",
+    "compared": "TEXT",
 }
 
 
@@ -60,6 +61,8 @@ class SyncState:
     last_result: str | None = None
     last_error: str | None = None
     requests: int = 0
+    # Sage 200 / CRM: when the ids were last compared in full (the server's time).
+    compared: str | None = None
 
     def position(self) -> dict[str, Any] | None:
         return json.loads(self.cursor) if self.cursor else None

@@ -10,8 +10,11 @@ The way commercial drivers spell it, run by ``sagesql query --replica URL``::
 REPLICATE copies what changed since the table's last run (the first run copies every
 row); CACHE copies every row again (``sagesql sync --full``), deletions applied. The
 SELECT names one table, its columns (``*`` or names) and at most a WHERE condition,
-which the rows kept must meet (rows that stop meeting it leave the replica when the
-API's ids are compared: Sage 200 and CRM).
+which the rows kept must meet: rows that stop meeting it leave the replica on the next
+run (the window reads them with the condition as a flag where it reads by pages, and the
+count and ids show them gone otherwise). In SQLite, which has no schemas,
+``REPLICATE crm.accounts`` makes a table named ``crm.accounts``; ``query --replica``
+reads it as ``FROM crm.accounts`` as in PostgreSQL.
 """
 
 from __future__ import annotations

@@ -10,8 +10,9 @@ Per table and run (the queries are the poller's, ``activities/polling/window.py`
               (Accounting), else one ordered read committed every chunk's worth of rows
               and resumed after its last (updated, key)
     deletes   Accounting: the tombstones of deleted_since (its own watermark, the same
-              lookback); Sage 200 and CRM: the ids, read alone in the API's largest
-              pages, compared with the replica's keys (keys the replica lacks are read)
+              lookback); Sage 200 and CRM: one count against the replica's, and when
+              they differ (or every compare_every) the ids, read alone in the API's
+              largest pages, compared with the replica's keys (keys it lacks are read)
 
 The window has no upper bound a row could slip past: a replica keeps every row's
 latest state, so whatever the read meets is upserted; the watermark moves to the
@@ -74,6 +75,9 @@ DEFAULT_LOOKBACK = timedelta(minutes=2)
 DEFAULT_DELAY = timedelta(seconds=0)
 ATTEMPTS = 3  # reads of a paged window in one run before it is left for the next
 PAUSE = timedelta(seconds=2)  # before a paged read not proven complete is read again
+# Sage 200 / CRM: the ids are compared in full at least this often (else only when the
+# API's count and the replica's differ: see Replicator._ids_needed).
+COMPARE_EVERY = timedelta(hours=24)
 
 
 @dataclass(frozen=True)
@@ -128,7 +132,7 @@ class _Read:
     outcome: TableOutcome
     cursor: dict[str, Any]
     copy: bool
-    mode: str  # keyset | paged | ordered
+    mode: str  # keyset | paged | ordered | newest
     mark: int
     columns: list[str] = field(default_factory=list)
     count: int = 0
@@ -269,8 +273,10 @@ class Replicator:
         progress: Progress | None = None,
         clock: ServerClock | None = None,
         sleep: Callable[[float], None] = time.sleep,
+        compare_every: timedelta = COMPARE_EVERY,
     ) -> None:
         self.sleep = sleep
+        self.compare_every = compare_every
         self.connection = connection
         self.transport = connection.transport
         self.target = target
@@ -288,6 +294,10 @@ class Replicator:
         }
         self._paged: dict[tuple[str, bool, bool], bool] = {}
         self._whole: dict[tuple[str, bool, bool], str] = {}
+        self._counts: dict[str, str | None] = {}
+        self._newest: dict[tuple[str, bool], str | None] = {}
+        # A newest-first read this run: its pages, and the watermark before it.
+        self._newest_pages: dict[str, tuple[int, str | None]] = {}
 
     # -- sizes ----------------------------------------------------------------------------
 
@@ -404,11 +414,17 @@ class Replicator:
     def _paged_sql(self, spec: TableSpec, lower: str | None, record: bool) -> tuple[str, bool]:
         """``SELECT * FROM t [WHERE updated >= :lower] LIMIT :n OFFSET :k``, and whether the
         API applies it exactly, offset included (else it is not used)."""
-        columns: list[exp.Expression] = (
+        columns: list[exp.Expr] = (
             [exp.Star()] if spec.columns is None else [_column(c) for c in spec.columns]
         )
         if record:
             columns.append(_column(RECORD_COLUMN))
+        flagged = bool(spec.filter) and lower is not None
+        if flagged:
+            # The window reads the rows that stopped meeting the filter too (flagged, not
+            # kept): they leave the replica, which the SELECT defines.
+            match = exp.Case().when(exp.paren(condition(str(spec.filter))), exp.Literal.number(1))
+            columns.append(exp.alias_(match.else_(exp.Literal.number(0)), MATCH))
         select = exp.select(*columns).from_(
             exp.table_(exp.to_identifier(spec.table.name, quoted=True))
         )
@@ -417,7 +433,7 @@ class Replicator:
             where.append(
                 exp.GTE(this=_column(spec.updated), expression=exp.Placeholder(this="lower"))
             )
-        if spec.filter:
+        if spec.filter and not flagged:
             where.append(exp.paren(condition(spec.filter)))
         if where:
             select = select.where(exp.and_(*where), copy=False)
@@ -433,6 +449,42 @@ class Replicator:
             )
             self._paged[key] = plan.pushes_limit and "offset: starts at" in plan.explain()
         return sql, self._paged[key]
+
+    def _newest_sql(self, spec: TableSpec, record: bool) -> str | None:
+        """``SELECT * FROM t [WHERE filter] ORDER BY updated DESC, key DESC LIMIT :n
+        OFFSET :k`` when the API sorts, limits and offsets it (one request a page)."""
+        cached = (spec.name, record)
+        if cached not in self._newest:
+            found: str | None = None
+            if spec.updated and spec.key:
+                columns: list[exp.Expression] = (
+                    [exp.Star()] if spec.columns is None else [_column(c) for c in spec.columns]
+                )
+                if record:
+                    columns.append(_column(RECORD_COLUMN))
+                select = exp.select(*columns).from_(
+                    exp.table_(exp.to_identifier(spec.table.name, quoted=True))
+                )
+                if spec.filter:
+                    select = select.where(exp.paren(condition(spec.filter)), copy=False)
+                select = select.order_by(
+                    exp.Ordered(this=_column(spec.updated), desc=True),
+                    exp.Ordered(this=_column(spec.key), desc=True),
+                    copy=False,
+                )
+                select = select.limit(exp.Placeholder(this="n")).offset(exp.Placeholder(this="k"))
+                sql = select.sql(READ_DIALECT)
+                planning = planning_connection(self.connection.catalog, spec.product)
+                plan = prepare(planning, sql, {"n": 10, "k": 10})
+                explained = plan.explain()
+                if (
+                    plan.pushes_limit
+                    and "offset: starts at" in explained
+                    and "sorted by the API" in explained
+                ):
+                    found = sql
+            self._newest[cached] = found
+        return self._newest[cached]
 
     def _read(
         self,
@@ -465,6 +517,14 @@ class Replicator:
         keyset, _ = window.scan_keyset(keys_only=False) if copy else window.keyset
         paged_sql, paged = self._paged_sql(spec, None if copy else cursor["lower"], bool(children))
         mode = "keyset" if keyset else "paged" if paged else "ordered"
+        newest_sql = self._newest_sql(spec, bool(children)) if mode == "ordered" else None
+        if not copy and newest_sql is not None:
+            # The API cannot filter on the date (Sage CRM's documented where=) but sorts
+            # and pages: newest first, until a row older than the window's lower bound.
+            mode = "newest"
+        lower = parse_iso(cursor["lower"]) if mode == "newest" else None
+        newest_offset = 0
+        watermark_before = state.watermark
         read = _Read(spec, state, shape, children, outcome, cursor, copy, mode, self.clock.mark())
         if copy and "ck" not in cursor and "offset" not in cursor:
             read.seen = set()
@@ -477,6 +537,11 @@ class Replicator:
                     after = (cursor["cu"], cursor["ck"]) if "cu" in cursor else None
                     query = window.updated(cursor["lower"], FAR, after)
                 sql, params, limit = query.sql, query.params, query.chunk
+            elif mode == "newest":
+                assert newest_sql is not None
+                limit = page
+                sql, params = newest_sql, {"n": page, "k": newest_offset}
+                newest_offset += page
             elif mode == "paged":
                 offset = int(cursor.get("offset", 0))
                 if offset:  # resumed: from the page after the last committed one
@@ -501,11 +566,15 @@ class Replicator:
             columns = [c.name for c in result.columns]
             read.columns = columns
             seen = 0
+            older = False
             pending: list[tuple[Any, ...]] = []
             try:
                 for row in result:
                     seen += 1
                     if skip is not None and _le(read.position(row), skip):
+                        continue
+                    if lower is not None and _older(read.position(row)[0], lower):
+                        older = True  # the rest of the page, and the pages after, are older
                         continue
                     pending.append(row)
                     if len(pending) >= page:
@@ -513,7 +582,7 @@ class Replicator:
                         pending = []
             finally:
                 result.close()
-            last = limit is None or seen < limit
+            last = limit is None or seen < limit or older
             self._commit_page(read, pending, last=last)
             if last:
                 break
@@ -523,6 +592,8 @@ class Replicator:
                 self._forget_unseen(spec, state, shape, read.seen, outcome)
         else:
             outcome.upserted += read.count
+        if mode == "newest":
+            self._newest_pages[spec.name] = (newest_offset // page, watermark_before)
         if mode != "paged" and not copy and spec.deletes == "api":
             found = self._tombstones(spec, state, None)
             with self.target.transaction() as batch:
@@ -544,6 +615,8 @@ class Replicator:
         if rows:
             if read.mode == "paged":
                 cursor["offset"] = int(cursor.get("offset", 0)) + len(rows)
+            elif read.mode == "newest":
+                pass  # resumed from the newest row again: offsets shift as rows change
             else:
                 cursor["cu"], cursor["ck"] = read.position(rows[-1])
                 if cursor["cu"] is None:
@@ -567,7 +640,9 @@ class Replicator:
         else:
             state.cursor = json.dumps(cursor, default=str)
         with self.target.transaction() as batch:
-            self._write(batch, spec, read.shape, read.children, read.columns, rows)
+            read.outcome.deleted += self._write(
+                batch, spec, read.shape, read.children, read.columns, rows
+            )
             if tombstones is not None:
                 self._apply(batch, spec, state, tombstones, read.outcome)
             batch.save(state)
@@ -583,10 +658,11 @@ class Replicator:
         """After a whole copy, rows of the replica it did not meet are gone from Sage (or
         no longer meet the filter): deleted, with their lines."""
         gone = [k for k in self.target.keys(shape) if str(k) not in seen]
-        if gone:
-            with self.target.transaction() as batch:
-                self._delete(batch, spec, gone, outcome)
-                batch.save(state)
+        # A whole copy met every id: as good as a comparison of the ids, as of its start.
+        state.compared = state.copied
+        with self.target.transaction() as batch:
+            self._delete(batch, spec, gone, outcome)
+            batch.save(state)
 
     def _began(self, mark: int) -> str:
         first = self.clock.first_since(mark)
@@ -619,19 +695,27 @@ class Replicator:
         children: list[Shape],
         columns: list[str],
         rows: Sequence[tuple[Any, ...]],
-    ) -> None:
+    ) -> int:
         """Rows upserted by key (in the engine's stored form); each parent's lines
-        replaced by those of its record."""
-        if MATCH in columns:  # a filter the API could not apply: rows failing it are not kept
+        replaced by those of its record. The rows removed (they stopped meeting the
+        filter)."""
+        removed = 0
+        if MATCH in columns:  # the filter as a column: rows failing it are not kept
             match = columns.index(MATCH)
+            failing = [r[columns.index(spec.key)] for r in rows if not r[match]]
+            if failing:  # no longer meeting it: out of the replica, with their lines
+                for child in children:
+                    assert child.parent_key is not None
+                    batch.delete(child, child.parent_key, failing)
+                removed = batch.delete(shape, spec.key, failing)
             rows = [r for r in rows if r[match]]
         if not rows:
-            return
+            return removed
         stored = _storer(shape, columns, spec.product)
         flat = [stored(r) for r in rows]
         batch.upsert(shape, flat)
         if not children:
-            return
+            return removed
         raw_at = columns.index(RECORD_COLUMN)
         records = [json.loads(r[raw_at]) if isinstance(r[raw_at], str) else {} for r in rows]
         key_at = shape.columns.index(spec.key)
@@ -647,6 +731,7 @@ class Replicator:
                     if isinstance(line, dict):
                         lines.append(lines_flatten(line, record))
             batch.upsert(child, lines)
+        return removed
 
     def _delete(
         self, batch: Batch, spec: TableSpec, keys: Sequence[Any], outcome: TableOutcome
@@ -727,6 +812,9 @@ class Replicator:
         if not possible:
             outcome.notes.append("deletions not detected (the API cannot list keys in order)")
             return
+        if not self._ids_needed(spec, state, shape):
+            return
+        mark = self.clock.mark()
         api: dict[str, Any] = {}
         cursor: Any = None
         while True:
@@ -743,6 +831,13 @@ class Replicator:
         have = {str(k): k for k in self.target.keys(shape)}
         gone = [have[k] for k in have.keys() - api.keys()]
         missing = [api[k] for k in api.keys() - have.keys()]
+        state.compared = self._began(mark)
+        pages, before = self._newest_pages.pop(spec.name, (0, None))
+        if gone and pages > 1:
+            # A deletion while the newest-first pages were read shifts the later ones
+            # up a row, past the read: the next run reads the window again.
+            state.watermark = before
+            outcome.notes.append("rows were deleted during the window's pages: read again")
         with self.target.transaction() as batch:
             self._delete(batch, spec, gone, outcome)
             batch.save(state)
@@ -750,6 +845,42 @@ class Replicator:
             return  # started --since: the replica holds the rows changed since then only
         for start in range(0, len(missing), 50):
             self._fetch_keys(spec, shape, children, missing[start : start + 50], outcome)
+
+    def _ids_needed(self, spec: TableSpec, state: SyncState, shape: Shape) -> bool:
+        """Whether this run compares the ids in full (pages of ids), or one count shows
+        there is nothing to find.
+
+        After the window, the replica holds every row the API has (its changes and new
+        rows were read), plus the deleted ones: the API's count (one request: Sage 200's
+        $count, CRM's total) equal to the replica's says nothing was deleted, unless as
+        many rows became visible later than the lookback as were deleted, which the full
+        comparison at least every ``compare_every`` (and every --full copy) catches. A
+        count that differs, a filter the API cannot count, a replica started --since (it
+        holds recent rows only) or no recent comparison: the ids are compared."""
+        if state.copied is None or state.compared is None:
+            return True
+        now = self.clock.now()
+        if now is None or parse_iso(state.compared) + self.compare_every <= now:
+            return True
+        sql = self._count_sql(spec)
+        if sql is None:
+            return True
+        _, rows = self._rows(sql, {})
+        return int(rows[0][0]) != self.target.count(shape)
+
+    def _count_sql(self, spec: TableSpec) -> str | None:
+        """``SELECT count(*) FROM t [WHERE filter]`` when the API's own total answers it
+        (one request), else None."""
+        if spec.name not in self._counts:
+            select = exp.select("count(*)").from_(
+                exp.table_(exp.to_identifier(spec.table.name, quoted=True))
+            )
+            if spec.filter:
+                select = select.where(exp.paren(condition(spec.filter)), copy=False)
+            sql = select.sql(READ_DIALECT)
+            plan = prepare(planning_connection(self.connection.catalog, spec.product), sql)
+            self._counts[spec.name] = sql if plan.count_only else None
+        return self._counts[spec.name]
 
     def _fetch_keys(
         self,
@@ -769,8 +900,13 @@ class Replicator:
         params = {f"k{i}": k for i, k in enumerate(keys)}
         columns, rows = self._rows(select.sql(READ_DIALECT), params)
         with self.target.transaction() as batch:
-            self._write(batch, spec, shape, children, columns, rows)
+            outcome.deleted += self._write(batch, spec, shape, children, columns, rows)
         outcome.upserted += len(rows)
+
+
+def _older(updated: Any, lower: datetime) -> bool:
+    """A row's updated value (the engine's ISO text) before the window's lower bound."""
+    return updated is not None and parse_iso(str(updated)) < lower
 
 
 def _le(a: tuple[Any, Any], b: tuple[Any, Any]) -> bool:

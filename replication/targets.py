@@ -18,6 +18,7 @@ from contextlib import AbstractContextManager
 from typing import Any, Protocol
 from urllib.parse import urlsplit
 
+from sagesql.engine.replica import shown
 from sagesql.errors import ConfigurationError
 from sagesql.replication import postgres_target, sqlite_target
 from sagesql.replication.shapes import Shape
@@ -58,15 +59,6 @@ class Target(Protocol):
     def count(self, shape: Shape) -> int: ...
 
     def close(self) -> None: ...
-
-
-def shown(url: str) -> str:
-    """The URL without its password."""
-    parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
 
 
 def open_target(url: str, *, create: bool = True) -> Target:

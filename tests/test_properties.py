@@ -63,6 +63,9 @@ PROPERTY_NAMES = [
     *ISSUE_PROPERTIES[AFTER_TIMEOUT:AFTER_RATE],
     "SubscriptionKey",
     *ISSUE_PROPERTIES[AFTER_RATE:],
+    # The replication issue (19): answer from a copy sagesql sync keeps.
+    "Offline",
+    "Replica",
 ]
 SECRETS = {
     "OAuthClientSecret",
@@ -454,3 +457,18 @@ def test_defaults_are_below_every_source(monkeypatch: pytest.MonkeyPatch) -> Non
     assert load_settings(profile="acme", defaults=defaults).initiate_oauth == "OFF"
     monkeypatch.setenv("SAGESQL_OAUTHCLIENTID", "env-app")
     assert load_settings(defaults=defaults).oauth_client_id == "env-app"
+
+
+def test_offline_and_replica() -> None:
+    """Offline=True needs only a Replica (no credentials); its URL's password is a secret."""
+    url = "postgresql://me:hunter2@db.example.com/sage"
+    settings = validate({"Product": "Sage200", "offline": "yes", "Replica": url})
+    assert settings.offline is True and settings.replica == url
+    assert "hunter2" in settings.secrets()
+    assert "hunter2" not in repr(settings) and "me:***@db" in repr(settings)
+    assert validate({"Offline": "0", "OAuthAccessToken": "t"}).offline is False
+    with pytest.raises(ConfigurationError) as caught:
+        validate({"Offline": "maybe", "Replica": "ftp://x/hunter2"})
+    message = str(caught.value)
+    assert "Offline='maybe': expected True or False" in message
+    assert "sqlite:///PATH or postgresql://" in message

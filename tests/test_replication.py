@@ -213,10 +213,11 @@ def test_cli_sync_status_and_since(start_sandbox, tmp_path) -> None:
     status = runner.invoke(app, ["sync", "--status", "--to", url], env=env)
     assert status.exit_code == 0, status.output
     lines = [line.split("\t") for line in status.stdout.splitlines()]
-    assert lines[0] == ["table", "rows", "last sync", "position", "lag", "error"]
+    assert lines[0] == ["table", "rows", "last sync", "position", "lag", "error", "ids compared"]
     by_table = {line[0]: line for line in lines[1:]}
     assert by_table["company"][1] == "10" and by_table["company"][3].startswith("changes since")
-    assert by_table["person"][1] == "0"
+    assert by_table["company"][6].endswith(" ago")  # the whole copy compared every id
+    assert by_table["person"][1] == "0" and by_table["person"][6].endswith(" ago")
     missing = runner.invoke(app, ["sync", "--status", "--to", f"sqlite:///{tmp_path}/nope.sqlite"])
     assert type(missing.exception).__name__ == "ConfigurationError"  # exit 2 via cli.main.run
 
@@ -322,3 +323,104 @@ def test_a_full_copy_removes_rows_sage_no_longer_has(start_sandbox, tmp_path) ->
     (outcome,) = sync(sbx, url, ["contacts"], full=True)
     assert outcome.deleted == 1 and outcome.copied == 20
     assert_same(sbx, url, ["contacts"])
+
+
+@pytest.mark.parametrize(
+    "product, table, key",
+    [("sage_200", "customers", "id"), ("sage_crm", "company", "comp_companyid")],
+)
+def test_deletions_cost_one_count_until_the_ids_must_be_compared(
+    start_sandbox, tmp_path, product, table, key
+) -> None:
+    """Sage 200 / CRM: an idle run is the window and one count, however many pages the ids
+    fill; a count that differs compares the ids; a deletion the count cannot see (as many
+    rows visible later than the lookback) is caught by the comparison every compare_every."""
+    from sagesql.replication.sync import COMPARE_EVERY
+
+    sbx = start_sandbox(product, rows=60, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    small = {"props": {"Pagesize": "10"}}  # the ids in 6+ pages: what an idle run skips
+    frozen_at(sbx, T0)
+    assert sync(sbx, url, [table], **small)[0].complete
+    frozen_at(sbx, T1)
+    keys = _keys(sbx, table, key, 10)
+
+    _sql(sbx, f"DELETE FROM {table} WHERE {key} = ?", [keys[3]])
+    request_log(sbx, clear=True)
+    (outcome,) = sync(sbx, url, [table], **small)
+    assert outcome.deleted == 1 and _api_requests(sbx) > 6, outcome.summary()
+    assert_same(sbx, url, [table])
+
+    request_log(sbx, clear=True)
+    (outcome,) = sync(sbx, url, [table], **small)
+    assert outcome.complete and _api_requests(sbx) == 2, [r["query"] for r in request_log(sbx)]
+    assert_same(sbx, url, [table])
+
+    # The replica lacks a row (as if it became visible after the lookback) while another
+    # is deleted: the counts agree, so this run cannot tell...
+    with sqlite3.connect(f"{tmp_path}/replica.sqlite") as conn:
+        conn.execute(f"DELETE FROM {table} WHERE {key} = ?", [keys[5]])
+    conn.close()
+    _sql(sbx, f"DELETE FROM {table} WHERE {key} = ?", [keys[6]])
+    sync(sbx, url, [table], **small)
+    with sqlite3.connect(f"{tmp_path}/replica.sqlite") as conn:
+        held = {r[0] for r in conn.execute(f"SELECT {key} FROM {table} WHERE {key} IN (?, ?)",
+                                           [keys[5], keys[6]])}  # fmt: skip
+    conn.close()
+    assert held == {keys[6]}
+    # ... the comparison every compare_every does: the replica equals the API again.
+    frozen_at(sbx, T1 + COMPARE_EVERY + timedelta(seconds=1))
+    (outcome,) = sync(sbx, url, [table], **small)
+    assert outcome.deleted == 1 and outcome.upserted == 1, outcome.summary()
+    assert_same(sbx, url, [table])
+
+
+def test_a_deletion_while_newest_first_pages_are_read_keeps_the_window(
+    start_sandbox, tmp_path
+) -> None:
+    """Sage CRM cannot filter on dates (documented where=): its window is read newest
+    first, page by page, until a row older than the window. A deletion among the pages
+    already read shifts a row past the read; the comparison of ids finds the deletion and
+    the watermark stays, so the next run reads the window again and misses nothing."""
+    sbx = start_sandbox("sage_crm", rows=60, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    small = {"props": {"Pagesize": "10"}, "lookback": timedelta(0)}
+    frozen_at(sbx, T0)
+    assert sync(sbx, url, ["company"], **small)[0].complete
+    frozen_at(sbx, T1)
+    keys = _keys(sbx, "company", "comp_companyid", 60)
+    touched = keys[10:45]  # 35 rows changed in one second: four pages newest first
+    holes = ", ".join("?" for _ in touched)
+    _sql(sbx, f"UPDATE company SET comp_name = 'moved' WHERE comp_companyid IN ({holes})", touched)
+    frozen_at(sbx, T1 + timedelta(seconds=10))  # after the changes: a watermark past them
+
+    deleted: list[Any] = []
+
+    def delete_after_the_first_page(table: str, phase: str, rows: int) -> None:
+        if phase == "window" and not deleted:
+            deleted.append(touched[-1])  # the newest key: on the page just read
+            _sql(sbx, "DELETE FROM company WHERE comp_companyid = ?", [touched[-1]])
+
+    (outcome,) = sync(sbx, url, ["company"], progress=delete_after_the_first_page, **small)
+    assert deleted and outcome.complete, outcome.summary()
+    assert "read again" in outcome.summary()
+    (outcome,) = sync(sbx, url, ["company"], **small)
+    assert outcome.complete, outcome.summary()
+    assert_same(sbx, url, ["company"])
+
+
+def test_a_replica_made_before_the_compared_column_gets_it(start_sandbox, tmp_path) -> None:
+    sbx = start_sandbox("sage_200", rows=10, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/replica.sqlite"
+    assert sync(sbx, url, ["customers"])[0].complete
+    with sqlite3.connect(tmp_path / "replica.sqlite") as conn:
+        conn.execute("ALTER TABLE _sagesql_sync DROP COLUMN compared")
+    conn.close()
+    (outcome,) = sync(sbx, url, ["customers"])
+    assert outcome.complete, outcome.summary()
+    target = open_target(url)
+    try:
+        state = target.load("customers")
+    finally:
+        target.close()
+    assert state is not None and state.compared is not None  # compared again, and noted

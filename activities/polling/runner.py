@@ -130,6 +130,11 @@ def open_session(
     the SQLite file at ``config.state`` (the service keeps every instance's state); the
     lanes of the ``held`` sinks are left for another run (see sinks.redirect)."""
     product = check_product(config, settings)
+    if settings.offline:  # Offline reads a replica: polling it would report nothing real
+        raise ConfigurationError(
+            "poll reads Sage, but the connection is Offline=True",
+            hint="drop Offline=True from the connection (or profile) poll uses",
+        )
     connection = connection or SageClient(settings)
     try:
         specs = resolve(config, connection.catalog, product)
