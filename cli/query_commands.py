@@ -236,6 +236,10 @@ def query(
 
 def _sync_statement(text: str, replica: str | None) -> bool:
     """REPLICATE or CACHE: they need the replica they write into."""
+    # replication imports the poller and sqlite-utils (and pandas when installed): a
+    # statement whose first word is neither need not pay for them.
+    if not text.lstrip().upper().startswith(("REPLICATE", "CACHE")):
+        return False
     from sagesql.errors import ProgrammingError
     from sagesql.replication.statements import is_sync_statement
 
