@@ -78,6 +78,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 def _node(value: Any) -> Mapping[str, Any]:
     """A value on the way down a path: itself when it is an object, else an empty one."""
+    if value is None:  # an absent object, the usual case here: no ABC check
+        return _EMPTY
     return value if isinstance(value, Mapping) else _EMPTY
 
 
