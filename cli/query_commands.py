@@ -10,6 +10,7 @@ argument that starts with ``-`` and has white space before any ``=`` cannot be o
 
 from __future__ import annotations
 
+import gc
 import sys
 from contextlib import ExitStack
 from enum import Enum
@@ -196,6 +197,9 @@ def query(
     from sagesql.cli import rows_output
     from sagesql.engine import pipeline, progress, writes
 
+    # What start-up loaded (modules, the catalog) lives to the end: the collector need
+    # not walk it again (a full collection during the first statement took ~25 ms).
+    gc.freeze()
     text = _read_sql(sql)
     params = _params(param)
     if _sync_statement(text, replica):
