@@ -194,6 +194,10 @@ def query(
     ] = None,
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
+    # A statement's objects die young and without cycles (decoded pages, rows): the
+    # default, a collection every 700 allocations, spent ~0.8 s of a 30k-row scan's
+    # 3.6 s of CPU to find 2,590 objects, and ~30 ms of the start.
+    gc.set_threshold(50_000, 10, 10)
     from sagesql.cli import rows_output
     from sagesql.engine import pipeline, progress, writes
 
