@@ -57,6 +57,27 @@ def scan_seconds(url: str, token: str, sql: str, concurrency: int) -> tuple[floa
         return time.perf_counter() - started, rows
 
 
+def rows_of(url: str, token: str, sql: str) -> list[tuple[object, ...]]:
+    """Every row of the statement (no latency matters here: for local timings)."""
+    from sagesql.connector.client import SageClient
+    from sagesql.connector.properties import validate
+    from sagesql.engine.pipeline import run
+
+    props = {
+        "Product": "SageAccounting",
+        "URL": url,
+        "OAuthAccessToken": token,
+        "OAuthSettingsLocation": "memory://latency",
+        "RateLimit": "0",
+    }
+    with SageClient(validate(props)) as connection:
+        result = run(connection, sql)
+        try:
+            return list(result.rows)
+        finally:
+            result.close()
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--rows", type=int, default=10_000)

@@ -8,6 +8,7 @@ bad value) are one line too, with exit 2, rather than typer's boxed panel.
 
 from __future__ import annotations
 
+import gc
 import os
 import sys
 from collections.abc import Sequence
@@ -26,6 +27,9 @@ from sagesql.cli import (
     service_commands,
     sync_commands,
 )
+
+# The modules loaded so far live as long as the command: later collections skip them.
+gc.freeze()
 
 try:  # typer vendors click from 0.22 on; its errors are those classes
     from typer._click import exceptions as click_errors

@@ -10,6 +10,7 @@ argument that starts with ``-`` and has white space before any ``=`` cannot be o
 
 from __future__ import annotations
 
+import gc
 import sys
 from contextlib import ExitStack
 from enum import Enum
@@ -193,9 +194,16 @@ def query(
     ] = None,
 ) -> None:
     """Run a statement against Sage and print the rows (a write: one result row per row)."""
+    # A statement's objects die young and without cycles (decoded pages, rows): the
+    # default, a collection every 700 allocations, spent ~0.8 s of a 30k-row scan's
+    # 3.6 s of CPU to find 2,590 objects, and ~30 ms of the start.
+    gc.set_threshold(50_000, 10, 10)
     from sagesql.cli import rows_output
     from sagesql.engine import pipeline, progress, writes
 
+    # What start-up loaded (modules, the catalog) lives to the end: the collector need
+    # not walk it again (a full collection during the first statement took ~25 ms).
+    gc.freeze()
     text = _read_sql(sql)
     params = _params(param)
     if _sync_statement(text, replica):
@@ -240,6 +248,10 @@ def query(
 
 def _sync_statement(text: str, replica: str | None) -> bool:
     """REPLICATE or CACHE: they need the replica they write into."""
+    # replication imports the poller and sqlite-utils (and pandas when installed): a
+    # statement whose first word is neither need not pay for them.
+    if not text.lstrip().upper().startswith(("REPLICATE", "CACHE")):
+        return False
     from sagesql.errors import ProgrammingError
     from sagesql.replication.statements import is_sync_statement
 

@@ -14,6 +14,8 @@ from decimal import Decimal
 from json.encoder import encode_basestring
 from typing import IO, Any
 
+import msgspec
+
 _encode_text = encode_basestring  # what json.dumps(ensure_ascii=False) does to a str
 # The common types, one call each: rows go out by the million.
 _FAST: dict[type, Any] = {
@@ -41,15 +43,15 @@ def _value_json(value: Any) -> str:
 
 
 def _keys(names: list[str]) -> list[str]:
-    """Each column's ``"name": `` prefix, encoded once."""
-    return [_encode_text(n) + ": " for n in names]
+    """Each column's ``"name":`` prefix, encoded once."""
+    return [_encode_text(n) + ":" for n in names]
 
 
 def _object(keys: list[str], row: tuple[Any, ...]) -> str:
     fast = _FAST.get
     return (
         "{"
-        + ", ".join(
+        + ",".join(
             [
                 k + (f(v) if (f := fast(v.__class__)) is not None else _value_json(v))
                 for k, v in zip(keys, row, strict=True)
@@ -57,6 +59,43 @@ def _object(keys: list[str], row: tuple[Any, ...]) -> str:
         )
         + "}"
     )
+
+
+_encode = msgspec.json.Encoder().encode
+# The values msgspec writes exactly as _value_json does (a Decimal goes in as Raw text).
+_PLAIN = frozenset({str, int, bool, type(None), msgspec.Raw})
+
+
+def _objects(columns: list[Any]) -> Any:
+    """A function writing a row as a JSON object, compact: ``{"name":value,...}``.
+
+    Rows of plain values (text, whole numbers, booleans, nulls, Decimals) are encoded
+    by msgspec in one call, twice as fast as value by value (a wide SELECT * spent a
+    fifth of its time here); any other row (a float, a date, bytes...) by _object."""
+    names = [c.name for c in columns]
+    keys = _keys(names)
+    if len(set(names)) < len(names):  # a dict would keep one of each name
+        return lambda row: _object(keys, row)
+    # Only these columns can hold a Decimal (a DECIMAL column, or an expression).
+    decimals = [
+        i for i, c in enumerate(columns) if getattr(c, "sql_type", None) in (None, "DECIMAL")
+    ]
+
+    def one(row: tuple[Any, ...]) -> str:
+        values: Any = row
+        if decimals:
+            values = list(row)
+            for i in decimals:
+                if values[i].__class__ is Decimal:
+                    values[i] = msgspec.Raw(_value_json(values[i]))
+        if _PLAIN.issuperset(map(type, values)):
+            try:
+                return _encode(dict(zip(names, values, strict=True))).decode()
+            except UnicodeEncodeError:  # a lone surrogate: written as json.dumps does
+                pass
+        return _object(keys, row)
+
+    return one
 
 
 MASK = "********"
@@ -83,14 +122,14 @@ def write(
     names = [c.name for c in result.columns]
     secret = [i for i, c in enumerate(result.columns) if getattr(c, "secret", False)]
     count = 0
-    keys = _keys(names)
+    as_object = _objects(result.columns)
     try:
         rows = iter(result.rows)
         if secret and not show_secrets:
             rows = _masked(rows, secret)
         if fmt == "jsonl":
             for row in rows:
-                out.write(_object(keys, row) + "\n")
+                out.write(as_object(row) + "\n")
                 count += 1
         elif fmt == "csv":
             writer = csv.writer(out)
@@ -101,7 +140,7 @@ def write(
         elif fmt == "json":
             out.write("[")
             for row in rows:
-                out.write(("," if count else "") + "\n  " + _object(keys, row))
+                out.write(("," if count else "") + "\n  " + as_object(row))
                 count += 1
             out.write("\n]\n" if count else "]\n")
         else:

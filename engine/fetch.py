@@ -78,6 +78,8 @@ _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
 def _node(value: Any) -> Mapping[str, Any]:
     """A value on the way down a path: itself when it is an object, else an empty one."""
+    if value is None:  # an absent object, the usual case here: no ABC check
+        return _EMPTY
     return value if isinstance(value, Mapping) else _EMPTY
 
 
@@ -146,6 +148,8 @@ def _flatten_code(paths: tuple[tuple[str, ...], ...], types: tuple[str, ...]) ->
             lines.append(f"    v{i} = {node(path[:-1])}.get({path[-1]!r})")
         kept = _KEPT.get(sql_type)
         test = f"v{i} if {kept.format(v=f'v{i}')} else " if kept else ""
+        if sql_type == "BOOLEAN":  # JSON's true and false, stored as 1 and 0 (to_storage)
+            test = f"1 if v{i} is True else 0 if v{i} is False else "
         values.append(f"({test}None if v{i} is None else c{i}(v{i}))")
     lines.append("    return (" + "".join(v + ", " for v in values) + ")")
     return compile("\n".join(lines) + "\n", "<sagesql flatten>", "exec")

@@ -647,8 +647,13 @@ def _projector(select: exp.Expression, source: LocalSource) -> Projector | None:
     affinity = {i: values.SQLITE_TYPES.get(source.columns[i][1] or "", "") for i in index}
     if any(a not in ("TEXT", "INTEGER", "NUMERIC") for a in affinity.values()):
         return None
-    # Stored values of TEXT-affinity types are text (values.to_storage): nothing to do.
-    integers = [i for i in dict.fromkeys(index) if affinity[i] == "INTEGER"]
+    # Stored values of TEXT-affinity types are text, and a BOOLEAN's 0, 1 or NULL
+    # (values.to_storage): nothing to do.
+    integers = [
+        i
+        for i in dict.fromkeys(index)
+        if affinity[i] == "INTEGER" and source.columns[i][1] != "BOOLEAN"
+    ]
     numerics = [i for i in dict.fromkeys(index) if affinity[i] == "NUMERIC"]
     fixed = [(position, i) for position, i in enumerate(index) if affinity[i] == "NUMERIC"]
     identity = index == list(range(len(source.columns)))  # SELECT *: the rows as they are

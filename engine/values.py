@@ -62,6 +62,8 @@ from datetime import date, datetime, timezone
 from decimal import Decimal, InvalidOperation
 from typing import Any
 
+import msgspec
+
 from sagesql.connector import products
 from sagesql.engine.isotime import parse_datetime
 from sagesql.errors import DataError
@@ -155,10 +157,23 @@ def to_storage(sql_type: str, raw: Any, product: str) -> Any:
         if sql_type == "DATETIME":
             return stored_datetime(api_instant(parse_datetime(str(raw)), product))
         if sql_type == "JSON":
-            return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
+            return _json_text(raw)
     except (ValueError, InvalidOperation, TypeError, OverflowError):  # int(1e400): inf
         return str(raw)
     return raw
+
+
+_encode_json = msgspec.json.Encoder().encode
+
+
+def _json_text(raw: Any) -> str:
+    """A JSON column's stored text, compact: msgspec writes it fifteen times as fast as
+    json.dumps, the same text but for a float's exponent (1e16, not 1e+16) and a
+    non-finite float (null: JSON has no NaN)."""
+    try:
+        return _encode_json(raw).decode()
+    except (TypeError, UnicodeEncodeError):  # not JSON's types, a lone surrogate
+        return json.dumps(raw, ensure_ascii=False, separators=(",", ":"))
 
 
 # A date-time as the APIs mostly send it, ISO 8601 UTC in the product's precision, is
@@ -169,6 +184,10 @@ _API_DATETIME = {
     False: re.compile(_VALID_TIME + "Z", re.ASCII).fullmatch,
     True: re.compile(_VALID_TIME + r"\.\d{3}Z", re.ASCII).fullmatch,
 }
+
+
+# How Accounting writes money ("216.63"): float() gives what to_storage gives, faster.
+_PLAIN_DECIMAL = re.compile(r"-?\d{1,20}(?:\.\d{1,20})?", re.ASCII).fullmatch
 
 
 def storage_converter(sql_type: str, product: str) -> Callable[[Any], Any]:
@@ -191,9 +210,14 @@ def storage_converter(sql_type: str, product: str) -> Callable[[Any], Any]:
     if sql_type == "INTEGER":
         return lambda raw: raw if raw.__class__ is int else to_storage("INTEGER", raw, product)
     if sql_type == "DECIMAL":  # float(Decimal(str(x))) is x for a float, float(x) for an int
+        # and for plain decimal text (both round the exact value once)
         return lambda raw: (
-            float(raw) if raw.__class__ in (float, int) else to_storage("DECIMAL", raw, product)
+            float(raw)
+            if raw.__class__ in (float, int) or (raw.__class__ is str and _PLAIN_DECIMAL(raw))
+            else to_storage("DECIMAL", raw, product)
         )
+    if sql_type == "JSON":
+        return _json_text
     return lambda raw: to_storage(sql_type, raw, product)
 
 

@@ -182,7 +182,7 @@ def test_json_output_keeps_iso_text(accounting: Any) -> None:
         datetime.date.fromisoformat(row["date"])
         assert row["updated_at"].endswith("Z") and "T" in row["updated_at"]
     # Decimals are JSON numbers with the places the API wrote.
-    assert len(re.findall(r'"credit_limit": -?\d+\.\d\d\b', done.stdout)) == 2
+    assert len(re.findall(r'"credit_limit":-?\d+\.\d\d\b', done.stdout)) == 2
 
 
 @pytest.mark.parametrize(

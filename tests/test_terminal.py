@@ -134,7 +134,7 @@ def test_a_long_read_shows_progress_on_the_terminal_and_nothing_when_piped(
     assert not any("rows read" in line for line in lines)  # erased before the rows
     out = piped(["query", "-c", conn, sql])
     assert out.returncode == 0 and out.stderr == "", out.stderr
-    assert out.stdout.startswith('{"n": ')
+    assert out.stdout.startswith('{"n":')
 
 
 # -- piped listings --------------------------------------------------------------------
@@ -223,8 +223,8 @@ def test_output_file_format_follows_its_extension(
     for name, first in [
         ("out.csv", "comp_companyid,comp_name"),
         ("out.json", "["),
-        ("out.jsonl", '{"comp_companyid": 1'),
-        ("out.txt", '{"comp_companyid": 1'),
+        ("out.jsonl", '{"comp_companyid":1'),
+        ("out.txt", '{"comp_companyid":1'),
     ]:
         out = piped(["query", "-c", connection(sbx), sql, "-o", str(tmp_path / name)])
         assert out.returncode == 0, out.stderr
