@@ -45,6 +45,7 @@ from sagesql.activities.polling.state import (
     TableStatus,
 )
 from sagesql.errors import OperationalError
+from sagesql.service.wakeups import DUE, notify
 
 _STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
 _CHUNK = 1000  # keys per = ANY(...) lookup
@@ -517,6 +518,7 @@ class PostgresStateStore(StateStore):
                 ),
                 params,
             )
+            notify(conn, DUE)
             return int(done.rowcount)
 
     def dead_letters(self, instance: str, table: str | None = None) -> list[Delivery]:
