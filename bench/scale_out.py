@@ -10,7 +10,10 @@ completed over ``--seconds`` (after a warm-up) are read from the schedule
 (``service_schedule.polls``); the scaling ratio is polls/min with N workers over polls
 with one. Then one in-process worker runs with a counter on its SQLAlchemy engine: the
 PostgreSQL statements per poll cycle (claim, state, marks, outbox, tokens, the shared
-request bucket, release), the token refreshes included.
+request bucket, release), the token refreshes included. Then, light load: only
+``--light`` instances due (the others parked an hour ahead), statements and claims per
+poll; and idle: every row parked, the statements a second of a worker with nothing due
+(claims, and the schedule sync).
 """
 
 from __future__ import annotations
@@ -50,6 +53,19 @@ def polls(engine: sa.Engine) -> int:
         )
 
 
+def park(engine: sa.Engine, keep: list[str]) -> None:
+    """Every row but those of ``keep`` due in an hour (nothing to deliver)."""
+    with engine.begin() as conn:
+        conn.execute(
+            sa.text(
+                "UPDATE service_schedule SET poll_at = now() + interval '1 hour',"
+                " deliver_at = NULL, due_at = now() + interval '1 hour'"
+                " WHERE NOT (instance = ANY(:keep))"
+            ),
+            {"keep": keep},
+        )
+
+
 def worker_process(url: str, key: str, concurrency: int) -> subprocess.Popen[bytes]:
     return subprocess.Popen(
         [
@@ -75,6 +91,7 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=30.0)
     parser.add_argument("--warmup", type=float, default=8.0)
     parser.add_argument("--concurrency", type=int, default=4)
+    parser.add_argument("--light", type=int, default=5)
     args = parser.parse_args()
     name = f"sagesql_bench_{os.getpid()}_{uuid.uuid4().hex[:8]}"
     with psycopg.connect(args.postgresql, autocommit=True) as admin:
@@ -121,22 +138,52 @@ def main() -> None:
                 f"(x{rates[count] / rates[1]:.2f} of one worker)"
             )
         # Statements per poll: one worker in this process, every statement counted.
-        statements = [0]
+        statements, claims = [0], [0]
 
-        def count(*_: Any) -> None:
+        def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
             statements[0] += 1
+            claims[0] += statement.lstrip().startswith("WITH due AS")
 
         sa.event.listen(api.database.engine, "before_cursor_execute", count)
-        worker = Worker(api.database, api.box, concurrency=args.concurrency).start()
-        time.sleep(args.warmup)
-        statements[0], before = 0, worker.stats.polls
-        time.sleep(args.seconds / 2)
-        polled = worker.stats.polls - before
-        seen = statements[0]
-        worker.stop()
+
+        def measure(seconds: float) -> tuple[int, int, int, float]:
+            """Statements, claims and polls of one in-process worker over ``seconds``."""
+            worker = Worker(api.database, api.box, concurrency=args.concurrency).start()
+            time.sleep(args.warmup)
+            statements[0], claims[0], before = 0, 0, worker.stats.polls
+            began = time.monotonic()
+            time.sleep(seconds)
+            seen = statements[0], claims[0], worker.stats.polls - before
+            spent = time.monotonic() - began
+            worker.stop()
+            return (*seen, spent)
+
+        seen, _, polled, _ = measure(args.seconds / 2)
         print(
             f"PostgreSQL statements per poll cycle (claim to release, one worker): "
             f"{seen / max(1, polled):.1f} ({seen} statements, {polled} polls)"
+        )
+        # Light load: only a few instances due, every second; the others parked.
+        with api.database.engine.begin() as conn:
+            keep = [
+                r[0]
+                for r in conn.execute(
+                    sa.text("SELECT DISTINCT instance FROM service_schedule ORDER BY 1 LIMIT :n"),
+                    {"n": args.light},
+                )
+            ]
+        park(api.database.engine, keep)
+        seen, claimed, polled, _ = measure(args.seconds / 2)
+        print(
+            f"light load ({len(keep)} instances due every 1 s): "
+            f"{seen / max(1, polled):.1f} statements and {claimed / max(1, polled):.1f} "
+            f"claims per poll ({polled} polls)"
+        )
+        park(api.database.engine, [])
+        seen, claimed, _, spent = measure(args.seconds / 3)
+        print(
+            f"idle (nothing due for an hour): {claimed / spent:.2f} claims and "
+            f"{seen / spent:.2f} statements a second"
         )
     finally:
         server.stop()

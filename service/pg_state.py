@@ -22,7 +22,6 @@ Without a claim (the API: status, events, replay; ``poll`` tools) nothing is fen
 
 from __future__ import annotations
 
-import json
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
 from contextlib import contextmanager
@@ -36,6 +35,7 @@ from sagesql.activities.polling.events import Message, dumps
 from sagesql.activities.polling.state import (
     DEAD,
     PENDING,
+    STATE_FIELDS,
     Delivery,
     Lane,
     Mark,
@@ -43,10 +43,17 @@ from sagesql.activities.polling.state import (
     StateStore,
     TableState,
     TableStatus,
+    deliveries_query,
+    delivery_from_row,
+    keys_by_kind,
+    lanes_query,
+    rewound,
+    state_from_row,
+    table_statuses,
 )
 from sagesql.errors import OperationalError
+from sagesql.service.wakeups import DUE, notify
 
-_STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
 _CHUNK = 1000  # keys per = ANY(...) lookup
 
 
@@ -125,31 +132,26 @@ class PostgresStateStore(StateStore):
         with self._read() as conn:
             row = conn.execute(
                 _text(
-                    f"SELECT {', '.join(_STATE_FIELDS)} FROM poll_tables "
+                    f"SELECT {', '.join(STATE_FIELDS)} FROM poll_tables "
                     "WHERE instance = :i AND name = :n"
                 ),
                 {"i": instance, "n": table},
             ).first()
-        if row is None:
-            return TableState(table)
-        values = dict(zip(_STATE_FIELDS, row, strict=True))
-        values["cycles"] = values["cycles"] or 0
-        values["events"] = values["events"] or 0
-        return TableState(table, **values)
+        return state_from_row(table, row)
 
     @staticmethod
     def _save(conn: Connection, instance: str, state: TableState) -> None:
         values = asdict(state)
         name = values.pop("name")
-        columns = ["instance", "name", *_STATE_FIELDS]
-        updates = ", ".join(f"{f} = excluded.{f}" for f in _STATE_FIELDS)
+        columns = ["instance", "name", *STATE_FIELDS]
+        updates = ", ".join(f"{f} = excluded.{f}" for f in STATE_FIELDS)
         conn.execute(
             _text(
                 f"INSERT INTO poll_tables ({', '.join(columns)}) "
                 f"VALUES ({', '.join(':' + c for c in columns)}) "
                 f"ON CONFLICT (instance, name) DO UPDATE SET {updates}"
             ),
-            {"instance": instance, "name": name, **{f: values[f] for f in _STATE_FIELDS}},
+            {"instance": instance, "name": name, **{f: values[f] for f in STATE_FIELDS}},
         )
 
     def save(self, instance: str, state: TableState) -> None:
@@ -161,26 +163,16 @@ class PostgresStateStore(StateStore):
         if not wanted:
             return set()
         seen: set[Mark] = set()
-        by_kind: dict[str, list[str]] = {}
-        for mark in wanted:
-            by_kind.setdefault(mark.kind, []).append(mark.key)
         with self._read() as conn:
-            for kind, keys in by_kind.items():
-                unique = sorted(set(keys))
-                for start in range(0, len(unique), _CHUNK):
-                    rows = conn.execute(
-                        _text(
-                            "SELECT key, stamp FROM poll_marks WHERE instance = :i AND name = :n "
-                            "AND kind = :k AND key = ANY(:keys)"
-                        ),
-                        {
-                            "i": instance,
-                            "n": table,
-                            "k": kind,
-                            "keys": unique[start : start + _CHUNK],
-                        },
-                    )
-                    seen.update(Mark(kind, key, stamp) for key, stamp in rows)
+            for kind, part in keys_by_kind(wanted, _CHUNK):
+                rows = conn.execute(
+                    _text(
+                        "SELECT key, stamp FROM poll_marks WHERE instance = :i AND name = :n "
+                        "AND kind = :k AND key = ANY(:keys)"
+                    ),
+                    {"i": instance, "n": table, "k": kind, "keys": part},
+                )
+                seen.update(Mark(kind, key, stamp) for key, stamp in rows)
         return wanted - seen
 
     def commit(
@@ -308,16 +300,7 @@ class PostgresStateStore(StateStore):
 
     def reset(self, instance: str, table: str, since: str | None) -> None:
         with self._tx(instance, table) as conn:
-            state = self.load(instance, table)
-            state.watermark = since
-            state.deleted_watermark = since
-            state.held_upper = None
-            state.cursor = None
-            state.compared_at = None
-            state.compared_cycle = None
-            state.baseline = None
-            state.last_result = f"reset to {since}" if since else "reset"
-            state.last_error = None
+            state = rewound(self.load(instance, table), since)
             where = {"i": instance, "n": table}
             if since is None:
                 conn.execute(
@@ -355,16 +338,7 @@ class PostgresStateStore(StateStore):
         only = claim.resource if claim is not None and claim.instance == instance else None
         with self._read() as conn:
             rows = conn.execute(
-                _text(
-                    "SELECT d.name, d.sink, l.failing_since, coalesce(l.delivered, 0), "
-                    "l.last_delivered, l.last_error FROM "
-                    "(SELECT DISTINCT name, sink FROM poll_deliveries "
-                    " WHERE instance = :i AND state = :p"
-                    " AND (CAST(:only AS text) IS NULL OR name = :only)) AS d "
-                    "LEFT JOIN poll_lanes AS l "
-                    "ON l.instance = :i AND l.name = d.name AND l.sink = d.sink "
-                    "ORDER BY d.name, d.sink"
-                ),
+                _text(lanes_query(" AND (CAST(:only AS text) IS NULL OR name = :only)")),
                 {"i": instance, "p": PENDING, "only": only},
             )
             return [Lane(*row) for row in rows]
@@ -372,20 +346,9 @@ class PostgresStateStore(StateStore):
     def _deliveries(
         self, where: str, params: dict[str, Any], limit: int | None = None
     ) -> list[Delivery]:
-        sql = (
-            "SELECT d.seq, d.message_id, d.name, d.sink, d.state, d.attempts, d.next_at, "
-            "m.events, d.last_error FROM poll_deliveries AS d "
-            "JOIN poll_messages AS m ON m.message_id = d.message_id "
-            f"WHERE {where} ORDER BY d.seq"
-        )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
         with self._read() as conn:
-            rows = list(conn.execute(_text(sql), params))
-        return [
-            Delivery(seq, mid, name, sink, state, attempts, next_at, json.loads(events), error)
-            for seq, mid, name, sink, state, attempts, next_at, events, error in rows
-        ]
+            rows = list(conn.execute(_text(deliveries_query(where, limit)), params))
+        return [delivery_from_row(row) for row in rows]
 
     def pending(self, instance: str, table: str, sink: str, limit: int) -> list[Delivery]:
         return self._deliveries(
@@ -517,6 +480,7 @@ class PostgresStateStore(StateStore):
                 ),
                 params,
             )
+            notify(conn, DUE)
             return int(done.rowcount)
 
     def dead_letters(self, instance: str, table: str | None = None) -> list[Delivery]:
@@ -528,41 +492,12 @@ class PostgresStateStore(StateStore):
     # -- reporting ------------------------------------------------------------------------
 
     def status(self, instance: str, tables: Sequence[str]) -> list[TableStatus]:
-        counts: dict[tuple[str, str], tuple[int, float | None]] = {}
-        lanes: dict[str, tuple[int, str | None]] = {}
         with self._read() as conn:
-            for name, state, count, oldest in conn.execute(
-                _text(
-                    "SELECT name, state, count(*), min(created) FROM poll_deliveries "
-                    "WHERE instance = :i GROUP BY name, state"
-                ),
-                {"i": instance},
-            ):
-                counts[(name, state)] = (int(count), oldest)
-            for name, delivered, error, failing in conn.execute(
-                _text(
-                    "SELECT name, sum(delivered), max(last_error), max(failing_since) "
-                    "FROM poll_lanes WHERE instance = :i GROUP BY name"
-                ),
-                {"i": instance},
-            ):
-                lanes[name] = (int(delivered or 0), error if failing is not None else None)
-            known = [
-                r[0]
-                for r in conn.execute(
-                    _text("SELECT name FROM poll_tables WHERE instance = :i ORDER BY name"),
-                    {"i": instance},
-                )
-            ]
-        out = []
-        for name in dict.fromkeys([*tables, *known]):
-            pending, oldest = counts.get((name, PENDING), (0, None))
-            dead, _ = counts.get((name, DEAD), (0, None))
-            delivered, error = lanes.get(name, (0, None))
-            out.append(
-                TableStatus(self.load(instance, name), pending, dead, oldest, delivered, error)
+            return table_statuses(
+                tables,
+                lambda sql: list(conn.execute(_text(sql), {"i": instance})),
+                lambda name: self.load(instance, name),
             )
-        return out
 
     def close(self) -> None:
         """Nothing to close: the engine is the service database's."""

@@ -9,11 +9,15 @@ of the two due times: what workers look for.
   expired: ``SELECT ... FOR UPDATE SKIP LOCKED`` in ``due_at`` order, then one UPDATE
   that sets the owner and the lease and increments the fence. Two workers never take
   the same row (the row lock, then the owner check); a dead worker's rows come back
-  when their lease expires, to whoever claims next.
+  when their lease expires, to whoever claims next. :meth:`Schedule.claim_next` also
+  says, in the same statement, how long until the next row not taken is due (or its
+  lease expires): how long an idle worker may sleep.
 - :meth:`Schedule.renew` extends the leases a live worker holds (a heartbeat, every
   third of the lease), so a long backfill is not taken from a live worker.
 - :meth:`Schedule.release` hands a row back with its next due times, only if it is
-  still this claim's (same owner and fence).
+  still this claim's (same owner and fence), and says when it is due again.
+- :meth:`Schedule.wake` and :meth:`Schedule.sync` make rows due sooner: they NOTIFY
+  the idle workers in their transaction (wakeups.py).
 - :meth:`Schedule.sync` keeps the rows in step with the instances: their resources and
   interval (a PATCH changes the instance's version), gone with a DELETE (a foreign key
   with ON DELETE CASCADE).
@@ -31,6 +35,7 @@ import sqlalchemy as sa
 from sqlalchemy.engine import Engine
 
 from sagesql.service.pg_state import Claim
+from sagesql.service.wakeups import DUE, notify
 
 
 @dataclass(frozen=True)
@@ -52,8 +57,15 @@ class Schedule:
     def claim(self, owner: str, n: int, lease: float, *, skip: Sequence[str] = ()) -> list[Due]:
         """Up to ``n`` due rows, held by ``owner`` for ``lease`` seconds; rows of the
         instances in ``skip`` (already running here) are left to others."""
+        return self.claim_next(owner, n, lease, skip=skip)[0]
+
+    def claim_next(
+        self, owner: str, n: int, lease: float, *, skip: Sequence[str] = ()
+    ) -> tuple[list[Due], float | None]:
+        """:meth:`claim`, and in the same statement the seconds until the next row not
+        taken now is due (a held row: when its lease expires; None: no rows)."""
         if n <= 0:
-            return []
+            return [], None
         with self.engine.begin() as conn:
             rows = conn.execute(
                 sa.text(
@@ -61,19 +73,32 @@ class Schedule:
                     " SELECT instance, resource FROM service_schedule"
                     " WHERE due_at <= now() AND (owner IS NULL OR lease_until < now())"
                     " AND NOT (instance = ANY(:skip))"
-                    " ORDER BY due_at LIMIT :n FOR UPDATE SKIP LOCKED) "
+                    " ORDER BY due_at LIMIT :n FOR UPDATE SKIP LOCKED), "
+                    "taken AS ("
                     "UPDATE service_schedule AS s SET owner = :o, fence = s.fence + 1,"
                     " lease_until = now() + make_interval(secs => :lease) "
                     "FROM due WHERE s.instance = due.instance AND s.resource = due.resource "
-                    "RETURNING s.instance, s.resource, s.fence, s.poll_at <= now(), s.version,"
-                    " s.interval_seconds"
+                    "RETURNING s.instance, s.resource, s.fence, s.poll_at <= now() AS poll,"
+                    " s.version, s.interval_seconds), "
+                    # The snapshot before the UPDATE: the rows just taken are left out.
+                    "next AS ("
+                    "SELECT CAST(extract(epoch FROM min(CASE WHEN s.owner IS NULL"
+                    " THEN s.due_at ELSE greatest(s.due_at, s.lease_until) END) - now())"
+                    " AS double precision) AS due_in"
+                    " FROM service_schedule AS s WHERE NOT (s.instance = ANY(:skip))"
+                    " AND NOT EXISTS (SELECT 1 FROM due"
+                    " WHERE due.instance = s.instance AND due.resource = s.resource)) "
+                    "SELECT taken.*, next.due_in FROM next LEFT JOIN taken ON true"
                 ),
                 {"o": owner, "n": n, "lease": lease, "skip": list(skip)},
-            )
-            return [
-                Due(Claim(i, r, owner, int(f)), bool(p), float(v), float(s))
-                for i, r, f, p, v, s in rows
-            ]
+            ).all()
+        due_in = rows[0][-1] if rows else None
+        taken = [
+            Due(Claim(i, r, owner, int(f)), bool(p), float(v), float(s))
+            for i, r, f, p, v, s, _ in rows
+            if i is not None
+        ]
+        return taken, None if due_in is None else float(due_in)
 
     def renew(self, claims: Sequence[Claim], lease: float) -> set[Claim]:
         """Extend these leases; the claims still held (the others were lost)."""
@@ -109,9 +134,10 @@ class Schedule:
         deliver_at: float | None,
         error: str | None = None,
         polled: bool = False,
-    ) -> bool:
+    ) -> float | None:
         """Hand the row back: next poll in ``poll_in`` seconds (None: when it was due),
-        next delivery at epoch ``deliver_at`` (None: nothing pending)."""
+        next delivery at epoch ``deliver_at`` (None: nothing pending). The seconds until
+        the row is due again; None when it was not this claim's any more."""
         poll_at = (
             "CASE WHEN CAST(:poll_in AS double precision) IS NULL THEN poll_at"
             " ELSE now() + make_interval(secs => :poll_in) END"
@@ -131,6 +157,7 @@ class Schedule:
                     " last_poll = CASE WHEN :polled THEN now() ELSE last_poll END,"
                     " last_error = :error"
                     " WHERE instance = :i AND resource = :r AND owner = :o AND fence = :f"
+                    " RETURNING CAST(extract(epoch FROM due_at - now()) AS double precision)"
                 ),
                 {
                     "poll_in": poll_in,
@@ -142,8 +169,8 @@ class Schedule:
                     "o": claim.owner,
                     "f": claim.fence,
                 },
-            )
-        return bool(done.rowcount)
+            ).first()
+        return None if done is None else float(done[0])
 
     def wake(self, instance: str) -> None:
         """Deliver now (a replay): the instance's rows due at once."""
@@ -155,6 +182,7 @@ class Schedule:
                 ),
                 {"i": instance},
             )
+            notify(conn, DUE)
 
     def stale(self) -> list[tuple[str, float]]:
         """Instances whose rows are missing or of an older version: (id, version)."""
@@ -201,6 +229,8 @@ class Schedule:
                     ),
                     {"i": instance, "r": resource, "v": version, "s": interval},
                 )
+            if resources:  # new rows are due now: idle workers may take them
+                notify(conn, DUE)
 
     def rows(self) -> list[dict[str, object]]:
         """Every row, for status pages and tests."""

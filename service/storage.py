@@ -37,6 +37,7 @@ from sagesql.connector import files
 from sagesql.errors import ConfigurationError, RetriableAPIError
 from sagesql.service import migrations
 from sagesql.service.pg_state import PostgresStateStore
+from sagesql.service.wakeups import INSTANCES, notify
 
 SQLITE = "sqlite:///"
 POSTGRESQL = ("postgresql://", "postgresql+psycopg://", "postgres://")
@@ -183,6 +184,7 @@ class ServiceDatabase:
                 )
             )
             conn.execute(sa.insert(tokens).values(instance=row.id, data=token_data))
+            notify(conn, INSTANCES)  # workers sync its schedule rows at once
 
     def instance(self, org: str | None, instance_id: str) -> InstanceRow | None:
         """The instance, when it belongs to ``org`` (None: any organization's)."""
@@ -222,6 +224,7 @@ class ServiceDatabase:
                 .where(instances.c.id == row.id, instances.c.org == org)
                 .values(name=row.name, tags=row.tags, body=row.body, updated=row.updated)
             )
+            notify(conn, INSTANCES)
         return bool(done.rowcount)
 
     def delete_instance(self, org: str, instance_id: str) -> bool:
@@ -233,6 +236,7 @@ class ServiceDatabase:
             if done.rowcount:
                 conn.execute(sa.delete(tokens).where(tokens.c.instance == instance_id))
                 conn.execute(sa.delete(deliveries).where(deliveries.c.instance == instance_id))
+                notify(conn, INSTANCES)
         return bool(done.rowcount)
 
     # -- tokens ----------------------------------------------------------------------------

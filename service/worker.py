@@ -4,10 +4,13 @@
 share the database (``serve --database postgresql://... --workers N`` runs one inside
 the API process). A worker:
 
-- every ``refresh`` seconds brings the schedule in step with the instances (new,
-  changed by a PATCH, deleted: schedule.py);
+- brings the schedule in step with the instances (new, changed by a PATCH, deleted:
+  schedule.py) when the API NOTIFYs a change (wakeups.py), and every ``refresh``
+  seconds in case a notification was missed;
 - claims due rows, at most ``concurrency`` at a time, under a lease of ``lease``
-  seconds that a heartbeat renews while the work runs;
+  seconds that a heartbeat renews while the work runs; with nothing due it sleeps
+  until the next row is due or a held row's lease expires (at most ``idle`` seconds),
+  or until a NOTIFY or the end of one of its claims wakes it;
 - for each claim, polls that one resource with the polling library's own poller
   (at most ``chunks_per_claim`` keyset chunks: a backfill goes on at its cursor in
   the next claim, so one huge instance cannot starve the others), then delivers that
@@ -26,6 +29,7 @@ PATCH; its claims run one at a time in this worker.
 from __future__ import annotations
 
 import logging
+import math
 import os
 import socket
 import threading
@@ -48,10 +52,13 @@ from sagesql.service.secrets import SecretBox
 from sagesql.service.shared_limit import SharedBucket, bucket_key
 from sagesql.service.storage import ServiceDatabase
 from sagesql.service.tokens import DatabaseTokenStore
+from sagesql.service.wakeups import INSTANCES, Listener
 
 log = logging.getLogger("sagesql.worker")
 
 LEASE = 30.0  # seconds a claim holds without a heartbeat
+IDLE = 5.0  # longest sleep of an idle claim loop (a missed notification costs at most this)
+SOON = 0.05  # shortest: rows due now but not taken were being claimed by another worker
 RETRY_OPEN = 5.0  # seconds before an instance that failed to open is tried again
 CHUNKS_PER_CLAIM = 10  # keyset chunks one claim reads of a window
 
@@ -82,8 +89,8 @@ class Worker:
         *,
         concurrency: int = 4,
         lease: float = LEASE,
-        refresh: float = 2.0,
-        tick: float = 0.2,
+        refresh: float = IDLE,
+        idle: float = IDLE,
         chunks_per_claim: int | None = CHUNKS_PER_CLAIM,
         relay: RefreshRelay | None = None,
     ) -> None:
@@ -98,7 +105,7 @@ class Worker:
         self.concurrency = max(1, concurrency)
         self.lease = lease
         self.refresh = refresh
-        self.tick = tick
+        self.idle = idle
         self.chunks_per_claim = chunks_per_claim
         self.relay = relay
         self.owner = f"{socket.gethostname()}:{os.getpid()}:{uuid.uuid4().hex[:8]}"
@@ -114,10 +121,15 @@ class Worker:
         self._threads: list[threading.Thread] = []
         self._synced = 0.0
         self._settled: dict[str, float] = {}  # instances left stale at this version
+        # When the claim loop looks next (monotonic); a claim ending with its row due
+        # before that wakes it (any ending does when every slot was busy: inf).
+        self._wake_at = 0.0
+        self._listener = Listener(database.engine, self._notified)
 
     # -- control ---------------------------------------------------------------------------
 
     def start(self) -> Worker:
+        self._listener.start()
         for target, name in ((self._loop, "sagesql-claim"), (self._heartbeat, "sagesql-lease")):
             thread = threading.Thread(target=target, name=name, daemon=True)
             thread.start()
@@ -136,6 +148,7 @@ class Worker:
         self.woken.set()
         for thread in self._threads:
             thread.join(timeout)
+        self._listener.close()
         self._pool.shutdown(wait=True, cancel_futures=True)
         with self._lock:
             opened, self._opened = dict(self._opened), {}
@@ -151,27 +164,51 @@ class Worker:
         self._synced = 0.0
         self.woken.set()
 
+    def _notified(self, payload: str) -> None:
+        """A NOTIFY from another process (wakeups.py): an instance changed, or rows due."""
+        if payload == INSTANCES:
+            self._synced = 0.0
+        self.woken.set()
+
     # -- the loops -------------------------------------------------------------------------
 
     def _loop(self) -> None:
         while not self.stopping.is_set():
+            with self._lock:  # while looking, any claim that ends wakes it once more
+                self._wake_at = math.inf
+            self.woken.clear()  # before looking: a wake-up from now on is not lost
+            wait = self.idle
             try:
                 if time.monotonic() - self._synced >= self.refresh:
                     self._sync()
                     self._synced = time.monotonic()
                 with self._lock:
                     free = self.concurrency - len(self._active)
-                if free > 0:
-                    for due in self.schedule.claim(self.owner, free, self.lease):
+                busy = free <= 0
+                if not busy:
+                    dues, due_in = self.schedule.claim_next(self.owner, free, self.lease)
+                    for due in dues:
                         with self._lock:
                             self._active[due.claim] = time.monotonic()
                         self.stats.claims += 1
                         self._pool.submit(self._task, due)
+                    busy = len(dues) == free  # more may be due: look again when one ends
+                    if not busy and due_in is not None:
+                        wait = min(wait, max(due_in, SOON))
+                wait = max(0.0, min(wait, self._synced + self.refresh - time.monotonic()))
             except Exception:  # keep claiming: one bad moment (a restarted server) must not stop it
                 log.exception("the worker's claim loop failed; going on")
-                self.stopping.wait(1.0)
-            self.woken.wait(self.tick)
-            self.woken.clear()
+                busy, wait = False, 1.0
+            with self._lock:
+                self._wake_at = math.inf if busy else time.monotonic() + wait
+            self.woken.wait(wait)
+
+    def _ended(self, due_in: float | None) -> None:
+        """A claim ended; its row is due again in ``due_in`` seconds (None: not ours)."""
+        with self._lock:
+            wake_at = self._wake_at
+        if wake_at == math.inf or (due_in is not None and time.monotonic() + due_in < wake_at):
+            self.woken.set()
 
     def _heartbeat(self) -> None:
         while not self.stopping.wait(self.lease / 3):
@@ -214,8 +251,9 @@ class Worker:
 
     def _task(self, due: Due) -> None:
         claim = due.claim
+        due_in: float | None = None
         try:
-            self._work(due)
+            due_in = self._work(due)
         except LeaseLost as exc:
             self.stats.lost += 1
             log.warning("%s", exc)
@@ -224,15 +262,17 @@ class Worker:
             error = str(exc) if isinstance(exc, Error) else f"{type(exc).__name__}: {exc}"
             log.warning("instance %s, %s: %s", claim.instance, claim.resource, error)
             try:
-                self.schedule.release(claim, poll_in=RETRY_OPEN, deliver_at=None, error=error)
+                due_in = self.schedule.release(
+                    claim, poll_in=RETRY_OPEN, deliver_at=None, error=error
+                )
             except Exception:
                 log.exception("could not hand back instance %s, %s", claim.instance, claim.resource)
         finally:
             with self._lock:
                 self._active.pop(claim, None)
-            self.woken.set()
+            self._ended(due_in)
 
-    def _work(self, due: Due) -> None:
+    def _work(self, due: Due) -> float | None:
         claim = due.claim
         opened = self._open(claim.instance, due.version)
         with opened.lock:
@@ -250,7 +290,7 @@ class Worker:
                 session.deliverer.deliver_due()
                 deliver_at = session.deliverer.next_due()
         poll_in = (0.0 if paused else due.interval) if due.poll else None
-        self.schedule.release(
+        return self.schedule.release(
             claim, poll_in=poll_in, deliver_at=deliver_at, error=error, polled=due.poll
         )
 

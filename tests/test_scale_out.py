@@ -30,6 +30,8 @@ from sagesql.service.schedule import Schedule, each_stale
 from sagesql.service.server import RunningService, open_service
 from sagesql.service.shared_limit import SharedBucket
 from sagesql.service.storage import ServiceDatabase, postgresql_url
+from sagesql.service.wakeups import DUE, notify
+from sagesql.service.worker import Worker
 
 T0 = utc(2025, 3, 1, 10)
 
@@ -452,5 +454,91 @@ def test_workers_poll_deliver_replay_and_stop_on_delete(pg_url: str, start_sandb
         time.sleep(2.5)
         assert len(requests.get(sbx.url + "/_sandbox/requests", timeout=10).json()) == before
     finally:
+        running.stop()
+        receiver.stop()
+
+
+# -- idle workers: sleep until the next due row, woken by NOTIFY ------------------------------
+
+
+def test_a_claim_says_when_the_next_row_is_due_or_its_lease_expires(pg_url: str) -> None:
+    db = ServiceDatabase(pg_url)
+    schedule = Schedule(db.engine)
+    assert schedule.claim_next("w", 4, 30.0) == ([], None)  # no rows: nothing to wait for
+    _instance(db, "i0")
+    schedule.sync("i0", 1.0, ["contacts", "invoices"], 60.0)
+    with db.engine.begin() as conn:  # invoices is due in a minute, contacts now
+        conn.execute(
+            sa.text(
+                "UPDATE service_schedule SET due_at = now() + interval '60 seconds'"
+                " WHERE resource = 'invoices'"
+            )
+        )
+    (dead,) = schedule.claim("dead", 4, 20.0)  # a worker that dies holding contacts
+    taken, due_in = schedule.claim_next("w", 4, 30.0)
+    # contacts comes back when its lease expires, before invoices is due.
+    assert taken == [] and due_in is not None and 19 < due_in <= 20
+    assert schedule.release(dead.claim, poll_in=None, deliver_at=None) is not None
+    ((mine,), _) = schedule.claim_next("w", 1, 30.0)
+    assert mine.claim.resource == "contacts"
+    assert 29 < (schedule.claim_next("w", 4, 30.0)[1] or 0) <= 30  # w's own lease
+    assert schedule.release(mine.claim, poll_in=120.0, deliver_at=None) is not None
+    assert 59 < (schedule.claim_next("w", 4, 30.0)[1] or 0) <= 60  # then invoices
+    db.close()
+
+
+def test_an_idle_worker_sleeps_and_wakes_for_a_new_instance_and_an_expired_lease(
+    pg_url: str, start_sandbox
+) -> None:
+    sbx = start_sandbox("sage_accounting", rows=5, rate_limit_per_minute=0)
+    receiver = Receiver()
+    running = PgRunning(pg_url, workers=0)  # the API alone: a worker of our own below
+    database = ServiceDatabase(pg_url)
+    claims = [0]
+
+    def count(_c: Any, _cur: Any, statement: str, *_: Any) -> None:
+        claims[0] += statement.lstrip().startswith("WITH due AS")
+
+    sa.event.listen(database.engine, "before_cursor_execute", count)
+    # Looking every 30 s at most: whatever happens sooner below is a wake-up.
+    worker = Worker(database, running.service.box, concurrency=2, idle=30.0, refresh=30.0)
+    worker.start()
+    try:
+        wait_for(worker._listener.listening.is_set, what="the worker listening")
+        time.sleep(0.5)  # its first look, at the connection
+        before = claims[0]
+        time.sleep(2.0)
+        assert claims[0] - before <= 1  # it was 10: a claim every 0.2 s
+        org = running.org("acme")
+        body = aimed_at(sbx, "sage_accounting", receiver.url, code=CODE)
+        body["configuration"]["event.poller.refresh_interval"] = "10m"
+        made = requests.post(f"{running.url}/instances", json=body, headers=org["headers"])
+        assert made.status_code == 200, made.text
+        engine = running.service.database.engine
+
+        def polls() -> int:
+            with engine.begin() as conn:
+                found = conn.execute(sa.text("SELECT min(polls) FROM service_schedule")).scalar()
+            return int(found or 0)
+
+        wait_for(lambda: polls() >= 1, timeout=10.0, what="a first poll, woken by NOTIFY")
+        time.sleep(0.5)
+        before = claims[0]
+        time.sleep(2.0)
+        assert claims[0] - before <= 1  # every row due in 10 minutes: asleep
+        # Rows due now but claimed by a worker that then dies, its lease ending in a
+        # second; ours looks at that moment (the NOTIFY), then sleeps until the lease ends.
+        with engine.begin() as conn:
+            conn.execute(
+                sa.text(
+                    "UPDATE service_schedule SET owner = 'dead', fence = fence + 1,"
+                    " lease_until = now() + interval '1 second', due_at = now(), poll_at = now()"
+                )
+            )
+            notify(conn, DUE)
+        wait_for(lambda: polls() >= 2, timeout=10.0, what="the expired lease's poll")
+    finally:
+        worker.stop()
+        database.close()
         running.stop()
         receiver.stop()

@@ -24,7 +24,6 @@ seconds rather than the busy timeout, naming the process where the system can te
 
 from __future__ import annotations
 
-import json
 import sqlite3
 import threading
 from collections.abc import Collection, Iterator, Mapping, Sequence
@@ -38,6 +37,7 @@ from sagesql.activities.polling.events import Message, dumps
 from sagesql.activities.polling.state import (
     DEAD,
     PENDING,
+    STATE_FIELDS,
     Delivery,
     Lane,
     Mark,
@@ -45,6 +45,13 @@ from sagesql.activities.polling.state import (
     StateStore,
     TableState,
     TableStatus,
+    deliveries_query,
+    delivery_from_row,
+    keys_by_kind,
+    lanes_query,
+    rewound,
+    state_from_row,
+    table_statuses,
 )
 from sagesql.connector import files
 from sagesql.errors import ConfigurationError
@@ -69,7 +76,6 @@ def _is_busy(exc: sqlite3.Error) -> bool:
     return "locked" in str(exc) or "busy" in str(exc)
 
 
-_STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]
 _INTEGER_FIELDS = ("cycles", "events", "compared_cycle")
 _CHUNK = 400  # keys per IN (...) query
 
@@ -136,7 +142,7 @@ class SQLiteStateStore(StateStore):
         except sqlite3.OperationalError:
             return False
         columns = {r[1] for r in conn.execute("PRAGMA table_info(poll_tables)")}
-        return row is not None and columns >= set(_STATE_FIELDS)
+        return row is not None and columns >= set(STATE_FIELDS)
 
     # -- connections ----------------------------------------------------------------------
 
@@ -175,7 +181,7 @@ class SQLiteStateStore(StateStore):
     def _schema(self, conn: sqlite3.Connection) -> None:
         db = sqlite_utils.Database(conn)
         state_columns: dict[str, type] = {"instance": str, "name": str}
-        for name in _STATE_FIELDS:
+        for name in STATE_FIELDS:
             state_columns[name] = int if name in _INTEGER_FIELDS else str
         db.table("poll_tables").create(state_columns, pk=("instance", "name"), if_not_exists=True)
         known = set(db.table("poll_tables").columns_dict)
@@ -246,28 +252,23 @@ class SQLiteStateStore(StateStore):
         row = (
             self._conn()
             .execute(
-                f"SELECT {', '.join(_STATE_FIELDS)} FROM poll_tables "
+                f"SELECT {', '.join(STATE_FIELDS)} FROM poll_tables "
                 "WHERE instance = ? AND name = ?",
                 (instance, table),
             )
             .fetchone()
         )
-        if row is None:
-            return TableState(table)
-        values = dict(zip(_STATE_FIELDS, row, strict=True))
-        values["cycles"] = values["cycles"] or 0
-        values["events"] = values["events"] or 0
-        return TableState(table, **values)
+        return state_from_row(table, row)
 
     @staticmethod
     def _save(conn: sqlite3.Connection, instance: str, state: TableState) -> None:
         values = asdict(state)
         name = values.pop("name")
-        columns = ["instance", "name", *_STATE_FIELDS]
+        columns = ["instance", "name", *STATE_FIELDS]
         conn.execute(
             f"INSERT OR REPLACE INTO poll_tables ({', '.join(columns)}) "
             f"VALUES ({', '.join('?' for _ in columns)})",
-            [instance, name, *(values[f] for f in _STATE_FIELDS)],
+            [instance, name, *(values[f] for f in STATE_FIELDS)],
         )
 
     def save(self, instance: str, state: TableState) -> None:
@@ -280,19 +281,13 @@ class SQLiteStateStore(StateStore):
             return set()
         conn = self._conn()
         seen: set[Mark] = set()
-        by_kind: dict[str, list[str]] = {}
-        for mark in wanted:
-            by_kind.setdefault(mark.kind, []).append(mark.key)
-        for kind, keys in by_kind.items():
-            unique = sorted(set(keys))
-            for start in range(0, len(unique), _CHUNK):
-                part = unique[start : start + _CHUNK]
-                rows = conn.execute(
-                    "SELECT key, stamp FROM poll_marks WHERE instance = ? AND name = ? "
-                    f"AND kind = ? AND key IN ({', '.join('?' for _ in part)})",
-                    [instance, table, kind, *part],
-                ).fetchall()
-                seen.update(Mark(kind, key, stamp) for key, stamp in rows)
+        for kind, part in keys_by_kind(wanted, _CHUNK):
+            rows = conn.execute(
+                "SELECT key, stamp FROM poll_marks WHERE instance = ? AND name = ? "
+                f"AND kind = ? AND key IN ({', '.join('?' for _ in part)})",
+                [instance, table, kind, *part],
+            ).fetchall()
+            seen.update(Mark(kind, key, stamp) for key, stamp in rows)
         return wanted - seen
 
     def commit(
@@ -372,16 +367,7 @@ class SQLiteStateStore(StateStore):
 
     def reset(self, instance: str, table: str, since: str | None) -> None:
         with self._tx() as conn:
-            state = self.load(instance, table)
-            state.watermark = since
-            state.deleted_watermark = since
-            state.held_upper = None
-            state.cursor = None
-            state.compared_at = None
-            state.compared_cycle = None
-            state.baseline = None  # rewound on purpose: what changed since then is wanted
-            state.last_result = f"reset to {since}" if since else "reset"
-            state.last_error = None
+            state = rewound(self.load(instance, table), since)
             if since is None:
                 conn.execute(
                     "DELETE FROM poll_marks WHERE instance = ? AND name = ?", (instance, table)
@@ -399,38 +385,14 @@ class SQLiteStateStore(StateStore):
     # -- outbox ---------------------------------------------------------------------------
 
     def lanes(self, instance: str) -> list[Lane]:
-        rows = (
-            self._conn()
-            .execute(
-                "SELECT d.name, d.sink, l.failing_since, coalesce(l.delivered, 0), "
-                "l.last_delivered, l.last_error FROM "
-                "(SELECT DISTINCT name, sink FROM poll_deliveries "
-                " WHERE instance = ? AND state = ?) AS d "
-                "LEFT JOIN poll_lanes AS l "
-                "ON l.instance = ? AND l.name = d.name AND l.sink = d.sink "
-                "ORDER BY d.name, d.sink",
-                (instance, PENDING, instance),
-            )
-            .fetchall()
-        )
+        rows = self._conn().execute(lanes_query(), {"i": instance, "p": PENDING}).fetchall()
         return [Lane(*row) for row in rows]
 
     def _deliveries(
         self, where: str, params: Sequence[object], limit: int | None = None
     ) -> list[Delivery]:
-        sql = (
-            "SELECT d.seq, d.message_id, d.name, d.sink, d.state, d.attempts, d.next_at, "
-            "m.events, d.last_error FROM poll_deliveries AS d "
-            "JOIN poll_messages AS m ON m.message_id = d.message_id "
-            f"WHERE {where} ORDER BY d.seq"
-        )
-        if limit is not None:
-            sql += f" LIMIT {int(limit)}"
-        rows = self._conn().execute(sql, list(params)).fetchall()
-        return [
-            Delivery(seq, mid, name, sink, state, attempts, next_at, json.loads(events), error)
-            for seq, mid, name, sink, state, attempts, next_at, events, error in rows
-        ]
+        rows = self._conn().execute(deliveries_query(where, limit), list(params)).fetchall()
+        return [delivery_from_row(row) for row in rows]
 
     def pending(self, instance: str, table: str, sink: str, limit: int) -> list[Delivery]:
         return self._deliveries(
@@ -561,36 +523,11 @@ class SQLiteStateStore(StateStore):
 
     def status(self, instance: str, tables: Sequence[str]) -> list[TableStatus]:
         conn = self._conn()
-        counts: dict[tuple[str, str], tuple[int, float | None]] = {}
-        for name, state, count, oldest in conn.execute(
-            "SELECT name, state, count(*), min(created) FROM poll_deliveries "
-            "WHERE instance = ? GROUP BY name, state",
-            (instance,),
-        ):
-            counts[(name, state)] = (int(count), oldest)
-        lanes: dict[str, tuple[int, str | None]] = {}
-        for name, delivered, error, failing in conn.execute(
-            "SELECT name, sum(coalesce(delivered, 0)), max(last_error), max(failing_since) "
-            "FROM poll_lanes WHERE instance = ? GROUP BY name",
-            (instance,),
-        ):
-            lanes[name] = (int(delivered or 0), error if failing is not None else None)
-        known = [
-            row[0]
-            for row in conn.execute(
-                "SELECT name FROM poll_tables WHERE instance = ? ORDER BY name", (instance,)
-            )
-        ]
-        names = list(dict.fromkeys([*tables, *known]))
-        out = []
-        for name in names:
-            pending, oldest = counts.get((name, PENDING), (0, None))
-            dead, _ = counts.get((name, DEAD), (0, None))
-            delivered, error = lanes.get(name, (0, None))
-            out.append(
-                TableStatus(self.load(instance, name), pending, dead, oldest, delivered, error)
-            )
-        return out
+        return table_statuses(
+            tables,
+            lambda sql: conn.execute(sql, {"i": instance}).fetchall(),
+            lambda name: self.load(instance, name),
+        )
 
     def close(self) -> None:
         with self._lock:

@@ -21,9 +21,10 @@ take its place for many instances polled from several machines (ARCHITECTURE.md,
 
 from __future__ import annotations
 
+import json
 from abc import ABC, abstractmethod
-from collections.abc import Collection, Mapping, Sequence
-from dataclasses import dataclass, field
+from collections.abc import Callable, Collection, Iterable, Iterator, Mapping, Sequence
+from dataclasses import dataclass, field, replace
 from typing import Any
 
 from sagesql.activities.polling.events import Message
@@ -110,6 +111,112 @@ class TableStatus:
     oldest_pending: float | None  # local time the oldest pending message was written
     delivered: int
     last_delivery_error: str | None
+
+
+# -- what the stores share: rows to and from these records -------------------------------
+
+STATE_FIELDS = [f for f in TableState.__dataclass_fields__ if f != "name"]  # poll_tables
+
+
+def state_from_row(table: str, row: Sequence[Any] | None) -> TableState:
+    """A table's state from its ``poll_tables`` columns (:data:`STATE_FIELDS`, in that
+    order); None: never stored."""
+    if row is None:
+        return TableState(table)
+    values = dict(zip(STATE_FIELDS, row, strict=True))
+    values["cycles"] = values["cycles"] or 0
+    values["events"] = values["events"] or 0
+    return TableState(table, **values)
+
+
+def rewound(state: TableState, since: str | None) -> TableState:
+    """The table's state after a reset to ``since``: watermarks there, everything read
+    since forgotten. No baseline: rewound on purpose, what changed since then is wanted."""
+    return replace(
+        state,
+        watermark=since,
+        deleted_watermark=since,
+        held_upper=None,
+        cursor=None,
+        compared_at=None,
+        compared_cycle=None,
+        baseline=None,
+        last_result=f"reset to {since}" if since else "reset",
+        last_error=None,
+    )
+
+
+def keys_by_kind(marks: Collection[Mark], chunk: int) -> Iterator[tuple[str, list[str]]]:
+    """The marks' keys per kind, unique and sorted, at most ``chunk`` at a time: one
+    lookup of ``poll_marks`` each."""
+    by_kind: dict[str, set[str]] = {}
+    for mark in marks:
+        by_kind.setdefault(mark.kind, set()).add(mark.key)
+    for kind, keys in by_kind.items():
+        unique = sorted(keys)
+        for start in range(0, len(unique), chunk):
+            yield kind, unique[start : start + chunk]
+
+
+def deliveries_query(where: str, limit: int | None = None) -> str:
+    """The deliveries matching ``where`` (over ``d``, poll_deliveries), with their
+    messages' events, in order: rows for :func:`delivery_from_row`."""
+    sql = (
+        "SELECT d.seq, d.message_id, d.name, d.sink, d.state, d.attempts, d.next_at, "
+        "m.events, d.last_error FROM poll_deliveries AS d "
+        "JOIN poll_messages AS m ON m.message_id = d.message_id "
+        f"WHERE {where} ORDER BY d.seq"
+    )
+    return sql if limit is None else f"{sql} LIMIT {int(limit)}"
+
+
+def delivery_from_row(row: Sequence[Any]) -> Delivery:
+    seq, mid, name, sink, state, attempts, next_at, events, error = row
+    return Delivery(seq, mid, name, sink, state, attempts, next_at, json.loads(events), error)
+
+
+def lanes_query(where: str = "") -> str:
+    """The lanes with pending deliveries of instance ``:i`` (``:p`` is PENDING), with
+    their counters; ``where`` narrows the deliveries (``AND ...``)."""
+    return (
+        "SELECT d.name, d.sink, l.failing_since, coalesce(l.delivered, 0), "
+        "l.last_delivered, l.last_error FROM "
+        "(SELECT DISTINCT name, sink FROM poll_deliveries "
+        f" WHERE instance = :i AND state = :p{where}) AS d "
+        "LEFT JOIN poll_lanes AS l "
+        "ON l.instance = :i AND l.name = d.name AND l.sink = d.sink "
+        "ORDER BY d.name, d.sink"
+    )
+
+
+def table_statuses(
+    tables: Sequence[str],
+    run: Callable[[str], Iterable[Sequence[Any]]],
+    load: Callable[[str], TableState],
+) -> list[TableStatus]:
+    """``status``: ``run`` answers a query about instance ``:i`` (in one transaction),
+    ``load`` a table's state; ``tables`` (the configured ones) first, then the others
+    the store knows."""
+    counts: dict[tuple[str, str], tuple[int, float | None]] = {}
+    for name, state, count, oldest in run(
+        "SELECT name, state, count(*), min(created) FROM poll_deliveries "
+        "WHERE instance = :i GROUP BY name, state"
+    ):
+        counts[(name, state)] = (int(count), oldest)
+    lanes: dict[str, tuple[int, str | None]] = {}
+    for name, delivered, error, failing in run(
+        "SELECT name, sum(coalesce(delivered, 0)), max(last_error), max(failing_since) "
+        "FROM poll_lanes WHERE instance = :i GROUP BY name"
+    ):
+        lanes[name] = (int(delivered or 0), error if failing is not None else None)
+    known = [r[0] for r in run("SELECT name FROM poll_tables WHERE instance = :i ORDER BY name")]
+    out = []
+    for name in dict.fromkeys([*tables, *known]):
+        pending, oldest = counts.get((name, PENDING), (0, None))
+        dead, _ = counts.get((name, DEAD), (0, None))
+        delivered, error = lanes.get(name, (0, None))
+        out.append(TableStatus(load(name), pending, dead, oldest, delivered, error))
+    return out
 
 
 class StateStore(ABC):
