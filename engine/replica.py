@@ -114,7 +114,20 @@ class _Reader:
                     f"the replica {shown(url)!r} does not exist",
                     hint="run 'sagesql sync --to URL' first",
                 )
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            if path.is_dir():
+                raise ConfigurationError(
+                    f"the replica {shown(url)!r} is a folder, not a SQLite file",
+                    hint="name the file 'sagesql sync --to' wrote",
+                )
+            self.conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as exc:
+                self.conn.close()
+                raise OperationalError(
+                    f"the replica {shown(url)!r} is not a SQLite database ({exc})",
+                    hint="name the file 'sagesql sync --to' wrote",
+                ) from None
             local.register_functions(self.conn)
 
     def error(self, exc: Exception) -> ProgrammingError:
@@ -157,6 +170,19 @@ class _Reader:
         self.conn.close()
 
 
+CONNECT_TIMEOUT = 10  # seconds: a server that accepts and never answers is not waited for
+
+
+def pg_dsn(url: str) -> str:
+    """The libpq URL of a ``postgresql://`` (or ``postgresql+psycopg://``) replica URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def pg_timeout(url: str) -> dict[str, Any]:
+    """``connect_timeout`` unless the URL sets its own (libpq waits forever by default)."""
+    return {} if "connect_timeout=" in urlsplit(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+
+
 def _pg_error() -> type[Exception]:
     import psycopg  # installed: the connection was made with it
 
@@ -170,10 +196,13 @@ def _pg_connect(url: str) -> Any:
         raise ConfigurationError(
             "a postgresql:// replica needs psycopg", hint="pip install 'sagesql[postgres]'"
         ) from None
-    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     try:
         # Read-only: the replica is Sage's copy, written by sync alone.
-        return psycopg.connect(dsn, options="-c TimeZone=UTC -c default_transaction_read_only=on")
+        return psycopg.connect(
+            pg_dsn(url),
+            options="-c TimeZone=UTC -c default_transaction_read_only=on",
+            **pg_timeout(url),
+        )
     except psycopg.Error as exc:
         raise OperationalError(
             f"the replica cannot be reached: {' '.join(str(exc).split())}",
@@ -275,6 +304,14 @@ def _statement(
     }
     typed = local.output_columns(qualified, tables)
     by_local = {r.local_name: r.table.name for r in refs}
+    for r in refs:
+        if not reader.columns(r.table.name):
+            # A catalog table no sync has copied here: say which sync copies it.
+            copied = r.table.parent.table if r.table.parent is not None else r.table.name
+            raise ProgrammingError(
+                f"the replica {shown(reader.url)} has no table {r.table.name}",
+                hint=f"copy it first: sagesql sync --to {shown(reader.url)} {copied}",
+            )
     for node in qualified.find_all(exp.Table):
         if node.name in by_local:
             # PostgreSQL: schema.table; SQLite has no schemas: the table is named

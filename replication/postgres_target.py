@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+from sagesql.engine.replica import pg_dsn, pg_timeout
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
 from sagesql.replication.state import STATE_COLUMNS, STATE_TABLE, SyncState
@@ -118,9 +119,10 @@ class PostgresTarget:
                 "a postgresql:// replica needs psycopg",
                 hint="pip install 'sagesql[postgres]'",
             ) from None
-        dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
         try:
-            conn = psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC")
+            conn = psycopg.connect(
+                pg_dsn(url), autocommit=True, options="-c TimeZone=UTC", **pg_timeout(url)
+            )
         except psycopg.Error as exc:
             detail = " ".join(str(exc).split())
             raise OperationalError(

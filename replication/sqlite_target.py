@@ -17,7 +17,7 @@ from typing import Any
 
 import sqlite_utils
 
-from sagesql.connector.files import held
+from sagesql.connector.files import create_private, held
 from sagesql.engine.replica import sqlite_path
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
@@ -103,14 +103,31 @@ class SQLiteTarget:
             raise ConfigurationError(
                 f"the replica's folder {str(path.parent)!r} does not exist", hint="create it"
             )
+        if path.is_dir():
+            raise ConfigurationError(
+                f"the replica {url!r} is a folder, not a SQLite file",
+                hint="name a file in it, e.g. sqlite:///" + str(path / "copy.sqlite"),
+            )
+        try:
+            # Customer data: a new replica is readable by its owner only (SQLite gives
+            # its -wal and -shm files the database's mode).
+            create_private(path)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the replica {url!r}: {exc.strerror or exc}",
+                hint="name a path you may write to",
+            ) from None
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
+            readonly = "readonly" in str(exc) or "read-only" in str(exc)
             raise OperationalError(
                 f"the replica {url!r} cannot be opened: {exc}",
-                hint="name a SQLite file sagesql sync wrote, or a new one",
+                hint="make the file and its folder writable, or name another"
+                if readonly
+                else "name a SQLite file sagesql sync wrote, or a new one",
             ) from None
         target = cls(url, conn, path)
         if create and STATE_TABLE not in target.db.table_names():

@@ -59,9 +59,10 @@ from sagesql.activities.polling.window import MATCH, Window
 from sagesql.engine.fetch import deleted, extract, flattener
 from sagesql.engine.names import RECORD_COLUMN
 from sagesql.engine.pipeline import prepare, run
+from sagesql.engine.replica import shown
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.engine.values import datetime_text, from_storage, to_storage
-from sagesql.errors import Error, OperationalError, RetriableAPIError
+from sagesql.errors import ConfigurationError, Error, OperationalError, RetriableAPIError
 from sagesql.replication.shapes import Shape, shape_of
 from sagesql.replication.state import SyncState
 from sagesql.replication.targets import Batch, Target
@@ -219,7 +220,14 @@ def specs_for(
         lookback=lookback,
         delay=delay,
     )
-    specs = resolve(config, catalog, product)
+    try:
+        specs = resolve(config, catalog, product)
+    except ConfigurationError as exc:
+        # resolve speaks of a poll configuration; here the tables were named to sync.
+        problems = exc.message.removeprefix("the poll configuration has problems: ")
+        raise ConfigurationError(
+            f"cannot sync: {problems}", hint="name tables 'sagesql tables' lists"
+        ) from None
     return [
         replace(s, name=w.name or s.table.name, columns=_needed(s, w.columns))
         for s, w in zip(specs, wanted, strict=True)
@@ -312,8 +320,36 @@ class Replicator:
 
     # -- the run ----------------------------------------------------------------------------
 
+    def _check_owners(self) -> None:
+        """Each replica table this run writes holds what it copies: the same product's
+        table (Sage Accounting and Sage 200 both have ``customers``), else nothing is
+        written (a Sage 200 sync would upsert its rows into Accounting's table and delete
+        Accounting's as gone)."""
+        catalog = self.connection.catalog
+        problems = []
+        for spec in self.specs:
+            held = self.target.load(spec.name)
+            if held is None or (held.product, held.source) == (spec.product, spec.table.name):
+                continue
+            try:
+                title = catalog.product(held.product).connection_name
+            except Error:
+                title = held.product
+            mine = catalog.product(spec.product).connection_name
+            problems.append(
+                f"{spec.name} holds {title}'s {held.source}, not {mine}'s {spec.table.name}"
+            )
+        if problems:
+            prefix = catalog.product(self.specs[0].product).connection_name.lower()
+            raise ConfigurationError(
+                f"the replica {shown(self.target.url)}: " + "; ".join(problems),
+                hint="sync into another replica, or under another name "
+                f"(REPLICATE {prefix}.{self.specs[0].table.name})",
+            )
+
     def run(self) -> list[TableOutcome]:
         """Every table in turn; a quota exhaustion stops the run (the rest reported)."""
+        self._check_owners()
         outcomes: list[TableOutcome] = []
         stopped: str | None = None
         for spec in self.specs:

@@ -1,0 +1,189 @@
+"""Replication as a demanding user meets it: the CLI in real processes, real SQLite files,
+a real PostgreSQL server, the sandbox over HTTP.
+
+- the replica file holds customer data: created 0600;
+- a replica table synced from one product is never overwritten by another's (the same
+  name, ``customers``, exists in Sage Accounting and Sage 200);
+- a replica that is a folder, not a database, or lacks the table asked for: one line
+  naming the problem and the fix, no traceback;
+- a PostgreSQL server that never answers: a bounded wait, not a hang;
+- PostgreSQL answers as online: booleans compared with literals, LIKE, dates, computed
+  decimals.
+"""
+
+from __future__ import annotations
+
+import os
+import shutil
+import socket
+import sqlite3
+import stat
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+import pytest
+from replication_helpers import client
+from test_poll_helpers import connection_string
+
+from sagesql.engine.pipeline import run
+
+SAGESQL = shutil.which("sagesql") or str(Path(sys.executable).with_name("sagesql"))
+
+
+def _cli(args: list[str], *, timeout: float = 120, **env: str) -> subprocess.CompletedProcess:
+    environment = {
+        "PATH": str(Path(SAGESQL).parent) + os.pathsep + os.environ.get("PATH", ""),
+        "HOME": os.environ.get("HOME", "/tmp"),
+        **env,
+    }
+    return subprocess.run(
+        [SAGESQL, *args], capture_output=True, text=True, timeout=timeout, env=environment
+    )
+
+
+def _one_line_error(done: subprocess.CompletedProcess) -> str:
+    assert done.returncode not in (0, None), done.stdout
+    assert "Traceback" not in done.stderr and "internal error" not in done.stderr, done.stderr
+    lines = [line for line in done.stderr.splitlines() if line.strip()]
+    assert len(lines) == 1, done.stderr
+    return lines[0]
+
+
+def test_a_new_sqlite_replica_is_readable_by_its_owner_only(start_sandbox, tmp_path) -> None:
+    sbx = start_sandbox("sage_crm", rows=5, rate_limit_per_minute=0)
+    path = tmp_path / "copy.sqlite"
+    done = _cli(
+        ["sync", "--to", f"sqlite:///{path}", "company"],
+        SAGESQL_CONNECTION=connection_string(sbx, "cli"),
+    )
+    assert done.returncode == 0, done.stderr
+    assert stat.S_IMODE(path.stat().st_mode) == 0o600
+    for extra in (path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+        if extra.exists():
+            assert stat.S_IMODE(extra.stat().st_mode) == 0o600
+
+
+def test_another_products_table_of_the_same_name_is_refused(start_sandbox, tmp_path) -> None:
+    """Sage Accounting and Sage 200 both have ``customers``: a Sage 200 sync into a replica
+    holding Accounting's customers must not merge them (it upserted Sage 200's rows into
+    Accounting's table and deleted Accounting's as 'gone')."""
+    accounting = start_sandbox("sage_accounting", rows=6, rate_limit_per_minute=0)
+    sage200 = start_sandbox("sage_200", rows=6, rate_limit_per_minute=0)
+    path = tmp_path / "copy.sqlite"
+    url = f"sqlite:///{path}"
+    done = _cli(
+        ["sync", "--to", url, "customers"],
+        SAGESQL_CONNECTION=connection_string(accounting, "acc"),
+    )
+    assert done.returncode == 0, done.stderr
+    conn = sqlite3.connect(path)
+    before = conn.execute("SELECT * FROM customers ORDER BY id").fetchall()
+    conn.close()
+    assert before
+    done = _cli(
+        ["sync", "--to", url, "customers"],
+        SAGESQL_CONNECTION=connection_string(sage200, "s200"),
+    )
+    assert done.returncode != 0
+    assert "Traceback" not in done.stderr
+    assert "SageAccounting's customers" in done.stderr, done.stderr
+    conn = sqlite3.connect(path)
+    try:
+        after = conn.execute("SELECT * FROM customers ORDER BY id").fetchall()
+        (product,) = conn.execute(
+            "SELECT product FROM _sagesql_sync WHERE name = 'customers'"
+        ).fetchone()
+    finally:
+        conn.close()
+    assert after == before
+    assert product == "sage_accounting"
+
+
+def test_a_replica_that_is_no_database_is_one_line(tmp_path) -> None:
+    folder = tmp_path / "folder"
+    folder.mkdir()
+    line = _one_line_error(_cli(["query", "--replica", f"sqlite:///{folder}", "SELECT 1"]))
+    assert "not a SQLite" in line or "folder" in line, line
+    junk = tmp_path / "junk.sqlite"
+    junk.write_text("not a database")
+    line = _one_line_error(
+        _cli(["query", "--replica", f"sqlite:///{junk}", "SELECT count(*) FROM contacts"])
+    )
+    assert "not a SQLite database" in line and "check the statement" not in line, line
+
+
+def test_a_table_the_replica_lacks_names_the_sync_that_copies_it(start_sandbox, tmp_path) -> None:
+    sbx = start_sandbox("sage_crm", rows=3, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    done = _cli(["sync", "--to", url, "company"], SAGESQL_CONNECTION=connection_string(sbx, "c"))
+    assert done.returncode == 0, done.stderr
+    line = _one_line_error(_cli(["query", "--replica", url, "SELECT * FROM person"]))
+    assert "person" in line and "sagesql sync" in line, line
+
+
+def test_sync_names_an_unknown_table_without_speaking_of_a_poll_configuration(
+    start_sandbox, tmp_path
+) -> None:
+    sbx = start_sandbox("sage_200", rows=3, rate_limit_per_minute=0)
+    done = _cli(
+        ["sync", "--to", f"sqlite:///{tmp_path}/copy.sqlite", "sales_orders"],
+        SAGESQL_CONNECTION=connection_string(sbx, "s"),
+    )
+    line = _one_line_error(done)
+    assert "sales_orders" in line and "sop_orders" in line, line
+    assert "poll configuration" not in line, line
+
+
+@pytest.fixture
+def silent_server() -> Any:
+    """A TCP port that accepts connections and never answers (a hung PostgreSQL)."""
+    server = socket.socket()
+    server.bind(("127.0.0.1", 0))
+    server.listen(8)
+    held: list[socket.socket] = []
+    stop = threading.Event()
+
+    def accept() -> None:
+        server.settimeout(0.2)
+        while not stop.is_set():
+            try:
+                held.append(server.accept()[0])
+            except OSError:
+                continue
+
+    thread = threading.Thread(target=accept, daemon=True)
+    thread.start()
+    yield server.getsockname()[1]
+    stop.set()
+    thread.join()
+    for s in held:
+        s.close()
+    server.close()
+
+
+def test_a_postgresql_server_that_never_answers_is_a_bounded_wait(silent_server) -> None:
+    pytest.importorskip("psycopg")
+    url = f"postgresql://someone:Hush3dPw@127.0.0.1:{silent_server}/replica"
+    for args in (
+        ["query", "--replica", url, "SELECT 1"],
+        ["sync", "--status", "--to", url],
+    ):
+        began = time.monotonic()
+        done = _cli(args, timeout=90)
+        assert time.monotonic() - began < 40
+        line = _one_line_error(done)
+        assert "Hush3dPw" not in done.stderr + done.stdout
+        assert "replica" in line, line
+
+
+def _online(sbx: Any, sql: str) -> list[tuple[Any, ...]]:
+    with client(sbx, "online") as c:
+        result = run(c, sql)
+        try:
+            return list(result)
+        finally:
+            result.close()
