@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -170,6 +171,35 @@ def _storer(shape: Shape, columns: list[str], product: str) -> Callable[[Sequenc
         return tuple(row[i] if f is None or row[i] is None else f(row[i]) for i, f in plan)
 
     return store
+
+
+def _note_scales(
+    noted: dict[str, int], shape: Shape, columns: list[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """The most decimal places of each DECIMAL column's values (Decimals as the API
+    wrote them), for the replica's reads to give them back alike (120.00, not 120.0)."""
+    at = {n: i for i, n in enumerate(columns)}
+    for name in shape.columns:
+        if shape.table.column(name).type != "DECIMAL" or name not in at:
+            continue
+        i = at[name]
+        for row in rows:
+            value = row[i]
+            if isinstance(value, Decimal) and value.is_finite():
+                exponent = value.as_tuple().exponent
+                if isinstance(exponent, int) and -exponent > noted.get(name, 0):
+                    noted[name] = -exponent
+
+
+def _merged_scales(text: str | None, new: dict[str, dict[str, int]]) -> str | None:
+    """The state's scales (JSON) with those noted this run: the most places of each."""
+    merged: dict[str, dict[str, int]] = json.loads(text) if text else {}
+    for table, found in new.items():
+        kept = merged.setdefault(table, {})
+        for column, places in found.items():
+            if places > kept.get(column, 0):
+                kept[column] = places
+    return json.dumps(merged, sort_keys=True) if merged else text
 
 
 @dataclass
@@ -306,6 +336,8 @@ class Replicator:
         self._newest: dict[tuple[str, bool], str | None] = {}
         # A newest-first read this run: its pages, and the watermark before it.
         self._newest_pages: dict[str, tuple[int, str | None]] = {}
+        # Per synced table, {replica table: {DECIMAL column: most decimal places seen}}.
+        self._scales: dict[str, dict[str, dict[str, int]]] = {}
 
     # -- sizes ----------------------------------------------------------------------------
 
@@ -417,6 +449,7 @@ class Replicator:
             # (the count reads the table alone: its columns do not matter)
         except Exception:  # the table may not exist after an early failure
             outcome.rows = state.rows
+        state.scales = _merged_scales(state.scales, self._scales.pop(spec.name, {}))
         state.last_sync = iso(_floor(datetime.now(timezone.utc)))
         state.requests = outcome.requests
         state.last_result = outcome.summary().split(": ", 1)[1]
@@ -747,6 +780,8 @@ class Replicator:
             rows = [r for r in rows if r[match]]
         if not rows:
             return removed
+        noted = self._scales.setdefault(spec.name, {})
+        _note_scales(noted.setdefault(shape.name, {}), shape, columns, rows)
         stored = _storer(shape, columns, spec.product)
         flat = [stored(r) for r in rows]
         batch.upsert(shape, flat)
@@ -759,7 +794,7 @@ class Replicator:
         for child in children:
             assert child.table.parent is not None and child.parent_key is not None
             batch.delete(child, child.parent_key, [k for k in keys if k is not None])
-            lines_flatten = flattener(child.table, child.columns)
+            lines_flatten = flattener(child.table, child.columns, noted.setdefault(child.name, {}))
             lines = []
             for record in records:
                 found = extract(record, child.table.parent.path)

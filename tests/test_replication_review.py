@@ -187,3 +187,63 @@ def _online(sbx: Any, sql: str) -> list[tuple[Any, ...]]:
             return list(result)
         finally:
             result.close()
+
+
+# Statements whose answers from the replica differed from online (compared by repr: 120.00
+# is not 120.0, 9325 not 9325.0). PostgreSQL: booleans compared with literals (stored 0/1
+# in the statement, 'boolean = integer' there), LIKE (case sensitive there), DATE columns
+# (date objects), computed decimals (Decimal, not float). Both: money's scale (120.0 for
+# 120.00, the places the API wrote), a whole sum (9325.0: DECIMAL was REAL in SQLite).
+SAME_SQL = [
+    "SELECT id FROM sales_invoices WHERE editable = true ORDER BY id",
+    "SELECT id FROM sales_invoices WHERE editable = 1 ORDER BY id",
+    "SELECT id FROM sales_invoices WHERE editable = 'false' ORDER BY id",
+    "SELECT id FROM sales_invoices WHERE editable IN (true) ORDER BY id",
+    "SELECT name FROM contacts WHERE name LIKE '%ltd%' ORDER BY name",
+    "SELECT name FROM contacts WHERE name NOT LIKE 'a%' ORDER BY name",
+    "SELECT id, date, due_date FROM sales_invoices WHERE date >= '2025-01-01' ORDER BY date, id",
+    "SELECT max(date), min(date) FROM sales_invoices",
+    "SELECT sum(total_amount), avg(total_amount) FROM sales_invoices",
+    "SELECT contact_id, sum(total_amount) FROM sales_invoices GROUP BY contact_id ORDER BY 1",
+    "SELECT id, balance * 2 FROM contacts ORDER BY id",
+    "SELECT id, total_amount FROM sales_invoices ORDER BY total_amount, id",
+    "SELECT min(total_amount), max(net_amount) FROM sales_invoices",
+    "SELECT s.id, s.total_amount, c.balance FROM sales_invoices s "
+    "JOIN contacts c ON c.id = s.contact_id ORDER BY s.id",
+    "SELECT sales_invoice_id, id, quantity, unit_price, net_amount FROM sales_invoice_lines "
+    "ORDER BY sales_invoice_id, id",
+    "SELECT sales_invoice_id, sum(net_amount) FROM sales_invoice_lines GROUP BY 1 ORDER BY 1",
+]
+
+
+@pytest.mark.parametrize("kind", ["sqlite", "postgresql"])
+def test_the_replica_answers_as_online_to_the_repr(start_sandbox, tmp_path, kind) -> None:
+    import uuid
+
+    from sagesql.engine.replica import answer
+    from sagesql.replication.runs import replicate
+
+    admin = None
+    if kind == "postgresql":
+        from test_replication_postgres import _admin
+
+        admin = _admin()
+        name = f"sagesql_review_{uuid.uuid4().hex[:10]}"
+        admin.execute(f'CREATE DATABASE "{name}"')
+        url = "postgresql://postgres@127.0.0.1:5432/" + name
+    else:
+        url = f"sqlite:///{tmp_path}/copy.sqlite"
+    try:
+        sbx = start_sandbox("sage_accounting", rows=40, rate_limit_per_minute=0)
+        with client(sbx) as c:
+            assert all(o.complete for o in replicate(c, url, ["contacts", "sales_invoices"]))
+        for sql in SAME_SQL:
+            expected = _online(sbx, sql)
+            got = list(answer(url, sql))
+            assert [tuple(map(repr, r)) for r in got] == [tuple(map(repr, r)) for r in expected], (
+                sql
+            )
+    finally:
+        if admin is not None:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+            admin.close()
