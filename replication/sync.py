@@ -410,13 +410,21 @@ class Replicator:
         state = SyncState(spec.name, spec.table.name, spec.product)
         try:
             shape, children = self.shapes(spec)
+            grown = False
             for s in (shape, *children):
                 added = self.target.ensure(s)
                 if added:
+                    grown = True
                     outcome.notes.append(f"{s.name}: columns added: {', '.join(added)}")
-            state = self.target.load(spec.name) or state
+            held = self.target.load(spec.name)
+            # Columns added (a later catalog, a REPLICATE naming more) are empty in the rows
+            # already copied, and a changed WHERE keeps other rows: every row is read again.
+            again = held is not None and (grown or (held.filter or None) != (spec.filter or None))
+            if again and not self.full:
+                outcome.notes.append("the columns or the WHERE changed: every row copied again")
+            state = held or state
             state.filter = spec.filter
-            self._start(spec, state)
+            self._start(spec, state, again=again)
             for attempt in range(ATTEMPTS):
                 if attempt:
                     # Deletions stamped in the second before a read began could have
@@ -457,9 +465,10 @@ class Replicator:
             batch.save(state)
         return outcome
 
-    def _start(self, spec: TableSpec, state: SyncState) -> None:
-        """Where this run starts: a copy (first run, --full), --since, or the position."""
-        if self.full:
+    def _start(self, spec: TableSpec, state: SyncState, *, again: bool = False) -> None:
+        """Where this run starts: a copy (first run, --full, ``again``: the replica table's
+        columns or WHERE changed), --since, or the position."""
+        if self.full or again:
             state.cursor = json.dumps({"phase": "copy"})
         elif spec.updated is None and state.cursor is None:
             state.cursor = json.dumps({"phase": "copy"})  # no dates: copied every run

@@ -247,3 +247,25 @@ def test_the_replica_answers_as_online_to_the_repr(start_sandbox, tmp_path, kind
         if admin is not None:
             admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
             admin.close()
+
+
+def test_a_replicated_select_that_changes_is_copied_again(start_sandbox, tmp_path) -> None:
+    """REPLICATE big SELECT id, name ... then SELECT id, name, balance with a wider WHERE:
+    the rows already copied got the new column empty, and rows meeting only the new WHERE
+    were missing unless they had changed since (the run read the window only)."""
+    sbx = start_sandbox("sage_200", rows=40, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    env = {"SAGESQL_CONNECTION": connection_string(sbx, "cli")}
+    narrow = "REPLICATE big SELECT id, name FROM customers WHERE balance > 2000"
+    wide = "REPLICATE big SELECT id, name, balance FROM customers WHERE balance > 0"
+    for statement in (narrow, wide):
+        done = _cli(["query", "--replica", url, statement], **env)
+        assert done.returncode == 0, done.stderr
+    sql = "SELECT id, name, balance FROM customers WHERE balance > 0 ORDER BY id"
+    expected = _online(sbx, sql)
+    done = _cli(
+        ["query", "--replica", url, "-f", "csv", "SELECT id, name, balance FROM big ORDER BY id"]
+    )
+    assert done.returncode == 0, done.stderr
+    got = [line.split(",") for line in done.stdout.splitlines()[1:]]
+    assert [(int(i), n, b) for i, n, b in got] == [(i, n, str(b)) for i, n, b in expected]
