@@ -41,6 +41,7 @@ STATE_COLUMNS: dict[str, str] = {
     "requests": "INTEGER",
     "compared": "TEXT",
     "scales": "TEXT",
+    "columns": "TEXT",
 }
 
 
@@ -67,6 +68,8 @@ class SyncState:
     # JSON {replica table: {DECIMAL column: the most decimal places the API wrote}}: the
     # table's and its lines'. Read back, a DECIMAL has those places, as online (120.00).
     scales: str | None = None
+    # REPLICATE t SELECT a, b: the columns asked for (JSON list; None: every column).
+    columns: str | None = None
 
     def position(self) -> dict[str, Any] | None:
         return json.loads(self.cursor) if self.cursor else None

@@ -424,6 +424,7 @@ class Replicator:
                 outcome.notes.append("the columns or the WHERE changed: every row copied again")
             state = held or state
             state.filter = spec.filter
+            state.columns = json.dumps(list(spec.columns)) if spec.columns else None
             self._start(spec, state, again=again)
             for attempt in range(ATTEMPTS):
                 if attempt:

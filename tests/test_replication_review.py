@@ -269,3 +269,27 @@ def test_a_replicated_select_that_changes_is_copied_again(start_sandbox, tmp_pat
     assert done.returncode == 0, done.stderr
     got = [line.split(",") for line in done.stdout.splitlines()[1:]]
     assert [(int(i), n, b) for i, n, b in got] == [(i, n, str(b)) for i, n, b in expected]
+
+
+def test_sync_again_without_tables_keeps_the_replicas_own_tables(start_sandbox, tmp_path) -> None:
+    """README: ``sagesql sync --to URL`` again reads only what changed; it copied every
+    table of the product instead, and left REPLICATE's tables (other names) behind."""
+    sbx = start_sandbox("sage_crm", rows=8, rate_limit_per_minute=0)
+    url = f"sqlite:///{tmp_path}/copy.sqlite"
+    env = {"SAGESQL_CONNECTION": connection_string(sbx, "cli")}
+    done = _cli(["sync", "--to", url, "company"], **env)
+    assert done.returncode == 0, done.stderr
+    statement = "REPLICATE named SELECT pers_personid, pers_lastname FROM person"
+    done = _cli(["query", "--replica", url, statement], **env)
+    assert done.returncode == 0, done.stderr
+    done = _cli(["sync", "--to", url], **env)
+    assert done.returncode == 0, done.stderr
+    synced = sorted(line.split(":")[0] for line in done.stderr.splitlines())
+    assert synced == ["company", "named"], done.stderr
+    assert "copied again" not in done.stderr
+    conn = sqlite3.connect(tmp_path / "copy.sqlite")
+    try:
+        columns = [r[1] for r in conn.execute("PRAGMA table_info(named)")]
+    finally:
+        conn.close()
+    assert "pers_firstname" not in columns and "pers_lastname" in columns
