@@ -51,12 +51,19 @@ QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 
 def shown(url: str) -> str:
-    """The URL without its password (for messages)."""
+    """The URL without its password (for messages): the user's and a ``password=`` of
+    the query (libpq reads both)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    query = "&".join(
+        f"{p.split('=', 1)[0]}=***" if p.split("=", 1)[0].lower() == "password" else p
+        for p in parts.query.split("&")
+    )
+    if parts.password is None and query == parts.query:
+        return url  # (geturl() would also drop sqlite:///'s empty host)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    return parts._replace(query=query).geturl()
 
 
 def sqlite_path(url: str) -> Path:

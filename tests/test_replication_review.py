@@ -293,3 +293,33 @@ def test_sync_again_without_tables_keeps_the_replicas_own_tables(start_sandbox, 
     finally:
         conn.close()
     assert "pers_firstname" not in columns and "pers_lastname" in columns
+
+
+def test_a_password_in_the_urls_query_never_shows(start_sandbox, tmp_path) -> None:
+    """libpq reads ``?password=`` as well as ``user:password@``: messages naming the
+    replica (a table it lacks, --explain, a bad scheme) showed the first in full."""
+    import uuid
+
+    from test_replication_postgres import _admin
+
+    admin = _admin()
+    name = f"sagesql_review_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}?password=Qu3rySecret"
+    try:
+        sbx = start_sandbox("sage_crm", rows=3, rate_limit_per_minute=0)
+        env = {"SAGESQL_CONNECTION": connection_string(sbx, "cli")}
+        done = _cli(["sync", "--to", url, "company"], **env)
+        assert done.returncode == 0, done.stderr
+        runs = [
+            _cli(["query", "--replica", url, "SELECT * FROM person"]),
+            _cli(["query", "--replica", url, "--explain", "SELECT * FROM company"]),
+            _cli(["query", "--replica", "mysql" + url[10:], "SELECT 1"]),
+            _cli(["sync", "--status", "--to", url]),
+        ]
+        for done in runs:
+            assert "Qu3rySecret" not in done.stdout + done.stderr, done.stdout + done.stderr
+        assert "password=***" in runs[0].stderr + runs[1].stdout
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
