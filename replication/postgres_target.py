@@ -111,7 +111,7 @@ class PostgresTarget:
         self.conn = conn
 
     @classmethod
-    def open(cls, url: str) -> PostgresTarget:
+    def open(cls, url: str, *, create: bool = True) -> PostgresTarget:
         try:
             import psycopg
         except ImportError:
@@ -130,6 +130,8 @@ class PostgresTarget:
                 hint="check the postgresql:// URL, and that the server is running",
             ) from None
         target = cls(url, conn)
+        if not create:
+            return target  # --status only reads: nothing is created in the database
         columns = ", ".join(
             f"{_q(c)} {STATE_TYPES.get(t, 'text')}" + (" PRIMARY KEY" if c == "name" else "")
             for c, t in STATE_COLUMNS.items()
@@ -207,6 +209,9 @@ class PostgresTarget:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
     def _states(self, where: str = "", params: Sequence[Any] = ()) -> list[SyncState]:
+        (present,) = self.conn.execute("SELECT to_regclass(%s)", [_q(STATE_TABLE)]).fetchone()
+        if present is None:
+            return []  # no sync has written this database
         cursor = self.conn.execute(f"SELECT * FROM {_q(STATE_TABLE)} {where} ORDER BY name", params)
         names = [d.name for d in cursor.description]
         return [SyncState.from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]

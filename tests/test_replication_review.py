@@ -323,3 +323,26 @@ def test_a_password_in_the_urls_query_never_shows(start_sandbox, tmp_path) -> No
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def test_status_of_a_postgres_database_without_a_replica_only_reads() -> None:
+    """``sync --status`` created ``_sagesql_sync`` in whatever database it was pointed at
+    (and failed for a role that may only read)."""
+    import uuid
+
+    from test_replication_postgres import _admin
+
+    admin = _admin()
+    name = f"sagesql_review_{uuid.uuid4().hex[:10]}"
+    admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        done = _cli(["sync", "--status", "--to", f"postgresql://postgres@127.0.0.1:5432/{name}"])
+        assert done.returncode == 0, done.stderr
+        assert "no table has been synced" in done.stderr
+        psycopg = pytest.importorskip("psycopg")
+        with psycopg.connect(f"postgresql://postgres@127.0.0.1:5432/{name}") as conn:
+            (found,) = conn.execute("SELECT to_regclass('_sagesql_sync')").fetchone()
+        assert found is None
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
