@@ -28,6 +28,9 @@ PG_TYPES = {
     "DATETIME": "timestamptz",
     "JSON": "jsonb",
 }
+# Text compares byte by byte, as in SQLite (which answers online): a database whose
+# collation is a language's (en_US: 'apple' before 'Banana') would order it otherwise.
+TEXT = 'text COLLATE "C"'
 STATE_TYPES = {"INTEGER": "bigint"}
 LOCK_ID = 0x5A6E5C  # pg_advisory_lock's key for "a sync writes this database"
 
@@ -157,7 +160,7 @@ class PostgresTarget:
 
     def ensure(self, shape: Shape) -> list[str]:
         types = {c.name: c.type for c in shape.table.columns}
-        wanted = {n: PG_TYPES.get(types[n], "text") for n in shape.columns}
+        wanted = {n: PG_TYPES.get(types[n], TEXT) for n in shape.columns}
         have = self._existing(shape.name)
         table = qualified(shape.name)
         with self.conn.transaction():

@@ -346,3 +346,38 @@ def test_status_of_a_postgres_database_without_a_replica_only_reads() -> None:
     finally:
         admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
         admin.close()
+
+
+def test_postgres_orders_text_as_online_whatever_the_databases_collation(start_sandbox) -> None:
+    """Online text is SQLite's (byte order: 'Banana' before 'apple'); a PostgreSQL
+    database with a language's collation ordered and compared the replica's otherwise."""
+    import uuid
+
+    from test_replication_postgres import _admin
+
+    from sagesql.engine.replica import answer
+    from sagesql.replication.runs import replicate
+
+    admin = _admin()
+    name = f"sagesql_review_{uuid.uuid4().hex[:10]}"
+    admin.execute(
+        f'CREATE DATABASE "{name}" TEMPLATE template0 LOCALE_PROVIDER icu '
+        "ICU_LOCALE 'en-US' LOCALE 'C.UTF-8'"
+    )
+    url = f"postgresql://postgres@127.0.0.1:5432/{name}"
+    try:
+        sbx = start_sandbox("sage_crm", rows=5, rate_limit_per_minute=0)
+        with client(sbx, "writer") as c:
+            for company in ("apple co", "Banana Ltd", "a b", "ab", "_under"):
+                list(run(c, "INSERT INTO company (comp_name) VALUES (?)", [company]))
+        with client(sbx) as c:
+            assert all(o.complete for o in replicate(c, url, ["company"]))
+        for sql in (
+            "SELECT comp_name FROM company ORDER BY comp_name, comp_companyid",
+            "SELECT comp_name FROM company WHERE comp_name < 'a' ORDER BY comp_companyid",
+            "SELECT max(comp_name), min(comp_name) FROM company",
+        ):
+            assert list(answer(url, sql)) == _online(sbx, sql), sql
+    finally:
+        admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+        admin.close()
