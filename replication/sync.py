@@ -255,9 +255,7 @@ def specs_for(
     except ConfigurationError as exc:
         # resolve speaks of a poll configuration; here the tables were named to sync.
         problems = exc.message.removeprefix("the poll configuration has problems: ")
-        raise ConfigurationError(
-            f"cannot sync: {problems}", hint="name tables 'sagesql tables' lists"
-        ) from None
+        raise ConfigurationError(f"cannot sync: {problems}") from None  # each has its fix
     return [
         replace(s, name=w.name or s.table.name, columns=_needed(s, w.columns))
         for s, w in zip(specs, wanted, strict=True)
