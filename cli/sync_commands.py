@@ -66,7 +66,8 @@ def sync(
     tables: Annotated[
         list[str] | None,
         typer.Argument(
-            help="Tables to copy (default: every readable table with an updated-date column)."
+            help="Tables to copy (default: those the replica holds, else every readable "
+            "table with an updated-date column)."
         ),
     ] = None,
     to: Annotated[

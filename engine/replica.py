@@ -23,7 +23,8 @@ import json
 import sqlite3
 from collections.abc import Callable, Iterator
 from dataclasses import replace
-from datetime import datetime, timezone
+from datetime import date, datetime, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
@@ -31,7 +32,13 @@ from urllib.parse import unquote, urlsplit
 from sqlglot import exp
 
 from sagesql.engine import local, values
-from sagesql.engine.conditions import column_map, normalize_literals, passed_through
+from sagesql.engine.conditions import (
+    COMPARISONS,
+    column_map,
+    expression_types,
+    normalize_literals,
+    passed_through,
+)
 from sagesql.engine.fold import fold
 from sagesql.engine.names import resolve
 from sagesql.engine.result import Result, ResultColumn
@@ -44,12 +51,19 @@ QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 
 def shown(url: str) -> str:
-    """The URL without its password (for messages)."""
+    """The URL without its password (for messages): the user's and a ``password=`` of
+    the query (libpq reads both)."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    netloc = parts.netloc.replace(":" + parts.password + "@", ":***@")
-    return parts._replace(netloc=netloc).geturl()
+    query = "&".join(
+        f"{p.split('=', 1)[0]}=***" if p.split("=", 1)[0].lower() == "password" else p
+        for p in parts.query.split("&")
+    )
+    if parts.password is None and query == parts.query:
+        return url  # (geturl() would also drop sqlite:///'s empty host)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    return parts._replace(query=query).geturl()
 
 
 def sqlite_path(url: str) -> Path:
@@ -114,7 +128,20 @@ class _Reader:
                     f"the replica {shown(url)!r} does not exist",
                     hint="run 'sagesql sync --to URL' first",
                 )
-            self.conn = sqlite3.connect(f"file:{path}?mode=ro", uri=True)
+            if path.is_dir():
+                raise ConfigurationError(
+                    f"the replica {shown(url)!r} is a folder, not a SQLite file",
+                    hint="name the file 'sagesql sync --to' wrote",
+                )
+            self.conn = sqlite3.connect(f"{path.absolute().as_uri()}?mode=ro", uri=True)
+            try:
+                self.conn.execute("SELECT count(*) FROM sqlite_master").fetchone()
+            except sqlite3.DatabaseError as exc:
+                self.conn.close()
+                raise OperationalError(
+                    f"the replica {shown(url)!r} is not a SQLite database ({exc})",
+                    hint="name the file 'sagesql sync --to' wrote",
+                ) from None
             local.register_functions(self.conn)
 
     def error(self, exc: Exception) -> ProgrammingError:
@@ -140,6 +167,27 @@ class _Reader:
                 self.conn.rollback()
             return []
 
+    def scales(self) -> dict[str, dict[str, int]]:
+        """{replica table (lower case): {DECIMAL column: decimal places}} that syncs noted
+        (a replica made before they were noted has none: numbers as stored)."""
+        found: dict[str, dict[str, int]] = {}
+        try:
+            rows = self.conn.execute(f'SELECT scales FROM "{STATE_TABLE}"').fetchall()
+        except self.errors:
+            if self.postgres:
+                self.conn.rollback()
+            return found
+        for (text,) in rows:
+            try:
+                noted = json.loads(text) if text else {}
+            except ValueError:
+                continue
+            if isinstance(noted, dict):
+                for table, places in noted.items():
+                    if isinstance(places, dict):
+                        found[str(table).lower()] = places
+        return found
+
     def columns(self, name: str) -> list[str]:
         if self.postgres:
             schema, _, table = name.rpartition(".")
@@ -157,6 +205,19 @@ class _Reader:
         self.conn.close()
 
 
+CONNECT_TIMEOUT = 10  # seconds: a server that accepts and never answers is not waited for
+
+
+def pg_dsn(url: str) -> str:
+    """The libpq URL of a ``postgresql://`` (or ``postgresql+psycopg://``) replica URL."""
+    return url.replace("postgresql+psycopg://", "postgresql://", 1)
+
+
+def pg_timeout(url: str) -> dict[str, Any]:
+    """``connect_timeout`` unless the URL sets its own (libpq waits forever by default)."""
+    return {} if "connect_timeout=" in urlsplit(url).query else {"connect_timeout": CONNECT_TIMEOUT}
+
+
 def _pg_error() -> type[Exception]:
     import psycopg  # installed: the connection was made with it
 
@@ -170,10 +231,13 @@ def _pg_connect(url: str) -> Any:
         raise ConfigurationError(
             "a postgresql:// replica needs psycopg", hint="pip install 'sagesql[postgres]'"
         ) from None
-    dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
     try:
         # Read-only: the replica is Sage's copy, written by sync alone.
-        return psycopg.connect(dsn, options="-c TimeZone=UTC -c default_transaction_read_only=on")
+        return psycopg.connect(
+            pg_dsn(url),
+            options="-c TimeZone=UTC -c default_transaction_read_only=on",
+            **pg_timeout(url),
+        )
     except psycopg.Error as exc:
         raise OperationalError(
             f"the replica cannot be reached: {' '.join(str(exc).split())}",
@@ -195,6 +259,58 @@ def _output(sql_type: str | None, product: str, postgres: bool) -> Callable[[Any
     if postgres and sql_type == "DECIMAL":
         return None  # numeric already comes as a Decimal
     return give
+
+
+def _postgres_forms(tree: exp.Expression, columns: dict[int, Any]) -> None:
+    """What the engine's SQLite reads one way and PostgreSQL another, made the same:
+    a literal compared with a BOOLEAN column (stored 0/1: ``editable = 1``) is TRUE or
+    FALSE (PostgreSQL has no boolean = integer), and LIKE is ILIKE (SQLite's LIKE, which
+    answers online, ignores case)."""
+    typed = expression_types(tree, columns)
+
+    def boolean(value: exp.Expression, other: exp.Expression) -> None:
+        found = typed(value)
+        if (
+            found is not None
+            and found[0] == "BOOLEAN"
+            and isinstance(other, exp.Literal)
+            and not other.is_string
+            and other.this in ("0", "1")
+        ):
+            other.replace(exp.Boolean(this=other.this == "1"))
+
+    for node in list(tree.find_all(*COMPARISONS, exp.In)):
+        if isinstance(node, exp.In):
+            for item in list(node.expressions):
+                boolean(node.this, item)
+        else:
+            boolean(node.this, node.expression)
+            boolean(node.expression, node.this)
+    for like in list(tree.find_all(exp.Like)):
+        like.replace(exp.ILike(**like.args))  # NOT LIKE (negate) and ESCAPE kept
+
+
+def _pg_value(sql_type: str | None, product: str) -> Callable[[Any], Any]:
+    """A PostgreSQL value of a result column -> the value online gives: the engine reads
+    with SQLite, where a date is text, a computed number a float, JSON text."""
+    typed = _output(sql_type, product, True)
+    give_datetime = values.output_converter("DATETIME", product)
+
+    def value(v: Any) -> Any:
+        if typed is not None:
+            return typed(v)
+        if isinstance(v, datetime):
+            return give_datetime(values.stored_datetime(v))
+        if isinstance(v, date):
+            return v.isoformat()
+        if isinstance(v, Decimal) and sql_type != "DECIMAL":
+            # Online (SQLite, DECIMAL NUMERIC): a whole number is an INTEGER, else REAL.
+            return int(v) if v == v.to_integral_value() else float(v)
+        if isinstance(v, (dict, list)):
+            return json.dumps(v, separators=(",", ":"))
+        return v
+
+    return value
 
 
 def _mark_own(tree: exp.Expression, own: dict[str, Table]) -> None:
@@ -241,8 +357,9 @@ def _statement(
     product: str | None,
     catalog: Catalog,
     now: Callable[[], datetime] | None,
-) -> tuple[str, local.Columns | None, str]:
-    """The SQL the replica runs for a query, its output columns' types, and the product."""
+) -> tuple[str, local.Columns | None, str, list[int | None]]:
+    """The SQL the replica runs for a query, its output columns' types, the product, and
+    the decimal places of each output column that is a DECIMAL column (as online)."""
     tree = bind(parse(sql), params)
     if not isinstance(tree, QUERIES):
         raise ProgrammingError(
@@ -269,12 +386,38 @@ def _statement(
     _mark_own(tree, own)
     qualified, refs = resolve(tree, _ReplicaCatalog(catalog, own), product_id)  # type: ignore[arg-type]
     columns = column_map(qualified, refs)
-    normalize_literals(qualified, {**columns, **passed_through(qualified, columns)})
+    every = {**columns, **passed_through(qualified, columns)}
+    normalize_literals(qualified, every)
+    if reader.postgres:
+        _postgres_forms(qualified, every)
     tables: dict[str, local.Columns] = {
         r.local_name.lower(): [(c.name, c.type) for c in r.table.columns] for r in refs
     }
     typed = local.output_columns(qualified, tables)
+    noted = reader.scales()
+    sources = [
+        local.LocalSource(
+            r.local_name,
+            tables[r.local_name.lower()],
+            iter(()),
+            noted.get(r.table.name.lower(), {}),
+        )
+        for r in refs
+    ]
+    count = len(typed) if typed is not None else 0
+    places = [
+        (s[0].get(s[1]) if s is not None else None)
+        for s in local._scales(qualified, sources, count)
+    ]
     by_local = {r.local_name: r.table.name for r in refs}
+    for r in refs:
+        if not reader.columns(r.table.name):
+            # A catalog table no sync has copied here: say which sync copies it.
+            copied = r.table.parent.table if r.table.parent is not None else r.table.name
+            raise ProgrammingError(
+                f"the replica {shown(reader.url)} has no table {r.table.name}",
+                hint=f"copy it first: sagesql sync --to {shown(reader.url)} {copied}",
+            )
     for node in qualified.find_all(exp.Table):
         if node.name in by_local:
             # PostgreSQL: schema.table; SQLite has no schemas: the table is named
@@ -284,7 +427,12 @@ def _statement(
             node.set("this", exp.to_identifier(name, quoted=True))
             if schema:
                 node.set("db", exp.to_identifier(schema, quoted=True))
-    return qualified.sql("postgres" if reader.postgres else READ_DIALECT), typed, product_id
+    if reader.postgres:
+        for node in list(qualified.find_all(exp.Avg)):
+            # SQLite's avg() (online) is always REAL; PostgreSQL's numeric avg a numeric.
+            node.replace(exp.cast(node.copy(), exp.DataType.build("double")))
+    text = qualified.sql("postgres" if reader.postgres else READ_DIALECT)
+    return text, typed, product_id, places
 
 
 def explain(
@@ -299,7 +447,7 @@ def explain(
     """What ``--explain`` shows for a query answered by the replica: the SQL it runs."""
     reader = _Reader(url)
     try:
-        text, _, _ = _statement(reader, sql, params, product, catalog or default_catalog(), now)
+        text, _, _, _ = _statement(reader, sql, params, product, catalog or default_catalog(), now)
     finally:
         reader.close()
     return f"the replica {shown(url)} (nothing is sent to Sage):\n  {text}"
@@ -319,7 +467,7 @@ def answer(
     replica's own, else Sage Accounting)."""
     reader = _Reader(url)
     try:
-        text, typed, product_id = _statement(
+        text, typed, product_id, places = _statement(
             reader, sql, params, product, catalog or default_catalog(), now
         )
         cursor = reader.execute(text)
@@ -332,17 +480,28 @@ def answer(
     plan = [
         (i, f)
         for i, c in enumerate(result_columns)
-        if (f := _output(c.sql_type, product_id, reader.postgres)) is not None
+        if (
+            f := _pg_value(c.sql_type, product_id)
+            if reader.postgres
+            else _output(c.sql_type, product_id, False)
+        )
+        is not None
     ]
+
+    scaled = (
+        [(i, p) for i, p in enumerate(places) if p] if len(places) == len(result_columns) else []
+    )
 
     def rows() -> Iterator[tuple[Any, ...]]:
         try:
             for row in cursor:
-                if plan:
+                if plan or scaled:
                     out = list(row)
                     for i, give in plan:
                         if out[i] is not None:
                             out[i] = give(out[i])
+                    for i, p in scaled:
+                        out[i] = local.with_scale(out[i], p)
                     row = tuple(out)
                 yield tuple(row)
         except reader.errors as exc:

@@ -15,6 +15,7 @@ from contextlib import contextmanager
 from decimal import Decimal
 from typing import Any
 
+from sagesql.engine.replica import pg_dsn, pg_timeout
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
 from sagesql.replication.state import STATE_COLUMNS, STATE_TABLE, SyncState
@@ -27,6 +28,9 @@ PG_TYPES = {
     "DATETIME": "timestamptz",
     "JSON": "jsonb",
 }
+# Text compares byte by byte, as in SQLite (which answers online): a database whose
+# collation is a language's (en_US: 'apple' before 'Banana') would order it otherwise.
+TEXT = 'text COLLATE "C"'
 STATE_TYPES = {"INTEGER": "bigint"}
 LOCK_ID = 0x5A6E5C  # pg_advisory_lock's key for "a sync writes this database"
 
@@ -110,7 +114,7 @@ class PostgresTarget:
         self.conn = conn
 
     @classmethod
-    def open(cls, url: str) -> PostgresTarget:
+    def open(cls, url: str, *, create: bool = True) -> PostgresTarget:
         try:
             import psycopg
         except ImportError:
@@ -118,9 +122,10 @@ class PostgresTarget:
                 "a postgresql:// replica needs psycopg",
                 hint="pip install 'sagesql[postgres]'",
             ) from None
-        dsn = url.replace("postgresql+psycopg://", "postgresql://", 1)
         try:
-            conn = psycopg.connect(dsn, autocommit=True, options="-c TimeZone=UTC")
+            conn = psycopg.connect(
+                pg_dsn(url), autocommit=True, options="-c TimeZone=UTC", **pg_timeout(url)
+            )
         except psycopg.Error as exc:
             detail = " ".join(str(exc).split())
             raise OperationalError(
@@ -128,6 +133,8 @@ class PostgresTarget:
                 hint="check the postgresql:// URL, and that the server is running",
             ) from None
         target = cls(url, conn)
+        if not create:
+            return target  # --status only reads: nothing is created in the database
         columns = ", ".join(
             f"{_q(c)} {STATE_TYPES.get(t, 'text')}" + (" PRIMARY KEY" if c == "name" else "")
             for c, t in STATE_COLUMNS.items()
@@ -153,7 +160,7 @@ class PostgresTarget:
 
     def ensure(self, shape: Shape) -> list[str]:
         types = {c.name: c.type for c in shape.table.columns}
-        wanted = {n: PG_TYPES.get(types[n], "text") for n in shape.columns}
+        wanted = {n: PG_TYPES.get(types[n], TEXT) for n in shape.columns}
         have = self._existing(shape.name)
         table = qualified(shape.name)
         with self.conn.transaction():
@@ -205,6 +212,9 @@ class PostgresTarget:
             self.conn.execute("SELECT pg_advisory_unlock(%s)", [LOCK_ID])
 
     def _states(self, where: str = "", params: Sequence[Any] = ()) -> list[SyncState]:
+        (present,) = self.conn.execute("SELECT to_regclass(%s)", [_q(STATE_TABLE)]).fetchone()
+        if present is None:
+            return []  # no sync has written this database
         cursor = self.conn.execute(f"SELECT * FROM {_q(STATE_TABLE)} {where} ORDER BY name", params)
         names = [d.name for d in cursor.description]
         return [SyncState.from_row(dict(zip(names, r, strict=True))) for r in cursor.fetchall()]

@@ -9,6 +9,7 @@
 
 from __future__ import annotations
 
+import json
 from collections.abc import Sequence
 from datetime import datetime, timedelta, timezone
 from typing import Any
@@ -28,7 +29,7 @@ from sagesql.replication.sync import (
     default_tables,
     specs_for,
 )
-from sagesql.replication.targets import open_target
+from sagesql.replication.targets import Target, open_target
 
 # A sync that did not finish every table exits with this code (the rest is committed).
 EXIT_PARTIAL = 3
@@ -45,7 +46,8 @@ def replicate(
     progress: Progress | None = None,
     compare_every: timedelta = COMPARE_EVERY,
 ) -> list[TableOutcome]:
-    """Sync ``tables`` (default: every readable table with an updated-date column)."""
+    """Sync ``tables`` (default: the replica's tables of the connection's product, else
+    every readable table with an updated-date column)."""
     if connection.settings.offline:
         # Offline reads the replica: a sync must read Sage itself.
         raise ConfigurationError(
@@ -54,11 +56,15 @@ def replicate(
         )
     product = connection.product.id
     wanted = [t if isinstance(t, Replicated) else Replicated(t) for t in tables]
-    if not wanted:
-        wanted = default_tables(connection.catalog, product)
-    specs = specs_for(wanted, connection.catalog, product, lookback=lookback)
+    # Tables named are checked before the replica is opened (or created).
+    specs = specs_for(wanted, connection.catalog, product, lookback=lookback) if wanted else []
     target = open_target(url)
     try:
+        if not wanted:
+            # Again: the tables this replica holds of the product (REPLICATE's names,
+            # columns and WHERE kept), else every table.
+            wanted = _held(target, product) or default_tables(connection.catalog, product)
+            specs = specs_for(wanted, connection.catalog, product, lookback=lookback)
         with target.lock():
             replicator = Replicator(
                 connection,
@@ -72,6 +78,15 @@ def replicate(
             return replicator.run()
     finally:
         target.close()
+
+
+def _held(target: Target, product: str) -> list[Replicated]:
+    """The tables a replica holds of ``product``, as they were asked for."""
+    return [
+        Replicated(s.source, s.name, s.filter, tuple(json.loads(s.columns)) if s.columns else None)
+        for s in target.states()
+        if s.product == product
+    ]
 
 
 def _age(text: str | None, now: datetime) -> str:

@@ -1,8 +1,9 @@
 """A replica in a SQLite file: tables made and grown by sqlite-utils, a page per transaction.
 
 Values are kept in the engine's stored form (engine/values.py): DATETIME as UTC
-``'YYYY-MM-DD HH:MM:SS'``, DECIMAL as a number, BOOLEAN as 0/1, JSON as text, so that
-the same SQL compares them the same way over the replica as over Sage. The file is
+``'YYYY-MM-DD HH:MM:SS'``, DECIMAL as a number (NUMERIC: a whole one an INTEGER), BOOLEAN
+as 0/1, JSON as text, so that the same SQL compares them the same way over the replica
+as over Sage. The file is
 opened in WAL mode (readers never wait for a sync) and every page is one
 ``BEGIN IMMEDIATE`` ... ``COMMIT``.
 """
@@ -17,13 +18,15 @@ from typing import Any
 
 import sqlite_utils
 
-from sagesql.connector.files import held
+from sagesql.connector.files import create_private, held
 from sagesql.engine.replica import sqlite_path
 from sagesql.errors import ConfigurationError, OperationalError
 from sagesql.replication.shapes import Shape
 from sagesql.replication.state import STATE_COLUMNS, STATE_TABLE, SyncState
 
-SQLITE_TYPES = {"INTEGER": "INTEGER", "DECIMAL": "REAL", "BOOLEAN": "INTEGER"}
+# DECIMAL is NUMERIC, as in the engine's own SQLite (engine/local.py): a whole number is
+# kept as an INTEGER, so sum() and arithmetic answer as online (9325, not 9325.0).
+SQLITE_TYPES = {"INTEGER": "INTEGER", "DECIMAL": "NUMERIC", "BOOLEAN": "INTEGER"}
 
 
 def _q(name: str) -> str:
@@ -103,14 +106,31 @@ class SQLiteTarget:
             raise ConfigurationError(
                 f"the replica's folder {str(path.parent)!r} does not exist", hint="create it"
             )
+        if path.is_dir():
+            raise ConfigurationError(
+                f"the replica {url!r} is a folder, not a SQLite file",
+                hint="name a file in it, e.g. sqlite:///" + str(path / "copy.sqlite"),
+            )
+        try:
+            # Customer data: a new replica is readable by its owner only (SQLite gives
+            # its -wal and -shm files the database's mode).
+            create_private(path)
+        except OSError as exc:
+            raise ConfigurationError(
+                f"cannot create the replica {url!r}: {exc.strerror or exc}",
+                hint="name a path you may write to",
+            ) from None
         try:
             conn = sqlite3.connect(str(path), isolation_level=None, timeout=30)
             conn.execute("PRAGMA journal_mode=WAL")
             conn.execute("PRAGMA synchronous=NORMAL")
         except sqlite3.DatabaseError as exc:
+            readonly = "readonly" in str(exc) or "read-only" in str(exc)
             raise OperationalError(
                 f"the replica {url!r} cannot be opened: {exc}",
-                hint="name a SQLite file sagesql sync wrote, or a new one",
+                hint="make the file and its folder writable, or name another"
+                if readonly
+                else "name a SQLite file sagesql sync wrote, or a new one",
             ) from None
         target = cls(url, conn, path)
         if create and STATE_TABLE not in target.db.table_names():
@@ -131,15 +151,18 @@ class SQLiteTarget:
         wanted = {n: SQLITE_TYPES.get(types[n], "TEXT") for n in shape.columns}
         table = self.db.table(shape.name)
         if not table.exists():
-            pk = list(shape.key) if shape.key else None
-            table.create(wanted, pk=pk[0] if pk and len(pk) == 1 else pk, if_not_exists=True)
+            # Plain SQL: sqlite-utils knows no NUMERIC columns.
+            parts = [f"{_q(n)} {t}" for n, t in wanted.items()]
+            if shape.key:
+                parts.append(f"PRIMARY KEY ({', '.join(_q(k) for k in shape.key)})")
+            self.conn.execute(f"CREATE TABLE IF NOT EXISTS {_q(shape.name)} ({', '.join(parts)})")
             for column in shape.indexed:
                 table.create_index([column], if_not_exists=True)
             return []
         have = {c.lower() for c in table.columns_dict}
         added = [name for name in wanted if name.lower() not in have]
         for name in added:
-            table.add_column(name, wanted[name])
+            self.conn.execute(f"ALTER TABLE {_q(shape.name)} ADD COLUMN {_q(name)} {wanted[name]}")
         return added
 
     @contextmanager

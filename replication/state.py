@@ -40,6 +40,8 @@ STATE_COLUMNS: dict[str, str] = {
     "last_error": "TEXT",
     "requests": "INTEGER",
     "compared": "TEXT",
+    "scales": "TEXT",
+    "columns": "TEXT",
 }
 
 
@@ -63,6 +65,11 @@ class SyncState:
     requests: int = 0
     # Sage 200 / CRM: when the ids were last compared in full (the server's time).
     compared: str | None = None
+    # JSON {replica table: {DECIMAL column: the most decimal places the API wrote}}: the
+    # table's and its lines'. Read back, a DECIMAL has those places, as online (120.00).
+    scales: str | None = None
+    # REPLICATE t SELECT a, b: the columns asked for (JSON list; None: every column).
+    columns: str | None = None
 
     def position(self) -> dict[str, Any] | None:
         return json.loads(self.cursor) if self.cursor else None

@@ -40,6 +40,7 @@ import time
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field, replace
 from datetime import datetime, timedelta, timezone
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
@@ -59,9 +60,10 @@ from sagesql.activities.polling.window import MATCH, Window
 from sagesql.engine.fetch import deleted, extract, flattener
 from sagesql.engine.names import RECORD_COLUMN
 from sagesql.engine.pipeline import prepare, run
+from sagesql.engine.replica import shown
 from sagesql.engine.statement import READ_DIALECT
 from sagesql.engine.values import datetime_text, from_storage, to_storage
-from sagesql.errors import Error, OperationalError, RetriableAPIError
+from sagesql.errors import ConfigurationError, Error, OperationalError, RetriableAPIError
 from sagesql.replication.shapes import Shape, shape_of
 from sagesql.replication.state import SyncState
 from sagesql.replication.targets import Batch, Target
@@ -171,6 +173,35 @@ def _storer(shape: Shape, columns: list[str], product: str) -> Callable[[Sequenc
     return store
 
 
+def _note_scales(
+    noted: dict[str, int], shape: Shape, columns: list[str], rows: Sequence[Sequence[Any]]
+) -> None:
+    """The most decimal places of each DECIMAL column's values (Decimals as the API
+    wrote them), for the replica's reads to give them back alike (120.00, not 120.0)."""
+    at = {n: i for i, n in enumerate(columns)}
+    for name in shape.columns:
+        if shape.table.column(name).type != "DECIMAL" or name not in at:
+            continue
+        i = at[name]
+        for row in rows:
+            value = row[i]
+            if isinstance(value, Decimal) and value.is_finite():
+                exponent = value.as_tuple().exponent
+                if isinstance(exponent, int) and -exponent > noted.get(name, 0):
+                    noted[name] = -exponent
+
+
+def _merged_scales(text: str | None, new: dict[str, dict[str, int]]) -> str | None:
+    """The state's scales (JSON) with those noted this run: the most places of each."""
+    merged: dict[str, dict[str, int]] = json.loads(text) if text else {}
+    for table, found in new.items():
+        kept = merged.setdefault(table, {})
+        for column, places in found.items():
+            if places > kept.get(column, 0):
+                kept[column] = places
+    return json.dumps(merged, sort_keys=True) if merged else text
+
+
 @dataclass
 class Tombstones:
     """A read of deleted_since: the keys, the newest deletion, the next watermark."""
@@ -219,7 +250,12 @@ def specs_for(
         lookback=lookback,
         delay=delay,
     )
-    specs = resolve(config, catalog, product)
+    try:
+        specs = resolve(config, catalog, product)
+    except ConfigurationError as exc:
+        # resolve speaks of a poll configuration; here the tables were named to sync.
+        problems = exc.message.removeprefix("the poll configuration has problems: ")
+        raise ConfigurationError(f"cannot sync: {problems}") from None  # each has its fix
     return [
         replace(s, name=w.name or s.table.name, columns=_needed(s, w.columns))
         for s, w in zip(specs, wanted, strict=True)
@@ -298,6 +334,8 @@ class Replicator:
         self._newest: dict[tuple[str, bool], str | None] = {}
         # A newest-first read this run: its pages, and the watermark before it.
         self._newest_pages: dict[str, tuple[int, str | None]] = {}
+        # Per synced table, {replica table: {DECIMAL column: most decimal places seen}}.
+        self._scales: dict[str, dict[str, dict[str, int]]] = {}
 
     # -- sizes ----------------------------------------------------------------------------
 
@@ -312,8 +350,36 @@ class Replicator:
 
     # -- the run ----------------------------------------------------------------------------
 
+    def _check_owners(self) -> None:
+        """Each replica table this run writes holds what it copies: the same product's
+        table (Sage Accounting and Sage 200 both have ``customers``), else nothing is
+        written (a Sage 200 sync would upsert its rows into Accounting's table and delete
+        Accounting's as gone)."""
+        catalog = self.connection.catalog
+        problems = []
+        for spec in self.specs:
+            held = self.target.load(spec.name)
+            if held is None or (held.product, held.source) == (spec.product, spec.table.name):
+                continue
+            try:
+                title = catalog.product(held.product).connection_name
+            except Error:
+                title = held.product
+            mine = catalog.product(spec.product).connection_name
+            problems.append(
+                f"{spec.name} holds {title}'s {held.source}, not {mine}'s {spec.table.name}"
+            )
+        if problems:
+            prefix = catalog.product(self.specs[0].product).connection_name.lower()
+            raise ConfigurationError(
+                f"the replica {shown(self.target.url)}: " + "; ".join(problems),
+                hint="sync into another replica, or under another name "
+                f"(REPLICATE {prefix}.{self.specs[0].table.name})",
+            )
+
     def run(self) -> list[TableOutcome]:
         """Every table in turn; a quota exhaustion stops the run (the rest reported)."""
+        self._check_owners()
         outcomes: list[TableOutcome] = []
         stopped: str | None = None
         for spec in self.specs:
@@ -342,13 +408,22 @@ class Replicator:
         state = SyncState(spec.name, spec.table.name, spec.product)
         try:
             shape, children = self.shapes(spec)
+            grown = False
             for s in (shape, *children):
                 added = self.target.ensure(s)
                 if added:
+                    grown = True
                     outcome.notes.append(f"{s.name}: columns added: {', '.join(added)}")
-            state = self.target.load(spec.name) or state
+            held = self.target.load(spec.name)
+            # Columns added (a later catalog, a REPLICATE naming more) are empty in the rows
+            # already copied, and a changed WHERE keeps other rows: every row is read again.
+            again = held is not None and (grown or (held.filter or None) != (spec.filter or None))
+            if again and not self.full:
+                outcome.notes.append("the columns or the WHERE changed: every row copied again")
+            state = held or state
             state.filter = spec.filter
-            self._start(spec, state)
+            state.columns = json.dumps(list(spec.columns)) if spec.columns else None
+            self._start(spec, state, again=again)
             for attempt in range(ATTEMPTS):
                 if attempt:
                     # Deletions stamped in the second before a read began could have
@@ -381,6 +456,7 @@ class Replicator:
             # (the count reads the table alone: its columns do not matter)
         except Exception:  # the table may not exist after an early failure
             outcome.rows = state.rows
+        state.scales = _merged_scales(state.scales, self._scales.pop(spec.name, {}))
         state.last_sync = iso(_floor(datetime.now(timezone.utc)))
         state.requests = outcome.requests
         state.last_result = outcome.summary().split(": ", 1)[1]
@@ -388,9 +464,10 @@ class Replicator:
             batch.save(state)
         return outcome
 
-    def _start(self, spec: TableSpec, state: SyncState) -> None:
-        """Where this run starts: a copy (first run, --full), --since, or the position."""
-        if self.full:
+    def _start(self, spec: TableSpec, state: SyncState, *, again: bool = False) -> None:
+        """Where this run starts: a copy (first run, --full, ``again``: the replica table's
+        columns or WHERE changed), --since, or the position."""
+        if self.full or again:
             state.cursor = json.dumps({"phase": "copy"})
         elif spec.updated is None and state.cursor is None:
             state.cursor = json.dumps({"phase": "copy"})  # no dates: copied every run
@@ -711,6 +788,8 @@ class Replicator:
             rows = [r for r in rows if r[match]]
         if not rows:
             return removed
+        noted = self._scales.setdefault(spec.name, {})
+        _note_scales(noted.setdefault(shape.name, {}), shape, columns, rows)
         stored = _storer(shape, columns, spec.product)
         flat = [stored(r) for r in rows]
         batch.upsert(shape, flat)
@@ -723,7 +802,7 @@ class Replicator:
         for child in children:
             assert child.table.parent is not None and child.parent_key is not None
             batch.delete(child, child.parent_key, [k for k in keys if k is not None])
-            lines_flatten = flattener(child.table, child.columns)
+            lines_flatten = flattener(child.table, child.columns, noted.setdefault(child.name, {}))
             lines = []
             for record in records:
                 found = extract(record, child.table.parent.path)
@@ -810,7 +889,13 @@ class Replicator:
         window = self.windows[spec.name]
         possible, _ = window.scan_keyset(keys_only=True)
         if not possible:
-            outcome.notes.append("deletions not detected (the API cannot list keys in order)")
+            # The API cannot list the ids in order (Accounting's sales_quotes): when the
+            # count differs (or at least every compare_every), a whole copy instead, whose
+            # end forgets the rows it did not meet. Deleted rows stayed forever.
+            if state.copied is not None and self._ids_needed(spec, state, shape):
+                state.cursor = json.dumps({"phase": "copy"})
+                self._read(spec, state, shape, children, outcome, copy=True)
+                outcome.notes.append("deletions looked for by a whole copy")
             return
         if not self._ids_needed(spec, state, shape):
             return

@@ -67,7 +67,7 @@ def open_target(url: str, *, create: bool = True) -> Target:
     if scheme == "sqlite":
         return sqlite_target.SQLiteTarget.open(url, create=create)
     if scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+"):
-        return postgres_target.PostgresTarget.open(url)
+        return postgres_target.PostgresTarget.open(url, create=create)
     raise ConfigurationError(
         f"the replica {shown(url)!r} is not a sqlite:/// or postgresql:// URL",
         hint="write --to sqlite:///copy.sqlite or --to postgresql://user@host/db",

@@ -187,7 +187,7 @@ def test_target_tables_have_types_key_and_indexes(tmp_path) -> None:
     conn = sqlite3.connect(f"{tmp_path}/t.sqlite")
     info = {r[1]: (r[2], r[5]) for r in conn.execute("PRAGMA table_info(contacts)")}
     assert info["id"] == ("TEXT", 1)
-    assert info["credit_limit"][0] == "REAL" and info["system"][0] == "INTEGER"
+    assert info["credit_limit"][0] == "NUMERIC" and info["system"][0] == "INTEGER"
     indexes = [r[1] for r in conn.execute("PRAGMA index_list(contacts)")]
     assert any("updated_at" in i for i in indexes)
     target.close()
