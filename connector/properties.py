@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Mapping
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlsplit
+from urllib.parse import unquote, urlsplit
 
 from sagesql.errors import ConfigurationError
 from sagesql.schemas.catalog import default_catalog, did_you_mean
@@ -345,8 +345,7 @@ class Settings:
     def secrets(self) -> list[str]:
         """Every secret value set, for redaction (the Replica URL's password among them)."""
         found = [v for p in PROPERTIES if p.secret and (v := getattr(self, p.attribute))]
-        password = urlsplit(self.replica).password if self.replica else None
-        return found + ([password] if password else [])
+        return found + (url_passwords(self.replica) if self.replica else [])
 
     def public(self) -> dict[str, Any]:
         """Property name -> value with secrets masked (for `auth status` and logs)."""
@@ -355,7 +354,7 @@ class Settings:
             value = getattr(self, p.attribute)
             out[p.name] = "********" if (p.secret and value) else value
         if self.replica:
-            out["Replica"] = _masked_url(self.replica)
+            out["Replica"] = shown_url(self.replica)
         return out
 
     def __repr__(self) -> str:
@@ -365,11 +364,40 @@ class Settings:
     __str__ = __repr__
 
 
-def _masked_url(url: str) -> str:
+def _query_password(url: str) -> str | None:
+    """A ``password=`` in the URL's query (libpq reads it as well as the user's)."""
+    for pair in urlsplit(url).query.split("&"):
+        name, _, value = pair.partition("=")
+        if name.lower() == "password" and value:
+            return unquote(value)
+    return None
+
+
+def url_passwords(url: str) -> list[str]:
+    """The passwords a replica URL carries, for redaction."""
     parts = urlsplit(url)
-    if parts.password is None:
-        return url
-    return parts._replace(netloc=parts.netloc.replace(":" + parts.password + "@", ":***@")).geturl()
+    found = [parts.password, _query_password(url)]
+    return [p for p in found if p]
+
+
+def shown_url(url: str) -> str:
+    """The URL without its passwords (for messages and `auth status`)."""
+    parts = urlsplit(url)
+    query = "&".join(
+        f"{p.split('=', 1)[0]}=***" if p.split("=", 1)[0].lower() == "password" else p
+        for p in parts.query.split("&")
+    )
+    if parts.password is None and query == parts.query:
+        return url  # (geturl() would also drop sqlite:///'s empty host)
+    if parts.password is not None:
+        netloc = parts.netloc.rsplit("@", 1)[1]
+        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
+    return parts._replace(query=query).geturl()
+
+
+def is_postgres_url(url: str) -> bool:
+    scheme = urlsplit(url).scheme.lower()
+    return scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")
 
 
 TRUE_WORDS = ("true", "yes", "on", "1")
@@ -401,8 +429,7 @@ def _convert(prop: Property, raw: Any) -> Any:
         raise ValueError("expected True or False")
     text = str(raw).strip()
     if prop.kind == "replica":
-        scheme = urlsplit(text).scheme.lower()
-        if scheme != "sqlite" and not scheme.startswith("postgres"):
+        if urlsplit(text).scheme.lower() != "sqlite" and not is_postgres_url(text):
             raise ValueError("expected a sqlite:///PATH or postgresql://USER@HOST/DB URL")
         return text
     if prop.kind == "choice":
@@ -436,7 +463,7 @@ def validate(raw: Mapping[str, Any], *, profile: str | None = None) -> Settings:
             shown = (
                 "********"
                 if prop.secret
-                else repr(_masked_url(str(value)) if prop.kind == "replica" else str(value))
+                else repr(shown_url(str(value)) if prop.kind == "replica" else str(value))
             )
             problems.append(f"{prop.name}={shown}: {exc}")
     values = {k: v for k, v in values.items() if v is not None}

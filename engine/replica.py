@@ -31,6 +31,7 @@ from urllib.parse import unquote, urlsplit
 
 from sqlglot import exp
 
+from sagesql.connector.properties import is_postgres_url, shown_url
 from sagesql.engine import local, values
 from sagesql.engine.conditions import (
     COMPARISONS,
@@ -50,20 +51,7 @@ STATE_TABLE = "_sagesql_sync"  # replication/state.py writes it
 QUERIES = (exp.Select, exp.Union, exp.Intersect, exp.Except)
 
 
-def shown(url: str) -> str:
-    """The URL without its password (for messages): the user's and a ``password=`` of
-    the query (libpq reads both)."""
-    parts = urlsplit(url)
-    query = "&".join(
-        f"{p.split('=', 1)[0]}=***" if p.split("=", 1)[0].lower() == "password" else p
-        for p in parts.query.split("&")
-    )
-    if parts.password is None and query == parts.query:
-        return url  # (geturl() would also drop sqlite:///'s empty host)
-    if parts.password is not None:
-        netloc = parts.netloc.rsplit("@", 1)[1]
-        parts = parts._replace(netloc=f"{parts.username or ''}:***@{netloc}")
-    return parts._replace(query=query).geturl()
+shown = shown_url  # the URL without its passwords
 
 
 def sqlite_path(url: str) -> Path:
@@ -78,9 +66,7 @@ def sqlite_path(url: str) -> Path:
     return Path(path[1:])
 
 
-def is_postgres(url: str) -> bool:
-    scheme = urlsplit(url).scheme.lower()
-    return scheme in ("postgresql", "postgres") or scheme.startswith("postgresql+")
+is_postgres = is_postgres_url
 
 
 def check_url(url: str) -> None:

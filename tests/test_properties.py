@@ -472,3 +472,17 @@ def test_offline_and_replica() -> None:
     message = str(caught.value)
     assert "Offline='maybe': expected True or False" in message
     assert "sqlite:///PATH or postgresql://" in message
+
+
+def test_a_replica_url_s_passwords_never_show_and_its_scheme_is_exact() -> None:
+    # libpq reads a password in the query as well as the user's: both are secrets.
+    url = "postgresql://sync:pw-user@db/replica?password=pw-query&sslmode=require"
+    settings = validate({"Product": "SageAccounting", "Offline": "True", "Replica": url})
+    assert set(settings.secrets()) >= {"pw-user", "pw-query"}
+    for text in (repr(settings), str(settings.public())):
+        assert "pw-user" not in text and "pw-query" not in text
+        assert "sslmode=require" in text
+    with pytest.raises(ConfigurationError) as refused:
+        validate({"Product": "SageAccounting", "Replica": "postgresq://u:pw-typo@db/x"})
+    assert "expected a sqlite:///PATH or postgresql://" in str(refused.value)
+    assert "pw-typo" not in str(refused.value)
