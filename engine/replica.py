@@ -384,7 +384,7 @@ def _statement(
     sources = [
         local.LocalSource(
             r.local_name,
-            tables[r.local_name.lower()],
+            [(c.name, c.type) for c in r.table.columns],
             iter(()),
             noted.get(r.table.name.lower(), {}),
         )
@@ -414,9 +414,9 @@ def _statement(
             if schema:
                 node.set("db", exp.to_identifier(schema, quoted=True))
     if reader.postgres:
-        for node in list(qualified.find_all(exp.Avg)):
+        for avg in list(qualified.find_all(exp.Avg)):
             # SQLite's avg() (online) is always REAL; PostgreSQL's numeric avg a numeric.
-            node.replace(exp.cast(node.copy(), exp.DataType.build("double")))
+            avg.replace(exp.cast(avg.copy(), exp.DataType.build("double")))
     text = qualified.sql("postgres" if reader.postgres else READ_DIALECT)
     return text, typed, product_id, places
 
