@@ -114,7 +114,7 @@ def flattener(
             if c.type == "DECIMAL":
                 convert[i] = _noting_scale(convert[i], scales, c.name)
     code = _flatten_code(tuple(tuple(c.path) for c in columns), tuple(c.type for c in columns))
-    namespace: dict[str, Any] = {"_node": _node, "_dict": dict}
+    namespace: dict[str, Any] = {"_node": _node, "_dict": dict, "_EMPTY": _EMPTY}
     namespace.update((f"c{i}", f) for i, f in enumerate(convert))
     exec(code, namespace)  # the source is _flatten_code's: names and repr()s of the paths
     flatten: Callable[..., tuple[Any, ...]] = namespace["flatten"]
@@ -125,27 +125,51 @@ def flattener(
 def _flatten_code(paths: tuple[tuple[str, ...], ...], types: tuple[str, ...]) -> Any:
     """The compiled ``flatten(record, parent=None)`` for columns at these paths and types."""
     lines = ["def flatten(record, parent=None):"]
-    nodes: dict[tuple[str, ...], str] = {(): "record", (PARENT,): "parent_"}
-    uses_parent = any(path[:1] == (PARENT,) for path in paths)
-    if uses_parent:
+    if any(path[:1] == (PARENT,) for path in paths):
         lines.append("    parent_ = parent if parent.__class__ is _dict else _node(parent)")
+    # The objects on the columns' paths, as a tree from the record (and the parent):
+    # an absent object (the usual case for many) sets all the columns under it to None
+    # at once instead of looking each up in an empty mapping.
+    fields: dict[tuple[str, ...], list[tuple[int, str]]] = {(): [], (PARENT,): []}
+    children: dict[tuple[str, ...], list[tuple[str, ...]]] = {(): [], (PARENT,): []}
+    for i, path in enumerate(paths):
+        if path and path != (PARENT,):
+            prefix = path[:-1]
+            while prefix not in fields:  # an object not seen before, and those above it
+                fields[prefix] = []
+                children.setdefault(prefix, [])
+                children.setdefault(prefix[:-1], []).append(prefix)
+                prefix = prefix[:-1]
+            fields[path[:-1]].append((i, path[-1]))
+    count = [0]
 
-    def node(prefix: tuple[str, ...]) -> str:
-        """The variable holding the object at ``prefix`` (an empty one when absent)."""
-        if prefix in nodes:
-            return nodes[prefix]
-        above = node(prefix[:-1])
-        name = nodes[prefix] = f"n{len(nodes)}"
-        lines.append(f"    {name} = {above}.get({prefix[-1]!r})")
-        lines.append(f"    if {name}.__class__ is not _dict: {name} = _node({name})")
-        return name
+    def under(prefix: tuple[str, ...]) -> list[int]:
+        found = [i for i, _ in fields[prefix]]
+        for child in children[prefix]:
+            found += under(child)
+        return found
 
-    values = []
-    for i, (path, sql_type) in enumerate(zip(paths, types, strict=True)):
+    def emit(prefix: tuple[str, ...], var: str, indent: str) -> None:
+        for i, key in fields[prefix]:
+            lines.append(f"{indent}v{i} = {var}.get({key!r})")
+        for child in children[prefix]:
+            count[0] += 1
+            name = f"n{count[0]}"
+            lines.append(f"{indent}{name} = {var}.get({child[-1]!r})")
+            lines.append(f"{indent}if {name}.__class__ is not _dict: {name} = _node({name})")
+            lines.append(f"{indent}if {name} is _EMPTY:")
+            lines.append(f"{indent}    " + "".join(f"v{i} = " for i in under(child)) + "None")
+            lines.append(f"{indent}else:")
+            emit(child, name, indent + "    ")
+
+    for i, path in enumerate(paths):
         if not path or path == (PARENT,):  # the record itself (sagesql_record)
             lines.append(f"    v{i} = {'parent' if path else 'record'}")
-        else:
-            lines.append(f"    v{i} = {node(path[:-1])}.get({path[-1]!r})")
+    emit((), "record", "    ")
+    if fields[(PARENT,)] or children[(PARENT,)]:
+        emit((PARENT,), "parent_", "    ")
+    values = []
+    for i, sql_type in enumerate(types):
         kept = _KEPT.get(sql_type)
         test = f"v{i} if {kept.format(v=f'v{i}')} else " if kept else ""
         if sql_type == "BOOLEAN":  # JSON's true and false, stored as 1 and 0 (to_storage)
