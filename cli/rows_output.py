@@ -87,7 +87,7 @@ def _objects(columns: list[Any], encoding: str | None = None, errors: str = "str
         i for i, c in enumerate(columns) if getattr(c, "sql_type", None) in (None, "DECIMAL")
     ]
 
-    def one(row: tuple[Any, ...]) -> str:
+    def one(row: tuple[Any, ...]) -> str | bytes:
         values: Any = row
         if decimals:
             values = list(row)
