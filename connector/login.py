@@ -18,7 +18,6 @@ from __future__ import annotations
 import base64
 import contextlib
 import hashlib
-import http.server
 import queue
 import secrets
 import sys
@@ -142,6 +141,8 @@ class CallbackListener:
                 f"CallbackURL {callback_url} is not a local http URL the listener can serve",
                 hint="use http://localhost:PORT, or EXEC GetOAuthAccessToken with AuthMode=WEB",
             )
+        import http.server  # only a login listens: not on every statement's start-up path
+
         self.path = parts.path or "/"
         self.results: queue.Queue[str] = queue.Queue()
         listener = self
