@@ -14,8 +14,11 @@ class ResultColumn(msgspec.Struct, frozen=True):
     secret: bool = False  # a token a procedure returns: masked on the command line
 
 
-class Result(msgspec.Struct):
+class Result(msgspec.Struct, dict=True):
     """Rows come as tuples of Python values (values.from_storage applied), lazily."""
+
+    # dict=True: results take attributes besides their fields, as dataclass instances do
+    # (engine.query hangs the statement's plan on one).
 
     columns: list[ResultColumn]
     rows: Iterator[tuple[Any, ...]]
