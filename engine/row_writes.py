@@ -99,7 +99,7 @@ class RowRequest(msgspec.Struct):
         shown = ", ".join(
             f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "key_of"
         )
-        return f"RowRequest({shown})"
+        return f"{self.__class__.__qualname__}({shown})"
 
 
 def classify(exc: Error, method: str) -> str:

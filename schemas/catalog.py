@@ -312,7 +312,7 @@ class Table(msgspec.Struct, frozen=True):
 
     def __repr__(self) -> str:
         shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _TABLE_SHOWN)
-        return f"Table({shown})"
+        return f"{self.__class__.__qualname__}({shown})"
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
