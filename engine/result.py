@@ -17,8 +17,8 @@ class ResultColumn(msgspec.Struct, frozen=True):
 class Result(msgspec.Struct, dict=True):
     """Rows come as tuples of Python values (values.from_storage applied), lazily."""
 
-    # dict=True: results take attributes besides their fields, as dataclass instances do
-    # (engine.query hangs the statement's plan on one).
+    # dict=True: a result takes attributes besides its fields (engine.query hangs the
+    # statement's plan on one).
 
     columns: list[ResultColumn]
     rows: Iterator[tuple[Any, ...]]

@@ -95,7 +95,7 @@ class RowRequest(msgspec.Struct):
     # The key of the API's answer (creates learn their key from it).
     key_of: Callable[[Any], Any] | None = None
 
-    def __repr__(self) -> str:  # key_of left out (the dataclass had repr=False)
+    def __repr__(self) -> str:  # without key_of (a function)
         shown = ", ".join(
             f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "key_of"
         )

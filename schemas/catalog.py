@@ -277,7 +277,7 @@ class Table(msgspec.Struct, frozen=True):
     # A view's condition on its rows (customers: contact_types holds CUSTOMER): supplied
     # on INSERT when not given, checked on INSERT and UPDATE (WITH CHECK OPTION).
     fixed_values: Mapping[str, str] = msgspec.field(default_factory=dict)
-    # Derived from columns: left out of repr and == (as with the dataclass's field options).
+    # Derived from columns: left out of repr and ==.
     _by_name: Mapping[str, Column] = msgspec.field(default_factory=dict)
 
     @classmethod
