@@ -24,8 +24,9 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import replace
 from typing import Any, TypeAlias
+
+import msgspec
 
 from sagesql.connector import logs
 from sagesql.connector.client import SageClient
@@ -71,7 +72,7 @@ def connected(
     settings = load_settings(connection, profile=profile, **properties)
     if verbose:
         level = max(settings.verbosity, min(verbose, MAX_VERBOSITY))
-        settings = replace(settings, verbosity=level)
+        settings = msgspec.structs.replace(settings, verbosity=level)
         logs.configure(settings, to_stderr=True)
     with SageClient(settings) as client:
         yield client

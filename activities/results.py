@@ -9,8 +9,9 @@ the API's answer flattened into the table's columns, as a query returns them.
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 from sagesql.engine.fetch import flattener
 from sagesql.engine.row_writes import SUCCESS, RowError, RowOutcome
@@ -21,8 +22,7 @@ ActivityError = RowError
 STATUSES = ("created", "updated", "deleted", "voided", "ok", "failed", "unknown", "skipped")
 
 
-@dataclass(frozen=True)
-class ActivityResult:
+class ActivityResult(msgspec.Struct, frozen=True):
     index: int  # 0-based position of the record in the input
     status: str
     key: Any = None

@@ -73,12 +73,14 @@ def _requests_logged(settings: Any, verbose: int) -> Any:
     """-vv and more: the connection's requests logged too, as 'sagesql query -vv' does."""
     if verbose < 2:
         return settings
-    from dataclasses import replace
+    import msgspec
 
     from sagesql.activities.clients import MAX_VERBOSITY
     from sagesql.connector import logs
 
-    settings = replace(settings, verbosity=max(settings.verbosity, min(verbose, MAX_VERBOSITY)))
+    settings = msgspec.structs.replace(
+        settings, verbosity=max(settings.verbosity, min(verbose, MAX_VERBOSITY))
+    )
     logs.configure(settings, to_stderr=True)
     return settings
 

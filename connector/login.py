@@ -23,9 +23,10 @@ import secrets
 import sys
 import threading
 from collections.abc import Callable, Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit, urlunsplit
+
+import msgspec
 
 from sagesql.connector import token_endpoint
 from sagesql.connector.properties import Settings
@@ -38,8 +39,7 @@ LOGIN_TIMEOUT = 300.0
 Opener = Callable[[str], bool]
 
 
-@dataclass(frozen=True)
-class Endpoints:
+class Endpoints(msgspec.Struct, frozen=True):
     """The OAuth endpoints and scope of a connection (properties over product defaults)."""
 
     authorization_url: str

@@ -26,9 +26,10 @@ from __future__ import annotations
 import hashlib
 import math
 from collections.abc import Mapping
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 from urllib.parse import parse_qsl, urlsplit
+
+import msgspec
 
 from sagesql.errors import APIError
 
@@ -45,8 +46,7 @@ MAX_PAGES = 100_000
 EXTRA_PAGES = 5
 
 
-@dataclass(frozen=True)
-class PageRequest:
+class PageRequest(msgspec.Struct, frozen=True):
     """One page to ask for: a path (relative to the API, or a ``$next`` link) and parameters."""
 
     path: str
@@ -54,11 +54,10 @@ class PageRequest:
     offset: int = 0  # position of the page's first record (0-based), when known
     size: int | None = None  # records asked for
     number: int | None = None  # page number, for page_number paging
-    base: Mapping[str, Any] = field(default_factory=dict)  # the caller's own parameters
+    base: Mapping[str, Any] = msgspec.field(default_factory=dict)  # the caller's own parameters
 
 
-@dataclass(frozen=True)
-class Page:
+class Page(msgspec.Struct, frozen=True):
     """What one answer held."""
 
     request: PageRequest

@@ -8,16 +8,16 @@ coerced to the column's type: str (TEXT), int (INTEGER), Decimal (DECIMAL), bool
 
 from __future__ import annotations
 
-from dataclasses import dataclass
 from typing import Any
+
+import msgspec
 
 OPERATORS = ("=", "!=", "<", "<=", ">", ">=", "IN", "LIKE", "IS NULL", "IS NOT NULL")
 # What an operator becomes when the two sides of a comparison are swapped.
 FLIPPED = {"=": "=", "!=": "!=", "<": ">", "<=": ">=", ">": "<", ">=": "<="}
 
 
-@dataclass(frozen=True)
-class Comparison:
+class Comparison(msgspec.Struct, frozen=True):
     """``column op value``; IN takes a tuple of values, IS [NOT] NULL takes none."""
 
     column: str
@@ -32,24 +32,21 @@ class Comparison:
         return f"{self.column} {self.op} {_show(self.value)}"
 
 
-@dataclass(frozen=True)
-class And:
+class And(msgspec.Struct, frozen=True):
     items: tuple[Predicate, ...]
 
     def __str__(self) -> str:
         return " AND ".join(_wrap(i) for i in self.items)
 
 
-@dataclass(frozen=True)
-class Or:
+class Or(msgspec.Struct, frozen=True):
     items: tuple[Predicate, ...]
 
     def __str__(self) -> str:
         return " OR ".join(_wrap(i) for i in self.items)
 
 
-@dataclass(frozen=True)
-class Not:
+class Not(msgspec.Struct, frozen=True):
     item: Predicate
 
     def __str__(self) -> str:

@@ -9,9 +9,10 @@ else in sagesql reads raw properties.
 from __future__ import annotations
 
 from collections.abc import Mapping
-from dataclasses import dataclass
 from typing import Any
 from urllib.parse import unquote, urlsplit
+
+import msgspec
 
 from sagesql.errors import ConfigurationError
 from sagesql.schemas.catalog import default_catalog, did_you_mean
@@ -21,8 +22,7 @@ SCHEMAS = ("StandardUK", "ProfessionalUK")
 CRM_FILTER_OPERATORS = ("documented", "extended")
 
 
-@dataclass(frozen=True)
-class Property:
+class Property(msgspec.Struct, frozen=True):
     """One connection property as users write it."""
 
     name: str
@@ -277,8 +277,7 @@ def lookup(name: str) -> Property | None:
     return None
 
 
-@dataclass(frozen=True)
-class Settings:
+class Settings(msgspec.Struct, frozen=True):
     """Validated connection properties. ``repr`` never shows a secret."""
 
     product: str = "SageAccounting"

@@ -19,9 +19,10 @@ import math
 import threading
 import time
 from collections.abc import Iterator, Mapping
-from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any, ClassVar, Protocol
+
+import msgspec
 
 from sagesql.connector import files
 from sagesql.errors import ConfigurationError
@@ -78,8 +79,7 @@ def _number(data: Mapping[str, Any], name: str) -> float | None:
     return number
 
 
-@dataclass(frozen=True)
-class TokenSet:
+class TokenSet(msgspec.Struct, frozen=True):
     """One token response, with the absolute time the access token expires."""
 
     access_token: str
@@ -157,7 +157,7 @@ class TokenSet:
         return self.expires_at - self.obtained_at
 
     def to_json(self) -> dict[str, Any]:
-        return asdict(self)
+        return msgspec.structs.asdict(self)
 
     def __repr__(self) -> str:  # never show a token
         return f"TokenSet(expires_at={self.expires_at!r}, scope={self.scope!r})"

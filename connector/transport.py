@@ -54,11 +54,11 @@ import time
 from collections import deque
 from collections.abc import Callable, Generator, Iterator, Mapping
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass
 from datetime import datetime, timezone
 from typing import Any
 from urllib.parse import quote, unquote, urljoin, urlsplit
 
+import msgspec
 import requests
 import requests.auth
 import urllib3.exceptions
@@ -436,8 +436,7 @@ class _DeadlineAdapter(HTTPAdapter):
         return manager
 
 
-@dataclass(frozen=True)
-class _Exchange:
+class _Exchange(msgspec.Struct, frozen=True):
     """What one request is, for its attempts."""
 
     method: str

@@ -31,11 +31,11 @@ import re
 import sqlite3
 import tempfile
 from collections.abc import Callable, Iterable, Iterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from itertools import islice
 from typing import Any
 
+import msgspec
 from sqlglot import exp
 
 from sagesql.engine import values
@@ -101,8 +101,7 @@ ROWID_NAMES = frozenset({"rowid", "oid", "_rowid_"})
 Columns = list[tuple[str, str | None]]  # (name, catalog SQL type or None)
 
 
-@dataclass
-class LocalSource:
+class LocalSource(msgspec.Struct):
     """One table's rows for the local database: ``name`` is the SQLite table to create.
 
     Rows are tuples in the columns' order, each value already in its stored form
@@ -115,13 +114,12 @@ class LocalSource:
     rows: Iterator[tuple[Any, ...]]
     # DECIMAL column -> decimal places the API wrote, filled while rows are read
     # (fetch.flattener): a result column that is such a column keeps that scale.
-    scales: Mapping[str, int] = field(default_factory=dict)
+    scales: Mapping[str, int] = msgspec.field(default_factory=dict)
     # The product the rows come from: how DATETIME values are written on the way out.
     product: str | None = None
 
 
-@dataclass
-class Evaluation:
+class Evaluation(msgspec.Struct):
     """How a statement was evaluated: for tests, ``--explain`` and progress reports."""
 
     streaming: bool = False
@@ -132,11 +130,10 @@ class Evaluation:
     batches: int = 0  # streaming batches run so far
 
 
-@dataclass
 class LocalResult(Result):
     """A :class:`Result` that also tells how SQLite evaluated it."""
 
-    evaluation: Evaluation = field(default_factory=Evaluation)
+    evaluation: Evaluation = msgspec.field(default_factory=Evaluation)
 
 
 def why_not_streaming(select: exp.Expression, sources: Sequence[LocalSource | str]) -> str | None:

@@ -15,8 +15,8 @@ tables' columns), and a statement that does not name it reads and stores nothing
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass, replace
 
+import msgspec
 from sqlglot import exp
 from sqlglot.errors import OptimizeError
 from sqlglot.optimizer.qualify import qualify
@@ -45,7 +45,9 @@ def with_record(table: Table) -> Table:
     if table.has_column(RECORD_COLUMN):
         return table
     columns = (*table.columns, _RECORD)
-    return replace(table, columns=columns, _by_name={c.name.lower(): c for c in columns})
+    return msgspec.structs.replace(
+        table, columns=columns, _by_name={c.name.lower(): c for c in columns}
+    )
 
 
 def names_record(tree: exp.Expression) -> bool:
@@ -53,8 +55,7 @@ def names_record(tree: exp.Expression) -> bool:
     return any(c.name.lower() == RECORD_COLUMN for c in tree.find_all(exp.Column))
 
 
-@dataclass
-class TableRef:
+class TableRef(msgspec.Struct):
     """One reference to a catalog table in the statement."""
 
     table: Table

@@ -22,9 +22,9 @@ make a query cheaper, never change its answer.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlglot import exp
 from sqlglot.optimizer.scope import Scope, traverse_scope
 
@@ -50,24 +50,23 @@ MAX_KEY_LOOKUPS = 20
 COUNT_CLAUSES = frozenset({"expressions", "from_", "from", "where"})
 
 
-@dataclass
-class Scan:
+class Scan(msgspec.Struct):
     """How one table reference's rows are fetched."""
 
     ref: TableRef
     columns: list[str]
-    conjuncts: list[Predicate] = field(default_factory=list)
-    local_only: list[str] = field(default_factory=list)  # conditions SQLite alone applies
-    pushed: Pushed = field(default_factory=Pushed)
+    conjuncts: list[Predicate] = msgspec.field(default_factory=list)
+    local_only: list[str] = msgspec.field(default_factory=list)  # conditions SQLite alone applies
+    pushed: Pushed = msgspec.field(default_factory=Pushed)
     keys: tuple[Any, ...] | None = None  # GET one record per key
     limit: int | None = None  # fetch at most this many records
     offset: int = 0  # ... from this one on (the statement's OFFSET, read by the API)
     source: Table | None = None  # the table actually requested (a child's parent)
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
     # An equi-join narrows this table to the values the other side has (decided at run
     # time, once they are known): see JoinKey and narrowed().
     join: JoinKey | None = None
-    order: list[SortKey] = field(default_factory=list)
+    order: list[SortKey] = msgspec.field(default_factory=list)
     empty: bool = False  # narrowed to no value at all: nothing to fetch
     # The API applies the whole WHERE exactly, in the statement's order: a LIMIT on the
     # statement (the number in ``limit``, when it has one) stops this scan's paging.
@@ -91,8 +90,7 @@ class Scan:
         return [(listing.method, listing.path, dict(self.pushed.params))]
 
 
-@dataclass(frozen=True)
-class JoinKey:
+class JoinKey(msgspec.Struct, frozen=True):
     """``ON inner.column = outer.outer_column``: the outer scan is read first."""
 
     outer: int  # index of the outer scan in Plan.scans
@@ -111,8 +109,7 @@ MAX_JOIN_CHUNKS = 3
 MAX_JOIN_LOOKUPS = 1
 
 
-@dataclass
-class Plan:
+class Plan(msgspec.Struct):
     tree: exp.Expression  # the statement SQLite runs, over the scans' local tables
     scans: list[Scan]
     # SELECT count(*) FROM t [WHERE ...all applied exactly by the API]: the API's own total

@@ -22,13 +22,13 @@ from __future__ import annotations
 import json
 import sqlite3
 from collections.abc import Callable, Iterator
-from dataclasses import replace
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from urllib.parse import unquote, urlsplit
 
+import msgspec
 from sqlglot import exp
 
 from sagesql.connector.properties import is_postgres_url, shown_url
@@ -365,7 +365,7 @@ def _statement(
             continue
         held = {c.lower() for c in reader.columns(name)}
         kept = tuple(c for c in table.columns if c.name.lower() in held)
-        own[name.lower()] = replace(
+        own[name.lower()] = msgspec.structs.replace(
             table, name=name, columns=kept, _by_name={c.name.lower(): c for c in kept}
         )
     tree = fold(tree, now or (lambda: datetime.now(timezone.utc)))

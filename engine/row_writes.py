@@ -21,8 +21,9 @@ from __future__ import annotations
 from collections import deque
 from collections.abc import Callable, Iterable, Iterator
 from concurrent.futures import Future, ThreadPoolExecutor
-from dataclasses import dataclass, field
 from typing import Any
+
+import msgspec
 
 from sagesql.connector.seams import Transport
 from sagesql.errors import (
@@ -37,8 +38,7 @@ SUCCESS = frozenset({"created", "updated", "deleted", "voided", "ok"})
 IDEMPOTENT = frozenset({"GET", "PUT", "DELETE"})
 
 
-@dataclass(frozen=True)
-class RowError:
+class RowError(msgspec.Struct, frozen=True):
     """Why a row was not written: the message, the HTTP status, Sage's (field, reason) list."""
 
     message: str
@@ -67,8 +67,7 @@ class RowError:
         }
 
 
-@dataclass
-class RowOutcome:
+class RowOutcome(msgspec.Struct):
     """What happened to one row."""
 
     index: int  # 0-based input position
@@ -82,8 +81,7 @@ class RowOutcome:
         return self.status in SUCCESS
 
 
-@dataclass
-class RowRequest:
+class RowRequest(msgspec.Struct):
     """One row's call; ``outcome`` set instead when the row is answered without a call."""
 
     index: int
@@ -95,7 +93,13 @@ class RowRequest:
     params: dict[str, str] | None = None  # query parameters (a void's void_reason)
     outcome: RowOutcome | None = None
     # The key of the API's answer (creates learn their key from it).
-    key_of: Callable[[Any], Any] | None = field(default=None, repr=False)
+    key_of: Callable[[Any], Any] | None = None
+
+    def __repr__(self) -> str:  # without key_of (a function)
+        shown = ", ".join(
+            f"{name}={getattr(self, name)!r}" for name in self.__struct_fields__ if name != "key_of"
+        )
+        return f"{self.__class__.__qualname__}({shown})"
 
 
 def classify(exc: Error, method: str) -> str:

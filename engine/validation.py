@@ -24,9 +24,10 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Iterable, Mapping, Sequence
-from dataclasses import dataclass, field
 from decimal import Decimal
 from typing import Any
+
+import msgspec
 
 from sagesql.connector import products
 from sagesql.engine.values import coerce
@@ -68,14 +69,13 @@ def operation(table: Table, kind: str) -> Operation:
     )
 
 
-@dataclass
-class Problems:
+class Problems(msgspec.Struct):
     """Every problem of one write, reported together."""
 
     statement: str
-    items: list[str] = field(default_factory=list)
+    items: list[str] = msgspec.field(default_factory=list)
     # (column, reason) of each problem, for per-record results (activities).
-    fields: list[tuple[str | None, str]] = field(default_factory=list)
+    fields: list[tuple[str | None, str]] = msgspec.field(default_factory=list)
     values_only: bool = True  # only values are wrong (DataError), not names
 
     def add(

@@ -28,9 +28,9 @@ from __future__ import annotations
 
 import json
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass, field
 from typing import Any
 
+import msgspec
 from sqlglot import exp
 
 from sagesql.connector.seams import Client
@@ -66,11 +66,10 @@ def affects_every_row(tree: exp.Expression) -> bool:
     return isinstance(tree, (exp.Update, exp.Delete)) and tree.args.get("where") is None
 
 
-@dataclass
 class WriteResult(Result):
     """A write's per-row results; ``outcomes`` keeps each row's API answer and error."""
 
-    outcomes: list[RowOutcome] = field(default_factory=list)
+    outcomes: list[RowOutcome] = msgspec.field(default_factory=list)
     kind: str = ""
 
     @property
@@ -87,18 +86,16 @@ class WriteResult(Result):
         return ", ".join(f"{n} {status}" for status, n in counts.items())
 
 
-@dataclass
-class Row:
+class Row(msgspec.Struct):
     """One row to write: its position, its key (update, delete) and its typed values."""
 
     index: int
     key: Any = None
-    values: dict[Column, Any] = field(default_factory=dict)
+    values: dict[Column, Any] = msgspec.field(default_factory=dict)
     outcome: RowOutcome | None = None  # answered without a request (a key not found)
 
 
-@dataclass
-class Write:
+class Write(msgspec.Struct):
     """A write statement, resolved and checked: what it sets and how rows are found."""
 
     kind: str
@@ -108,10 +105,10 @@ class Write:
     target: exp.Table
     columns: list[Column | None]  # INSERT's column list, UPDATE's SET targets
     problems: validation.Problems
-    set_exprs: list[exp.Expression] = field(default_factory=list)
+    set_exprs: list[exp.Expression] = msgspec.field(default_factory=list)
     keys: tuple[Any, ...] | None = None  # rows named by a key predicate
     finder: exp.Expression | None = None  # the SELECT that finds the rows otherwise
-    returning: list[Column] = field(default_factory=list)
+    returning: list[Column] = msgspec.field(default_factory=list)
     void: Procedure | None = None  # DELETE voids non-drafts: the procedure that does it
 
 

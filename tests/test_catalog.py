@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import dataclasses
 import json
 from importlib import resources
 from typing import Any
@@ -43,7 +42,7 @@ def test_a_table_file_is_parsed_once() -> None:
 
 def test_tables_are_immutable() -> None:
     table = default_catalog().table("contacts", "SageAccounting")
-    with pytest.raises(dataclasses.FrozenInstanceError):
+    with pytest.raises(AttributeError):
         table.name = "x"  # type: ignore[misc]
     with pytest.raises(TypeError):
         table.operations["list"] = None  # type: ignore[index]

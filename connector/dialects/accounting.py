@@ -32,9 +32,10 @@ Child tables (lines of documents) are read through their parent: nothing to push
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, time, timedelta, timezone
 from typing import Any
+
+import msgspec
 
 from sagesql.connector.dialects.base import (
     Dialect,
@@ -54,8 +55,7 @@ LOWER, UPPER = ">=", "<="
 Refuse = Callable[[str], None]  # records why a conjunct is not pushed
 
 
-@dataclass
-class _Ask:
+class _Ask(msgspec.Struct):
     """One query parameter a conjunct asks for: kind eq | search | >= | <=."""
 
     index: int

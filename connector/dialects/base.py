@@ -3,34 +3,33 @@
 from __future__ import annotations
 
 from collections.abc import Sequence
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
 from typing import Any, Protocol
+
+import msgspec
 
 from sagesql.connector.predicates import Comparison, Predicate, columns_of
 from sagesql.schemas.catalog import Table
 
 
-@dataclass(frozen=True)
-class SortKey:
+class SortKey(msgspec.Struct, frozen=True):
     column: str
     descending: bool = False
     nulls_first: bool | None = None  # None: the SQL default (SQLite: NULLs first ascending)
 
 
-@dataclass
-class Pushed:
+class Pushed(msgspec.Struct):
     """What one list request will ask of the API."""
 
-    params: dict[str, str] = field(default_factory=dict)
+    params: dict[str, str] = msgspec.field(default_factory=dict)
     # Indexes (into the conjuncts given) of those the API applies, and of those it applies
     # exactly (a subset of pushed).
-    pushed: set[int] = field(default_factory=set)
-    exact: set[int] = field(default_factory=set)
+    pushed: set[int] = msgspec.field(default_factory=set)
+    exact: set[int] = msgspec.field(default_factory=set)
     # Whether the API returns rows in the requested order (ORDER BY fully pushed).
     sorted: bool = False
     # Human-readable notes for --explain (why something was not pushed).
-    notes: list[str] = field(default_factory=list)
+    notes: list[str] = msgspec.field(default_factory=list)
 
 
 class ProductFacts(Protocol):
@@ -174,8 +173,7 @@ def needed_fields(
     return None if len(wanted) == len(every) else wanted
 
 
-@dataclass(frozen=True)
-class LikePattern:
+class LikePattern(msgspec.Struct, frozen=True):
     """A SQLite LIKE pattern (no ESCAPE clause) as the literal runs between its wildcards.
 
     ``%`` matches any run of characters, ``_`` one character; SQLite compares ASCII

@@ -36,11 +36,12 @@ from __future__ import annotations
 
 import re
 from collections.abc import Sequence
-from dataclasses import dataclass
 from datetime import date, datetime, timezone
 from decimal import Decimal
 from typing import Any
 from urllib.parse import urlencode
+
+import msgspec
 
 from sagesql.connector.dialects.base import (
     Dialect,
@@ -60,8 +61,7 @@ NAME = re.compile(r"[A-Za-z_][A-Za-z0-9_]*\Z")
 INT64 = 2**63
 
 
-@dataclass(frozen=True)
-class Filter:
+class Filter(msgspec.Struct, frozen=True):
     """Filter text for one predicate; ``exact`` when the API keeps exactly its rows."""
 
     text: str
