@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import json
 import shutil
+import signal
 import sqlite3
 import subprocess
 import sys
@@ -30,9 +31,23 @@ def _connection(sbx: Any) -> str:
     return format_connection_string({**sbx.client_properties(), "RateLimit": "0", "Pagesize": "50"})
 
 
+def _interactive_signals() -> None:
+    # As a terminal's shell starts a command: Ctrl-C interrupts it, even when this test
+    # run itself was started in the background (which ignores SIGINT for its children).
+    signal.signal(signal.SIGINT, signal.SIG_DFL)
+
+
 def _spawn(args: list[str]) -> Any:
     env = {"PATH": str(Path(SAGESQL).parent), "HOME": str(Path.home()), "COLUMNS": "100"}
-    return pexpect.spawn(SAGESQL, args, env=env, dimensions=(40, 100), encoding="utf-8", timeout=90)
+    return pexpect.spawn(
+        SAGESQL,
+        args,
+        env=env,
+        dimensions=(40, 100),
+        encoding="utf-8",
+        timeout=90,
+        preexec_fn=_interactive_signals,
+    )
 
 
 def _state(path: Path) -> dict[str, Any]:
