@@ -360,6 +360,10 @@ class Settings(msgspec.Struct, frozen=True):
         shown = ", ".join(f"{k}={v!r}" for k, v in self.public().items() if v is not None)
         return f"Settings({shown})"
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # rich prefers this to __repr__, and a Struct's own lists every field, secrets too
+        return [(k, v) for k, v in self.public().items() if v is not None]
+
     __str__ = __repr__
 
 

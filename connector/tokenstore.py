@@ -162,6 +162,10 @@ class TokenSet(msgspec.Struct, frozen=True):
     def __repr__(self) -> str:  # never show a token
         return f"TokenSet(expires_at={self.expires_at!r}, scope={self.scope!r})"
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:
+        # rich prefers this to __repr__, and a Struct's own lists every field, tokens too
+        return [("expires_at", self.expires_at), ("scope", self.scope)]
+
 
 class TokenStore(Protocol):
     """What the OAuth code needs of a token store."""

@@ -314,6 +314,9 @@ class Table(msgspec.Struct, frozen=True):
         shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _TABLE_SHOWN)
         return f"{self.__class__.__qualname__}({shown})"
 
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # rich: without the index too
+        return [(f, getattr(self, f)) for f in _TABLE_SHOWN]
+
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:
             return NotImplemented

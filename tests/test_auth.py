@@ -15,6 +15,7 @@ from typing import Any
 
 import pytest
 import requests
+from rich.pretty import pretty_repr
 from werkzeug.wrappers import Request, Response
 
 from sagesql import AuthError, ConfigurationError
@@ -80,6 +81,7 @@ def test_file_store_writes_atomically_with_mode_0600(tmp_path: Path) -> None:
         "tokens.json.lock",
     ]
     assert "a" * 20 not in repr(tokens)
+    assert "a" * 20 not in pretty_repr(tokens) and "r" * 20 not in pretty_repr(tokens)
     store.clear()
     assert store.load() is None
 

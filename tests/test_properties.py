@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from rich.pretty import pretty_repr
 
 from sagesql import ConfigurationError
 from sagesql.connector import connection_string
@@ -313,6 +314,7 @@ def test_settings_repr_and_str_never_show_a_secret() -> None:
         }
     )
     shown = [repr(s), str(s), f"{s}", f"{s!r}", repr([s]), str({"s": s}), str(s.public())]
+    shown.append(pretty_repr(s))  # rich asks __rich_repr__, not __repr__
     for text in shown:
         for value in secrets.values():
             assert value not in text
