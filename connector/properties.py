@@ -356,13 +356,12 @@ class Settings(msgspec.Struct, frozen=True):
             out["Replica"] = shown_url(self.replica)
         return out
 
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{k}={v!r}" for k, v in self.public().items() if v is not None)
-        return f"Settings({shown})"
-
     def __rich_repr__(self) -> list[tuple[str, Any]]:
         # rich prefers this to __repr__, and a Struct's own lists every field, secrets too
         return [(k, v) for k, v in self.public().items() if v is not None]
+
+    def __repr__(self) -> str:
+        return f"Settings({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
     __str__ = __repr__
 

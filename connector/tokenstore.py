@@ -159,12 +159,12 @@ class TokenSet(msgspec.Struct, frozen=True):
     def to_json(self) -> dict[str, Any]:
         return msgspec.structs.asdict(self)
 
-    def __repr__(self) -> str:  # never show a token
-        return f"TokenSet(expires_at={self.expires_at!r}, scope={self.scope!r})"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # never show a token
         # rich prefers this to __repr__, and a Struct's own lists every field, tokens too
         return [("expires_at", self.expires_at), ("scope", self.scope)]
+
+    def __repr__(self) -> str:
+        return f"TokenSet({', '.join(f'{k}={v!r}' for k, v in self.__rich_repr__())})"
 
 
 class TokenStore(Protocol):

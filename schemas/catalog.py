@@ -310,12 +310,12 @@ class Table(msgspec.Struct, frozen=True):
             _by_name=_frozen({c.name.lower(): c for c in columns}),
         )
 
-    def __repr__(self) -> str:
-        shown = ", ".join(f"{f}={getattr(self, f)!r}" for f in _TABLE_SHOWN)
-        return f"{self.__class__.__qualname__}({shown})"
-
-    def __rich_repr__(self) -> list[tuple[str, Any]]:  # rich: without the index too
+    def __rich_repr__(self) -> list[tuple[str, Any]]:  # rich too: without the index
         return [(f, getattr(self, f)) for f in _TABLE_SHOWN]
+
+    def __repr__(self) -> str:
+        shown = ", ".join(f"{k}={v!r}" for k, v in self.__rich_repr__())
+        return f"{self.__class__.__qualname__}({shown})"
 
     def __eq__(self, other: object) -> bool:
         if other.__class__ is not self.__class__:

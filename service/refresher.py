@@ -43,7 +43,7 @@ from sagesql.connector.token_endpoint import AnswerLost, TokenRefused
 from sagesql.errors import AuthError, Error, RetriableAPIError
 from sagesql.service.instances import prepare
 from sagesql.service.secrets import SecretBox
-from sagesql.service.storage import ServiceDatabase
+from sagesql.service.storage import ServiceDatabase, lock_not_available
 from sagesql.service.tokens import RELAY_WAIT
 
 
@@ -190,8 +190,7 @@ def send(
                 {"m": mark},
             ).first()
         except sa.exc.OperationalError as exc:
-            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-            if code != "55P03":  # lock_not_available: the next holder is withdrawing it
+            if not lock_not_available(exc):  # else the next holder is withdrawing it
                 raise
             held = None
         if held is None:

@@ -75,6 +75,12 @@ def _instance(row: Any) -> InstanceRow:
     )
 
 
+def lock_not_available(exc: sa.exc.OperationalError) -> bool:
+    """PostgreSQL refused a lock at once (NOWAIT) or within ``lock_timeout``: SQLSTATE 55P03."""
+    code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    return code == "55P03"
+
+
 class ServiceDatabase:
     """Every read and write of the service's own tables; each method one transaction."""
 
@@ -307,8 +313,7 @@ class ServiceDatabase:
                 {"i": instance_id},
             ).all()
         except sa.exc.OperationalError as exc:
-            code = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
-            if code != "55P03":  # lock_not_available
+            if not lock_not_available(exc):
                 raise
             raise RetriableAPIError(
                 f"a refresh of instance {instance_id}'s tokens by another worker's refresh "
